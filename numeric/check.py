@@ -1,0 +1,108 @@
+"""The result of an empirical check: Monte Carlo verdicts, deterministic comparisons,
+negative controls, and a table of measurements, with the device and sample count.
+
+A check *passes* when every claim agrees and every negative control is rejected.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+from numeric.stats import Verdict
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A deterministic comparison: ``|measured - target| <= tol`` (tol stated in advance)."""
+
+    claim: str
+    measured: float
+    target: float
+    tol: float
+    agrees: bool
+
+    @staticmethod
+    def of(claim: str, measured: float, target: float, tol: float) -> Bound:
+        ok = math.isfinite(measured) and abs(measured - target) <= tol
+        return Bound(claim, float(measured), float(target), float(tol), bool(ok))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        word = "agrees" if self.agrees else "REJECTED"
+        return (f"{self.claim}: measured {self.measured:.6g} vs {self.target:.6g} "
+                f"(|diff| = {abs(self.measured - self.target):.3g}, tol {self.tol:.3g}) -> {word}")
+
+
+Finding = Verdict | Bound
+
+
+@dataclass
+class CheckResult:
+    """Everything an empirical check measured, and whether it passed."""
+
+    name: str
+    device: str
+    samples: int
+    seed: int
+    claims: list[Finding] = field(default_factory=list)
+    controls: list[Finding] = field(default_factory=list)
+    table: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.claims) and all(c.agrees for c in self.claims) and all(
+            not c.agrees for c in self.controls
+        )
+
+    @property
+    def verdict(self) -> str:
+        return "PASS" if self.passed else "FAIL"
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "device": self.device,
+            "samples": self.samples,
+            "seed": self.seed,
+            "verdict": self.verdict,
+            "passed": self.passed,
+            "claims": [c.to_dict() | {"kind": type(c).__name__} for c in self.claims],
+            "controls": [c.to_dict() | {"kind": type(c).__name__} for c in self.controls],
+            "table": self.table,
+            "notes": self.notes,
+        }
+
+    def text(self) -> str:
+        out = [f"Check: {self.name}", f"  device: {self.device}; samples: {self.samples:,}; seed: {self.seed}"]
+        if self.table:
+            out.append(_format_table(self.table))
+        out.append("  Claims (each must agree):")
+        out += [f"    {c}" for c in self.claims]
+        if self.controls:
+            out.append("  Negative controls (each must be rejected):")
+            out += [f"    {c}" for c in self.controls]
+        out += [f"  Note: {n}" for n in self.notes]
+        out.append(f"  Verdict: {self.verdict}")
+        return "\n".join(out)
+
+    def json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, default=float)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def _format_table(rows: list[dict]) -> str:
+    cols = list(rows[0])
+    cells = [[_fmt(r.get(c, "")) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    line = lambda vals: "  " + "  ".join(v.rjust(w) for v, w in zip(vals, widths))  # noqa: E731
+    return "\n".join([line(cols)] + [line(r) for r in cells])

@@ -1,0 +1,41 @@
+"""Samples of the dot product q·k of two independent random vectors with i.i.d. zero-mean,
+unit-variance components (Gaussian, Rademacher or uniform), and their streaming moments."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from numeric.montecarlo import Moments, stream
+
+DISTRIBUTIONS = ("gaussian", "rademacher", "uniform")
+
+
+def components(shape: tuple[int, ...], gen: torch.Generator, dist: str = "gaussian") -> torch.Tensor:
+    """i.i.d. zero-mean unit-variance float32 components on ``gen``'s device."""
+    dev = gen.device
+    if dist == "gaussian":
+        return torch.randn(shape, generator=gen, device=dev)
+    if dist == "rademacher":
+        return torch.randint(0, 2, shape, generator=gen, device=dev).mul_(2).sub_(1).float()
+    if dist == "uniform":  # U(-sqrt3, sqrt3) has variance 1
+        return torch.rand(shape, generator=gen, device=dev).mul_(2 * math.sqrt(3)).sub_(math.sqrt(3))
+    raise ValueError(f"dist: unknown {dist!r}; choose from {DISTRIBUTIONS}")
+
+
+def dot_products(n: int, d_k: int, gen: torch.Generator, dist: str = "gaussian", scale: float = 1.0) -> torch.Tensor:
+    """``n`` samples of ``scale * q·k`` with q, k in R^d_k (float32, shape (n,))."""
+    if d_k <= 0:
+        raise ValueError(f"d_k: must be positive, got {d_k}")
+    q = components((n, d_k), gen, dist)
+    k = components((n, d_k), gen, dist)
+    return (q * k).sum(-1).mul_(scale)
+
+
+def dot_product_moments(samples: int, d_k: int, gen: torch.Generator, dist: str = "gaussian",
+                        scale: float = 1.0, chunk: int | None = None) -> Moments:
+    """Streaming moments of ``samples`` draws of ``scale * q·k``; memory O(chunk * d_k)."""
+    if chunk is None:
+        chunk = max(1, (1 << 22) // d_k) if d_k > 0 else 1
+    return stream(lambda m, g: dot_products(m, d_k, g, dist, scale), samples, gen, chunk)

@@ -1,0 +1,75 @@
+"""Agreement tests with a stated false-alarm probability, and power for negative controls.
+
+Agreement of an estimate with an exact value is a two-sided z-test: it passes when
+``|estimate - exact| <= z * stderr`` with ``z = sqrt(2) * erfcinv(rate)``, so a true
+claim fails with probability ``rate`` (for a normal estimate). A negative control is the
+same test against a plausible wrong value; it must *fail* for the check to mean anything.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from scipy.special import erfcinv
+
+
+def z_for(rate: float) -> float:
+    """Two-sided z for a false-alarm probability ``rate`` (1e-9 gives 6.11)."""
+    if not 0 < rate < 1:
+        raise ValueError(f"rate: must lie in (0, 1), got {rate}")
+    return math.sqrt(2.0) * float(erfcinv(rate))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A Monte Carlo estimate: value, standard error, sample count."""
+
+    value: float
+    stderr: float
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.value:.6g} ± {self.stderr:.2g} (n={self.n:,})"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of comparing an estimate with a claimed value."""
+
+    claim: str
+    claimed: float
+    estimate: float
+    stderr: float
+    z: float  # |estimate - claimed| / stderr
+    z_crit: float
+    rate: float
+    agrees: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        word = "agrees" if self.agrees else "REJECTED"
+        return f"{self.claim} = {self.claimed:.6g}: |z| = {self.z:.2f} vs {self.z_crit:.2f} -> {word}"
+
+
+def compare(est: Estimate, claimed: float, claim: str, rate: float = 1e-9) -> Verdict:
+    """Two-sided z-test of ``est`` against ``claimed`` at false-alarm ``rate``."""
+    if est.stderr <= 0 or not math.isfinite(est.stderr):
+        raise ValueError(f"stderr: must be positive and finite, got {est.stderr}")
+    zc = z_for(rate)
+    z = abs(est.value - claimed) / est.stderr
+    return Verdict(claim, float(claimed), est.value, est.stderr, z, zc, rate, z <= zc)
+
+
+def samples_for_power(rel_error: float, cv: float, rate: float = 1e-9, miss: float = 1e-6) -> int:
+    """Samples needed so that a claim off by ``rel_error`` (relative) is rejected with
+    probability at least ``1 - miss`` while a true claim fails with probability ``rate``.
+
+    ``cv`` is the per-sample coefficient of variation of the estimated quantity
+    (sd of one sample's contribution divided by the true value)."""
+    if rel_error <= 0:
+        raise ValueError(f"rel_error: must be positive, got {rel_error}")
+    z_a, z_b = z_for(rate), z_for(2 * miss)
+    return math.ceil(((z_a + z_b) * cv / rel_error) ** 2)

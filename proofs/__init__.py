@@ -1,0 +1,38 @@
+"""One module per exercise; ``python -m proofs`` lists, runs and reports them.
+
+``REGISTRY`` maps an exercise number to its module name; modules are imported lazily so
+that listing stays fast. Later issues add their exercises here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+REGISTRY: dict[str, str] = {
+    "13.3": "dot_product_variance",
+    "13.26": "pe_offset_linearity",
+    "13.27": "rope_relative",
+    "13.28": "softmax_onehot_limit",
+    "13.29": "inference_flops",
+    "13.30": "mha_params",
+    "13.31": "prenorm_postnorm",
+    "13.32": "performer_complexity",
+}
+
+
+def _key(number: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in number.split("."))
+
+
+def numbers() -> list[str]:
+    """Registered exercise numbers in numeric order."""
+    return sorted(REGISTRY, key=_key)
+
+
+def load(number_or_name: str) -> ModuleType:
+    """Import an exercise's module by number ("13.3") or name ("dot_product_variance")."""
+    name = REGISTRY.get(number_or_name, number_or_name)
+    if name not in REGISTRY.values():
+        raise ValueError(f"exercise: unknown {number_or_name!r}; run 'python -m proofs' for the list")
+    return importlib.import_module(f"proofs.{name}")

@@ -1,0 +1,66 @@
+"""``python -m proofs`` lists the exercises; ``all`` runs every one; ``report`` writes a report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from proofs import REGISTRY, load, numbers
+from proofs.cli import _Parser
+
+
+def _list() -> int:
+    for n in numbers():
+        mod = load(n)
+        print(f"{n:>6}  {REGISTRY[n]:<24} {mod.CLAIM}")
+    print("\nRun one: python -m proofs.<name>   all: python -m proofs all   report: python -m proofs report")
+    return 0
+
+
+def _all(args) -> int:
+    from numeric.device import describe, pick_device
+    from proofs.run import run_one
+
+    dev = pick_device(args.device)
+    print(f"Running {len(REGISTRY)} exercises on {describe(dev)} with seed {args.seed}\n")
+    failures, t0 = [], time.perf_counter()
+    for n in numbers():
+        r = run_one(n, device=str(dev), seed=args.seed)
+        line = f"{n:>6} {REGISTRY[n]:<24} derivation {r['derivation_status']:<12} check {r['verdict']:<5} {r['seconds']:6.2f} s"
+        print(line + (f"  ({r['error']})" if r.get("error") else ""))
+        if r["verdict"] != "PASS":
+            failures.append(n)
+    print(f"\n{len(REGISTRY) - len(failures)}/{len(REGISTRY)} passed in {time.perf_counter() - t0:.1f} s on {describe(dev)}")
+    if failures:
+        print("FAILED: " + ", ".join(failures))
+    return 1 if failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _Parser(prog="python -m proofs", description=__doc__)
+    sub = p.add_subparsers(dest="cmd")
+    a = sub.add_parser("all", help="run every derivation and check")
+    r = sub.add_parser("report", help="write a page per exercise, an index and results.json")
+    r.add_argument("--out", default="report", help="output folder (default ./report)")
+    for q in (a, r):
+        q.add_argument("--device", help="cpu or cuda (default: $PROOFS_DEVICE, else cuda if present)")
+        q.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    args = p.parse_args(argv)
+    try:
+        if args.cmd == "all":
+            return _all(args)
+        if args.cmd == "report":
+            from proofs.report import write_report
+
+            out = write_report(args.out, device=args.device, seed=args.seed)
+            print(f"Report written to {out}")
+            return 0
+        return _list()
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

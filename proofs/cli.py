@@ -1,0 +1,106 @@
+"""The command line every proof module shares.
+
+A proof module defines ``NUMBER``, ``CLAIM``, ``DEFAULT_SAMPLES``, ``derivation()``,
+``check(device=None, samples=..., seed=0, **options)`` and optionally ``figure(path, device=None,
+seed=0, **options)`` and ``OPTIONS`` (a list of :class:`Option`); its ``main`` calls :func:`run`.
+Bad input prints one line naming the parameter and exits 2, with no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from types import ModuleType
+
+
+@dataclass(frozen=True)
+class Option:
+    """An extra command-line option, passed to ``check`` and ``figure`` as ``dest``."""
+
+    flag: str
+    type: type
+    default: object
+    help: str
+
+    @property
+    def dest(self) -> str:
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def positive_int(name: str):
+    def conv(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name}: expected an integer, got {s!r}") from None
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"{name}: must be positive, got {v}")
+        return v
+
+    return conv
+
+
+def parser_for(mod: ModuleType) -> argparse.ArgumentParser:
+    name = mod.__name__.rsplit(".", 1)[-1]
+    p = _Parser(prog=f"python -m proofs.{name}", description=f"Exercise {mod.NUMBER}: {mod.CLAIM}")
+    p.add_argument("--latex", action="store_true", help="print the derivation as a LaTeX document")
+    p.add_argument("--json", action="store_true", help="print derivation and check as JSON")
+    p.add_argument("--plot", metavar="PATH", help="save the figure to PATH (png, pdf, svg)")
+    p.add_argument("--device", help="cpu or cuda (default: $PROOFS_DEVICE, else cuda if present)")
+    p.add_argument("--samples", type=positive_int("samples"), default=mod.DEFAULT_SAMPLES,
+                   help=f"Monte Carlo sample count (default {mod.DEFAULT_SAMPLES:,})")
+    p.add_argument("--seed", type=int, default=0, help="seed of the explicit generator (default 0)")
+    p.add_argument("--no-check", action="store_true", help="print the derivation only")
+    for o in getattr(mod, "OPTIONS", []):
+        p.add_argument(o.flag, type=o.type, default=o.default, help=f"{o.help} (default {o.default})")
+    return p
+
+
+def options_of(mod: ModuleType, args: argparse.Namespace) -> dict:
+    return {o.dest: getattr(args, o.dest) for o in getattr(mod, "OPTIONS", [])}
+
+
+def run(mod: ModuleType, argv: list[str] | None = None) -> int:
+    """Parse ``argv``, print the derivation and its check; 0 if both hold, 1 if not, 2 on bad input."""
+    args = parser_for(mod).parse_args(argv)
+    opts = options_of(mod, args)
+    try:
+        t0 = time.perf_counter()
+        d = mod.derivation()
+        t_derive = time.perf_counter() - t0
+        res = None
+        if not args.no_check:
+            res = mod.check(device=args.device, samples=args.samples, seed=args.seed, **opts)
+        if args.plot:
+            if not hasattr(mod, "figure"):
+                raise ValueError("plot: this exercise has no figure")
+            mod.figure(args.plot, device=args.device, seed=args.seed, **opts)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    ok = d.all_proved or d.status == "spot-checked"  # a spot-checked step is honest, not a failure
+    if res is not None:
+        ok = ok and res.passed
+    if args.json:
+        out = {"exercise": mod.NUMBER, "claim": mod.CLAIM, "derivation": d.to_dict(),
+               "check": res.to_dict() if res else None, "verdict": ("PASS" if ok else "FAIL")}
+        print(json.dumps(out, indent=2, default=float))
+    elif args.latex:
+        print(d.latex_document())
+    else:
+        print(f"Exercise {mod.NUMBER}: {mod.CLAIM}\n")
+        print(d.text())
+        print(f"  (derivation checked in {t_derive:.2f} s; status: {d.status})\n")
+        if res is not None:
+            print(res.text())
+        if args.plot:
+            print(f"Figure written to {args.plot}")
+    return 0 if ok else 1
