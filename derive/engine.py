@@ -102,7 +102,7 @@ def _spot_check(diff, n_points: int, seed: int, tol: float = 1e-9) -> str:
             else:
                 v = rng.uniform(0.1, 3.0) if (s.is_positive or s.is_nonnegative) else rng.uniform(-3, 3)
             sub[s] = v
-        val = _apply(lambda e: e.subs(sub).evalf(30), diff)
+        val = _apply(lambda e, sub=sub: e.subs(sub).evalf(30), diff)
         vals = list(val) if isinstance(val, sp.MatrixBase) else [val]
         for v in vals:
             if not v.is_number or abs(complex(v)) > tol:
@@ -250,8 +250,18 @@ class Derivation:
         return self.text()
 
 
-_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_TEX = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 def _tex_escape(s: str) -> str:

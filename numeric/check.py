@@ -33,8 +33,10 @@ class Bound:
 
     def __str__(self) -> str:
         word = "agrees" if self.agrees else "REJECTED"
-        return (f"{self.claim}: measured {self.measured:.6g} vs {self.target:.6g} "
-                f"(|diff| = {abs(self.measured - self.target):.3g}, tol {self.tol:.3g}) -> {word}")
+        return (
+            f"{self.claim}: measured {self.measured:.6g} vs {self.target:.6g} "
+            f"(|diff| = {abs(self.measured - self.target):.3g}, tol {self.tol:.3g}) -> {word}"
+        )
 
 
 Finding = Verdict | Bound
@@ -55,9 +57,7 @@ class CheckResult:
 
     @property
     def passed(self) -> bool:
-        return bool(self.claims) and all(c.agrees for c in self.claims) and all(
-            not c.agrees for c in self.controls
-        )
+        return bool(self.claims) and all(c.agrees for c in self.claims) and all(not c.agrees for c in self.controls)
 
     @property
     def verdict(self) -> str:
@@ -104,5 +104,5 @@ def _format_table(rows: list[dict]) -> str:
     cols = list(rows[0])
     cells = [[_fmt(r.get(c, "")) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    line = lambda vals: "  " + "  ".join(v.rjust(w) for v, w in zip(vals, widths))  # noqa: E731
+    line = lambda vals: "  " + "  ".join(v.rjust(w) for v, w in zip(vals, widths))
     return "\n".join([line(cols)] + [line(r) for r in cells])

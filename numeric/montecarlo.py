@@ -50,7 +50,8 @@ class Moments:
         m2 = self.m2 + o.m2 + d * d * na * nb / n
         m3 = self.m3 + o.m3 + d**3 * na * nb * (na - nb) / n**2 + 3 * d * (na * o.m2 - nb * self.m2) / n
         m4 = (
-            self.m4 + o.m4
+            self.m4
+            + o.m4
             + d**4 * na * nb * (na * na - na * nb + nb * nb) / n**3
             + 6 * d * d * (na * na * o.m2 + nb * nb * self.m2) / n**2
             + 4 * d * (na * o.m3 - nb * self.m3) / n

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
@@ -27,11 +26,15 @@ def _all(args) -> int:
     failures, t0 = [], time.perf_counter()
     for n in numbers():
         r = run_one(n, device=str(dev), seed=args.seed)
-        line = f"{n:>6} {REGISTRY[n]:<24} derivation {r['derivation_status']:<12} check {r['verdict']:<5} {r['seconds']:6.2f} s"
+        line = (
+            f"{n:>6} {REGISTRY[n]:<24} derivation {r['derivation_status']:<12} "
+            f"check {r['verdict']:<5} {r['seconds']:6.2f} s"
+        )
         print(line + (f"  ({r['error']})" if r.get("error") else ""))
         if r["verdict"] != "PASS":
             failures.append(n)
-    print(f"\n{len(REGISTRY) - len(failures)}/{len(REGISTRY)} passed in {time.perf_counter() - t0:.1f} s on {describe(dev)}")
+    took = time.perf_counter() - t0
+    print(f"\n{len(REGISTRY) - len(failures)}/{len(REGISTRY)} passed in {took:.1f} s on {describe(dev)}")
     if failures:
         print("FAILED: " + ", ".join(failures))
     return 1 if failures else 0

@@ -55,8 +55,12 @@ def parser_for(mod: ModuleType) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print derivation and check as JSON")
     p.add_argument("--plot", metavar="PATH", help="save the figure to PATH (png, pdf, svg)")
     p.add_argument("--device", help="cpu or cuda (default: $PROOFS_DEVICE, else cuda if present)")
-    p.add_argument("--samples", type=positive_int("samples"), default=mod.DEFAULT_SAMPLES,
-                   help=f"Monte Carlo sample count (default {mod.DEFAULT_SAMPLES:,})")
+    p.add_argument(
+        "--samples",
+        type=positive_int("samples"),
+        default=mod.DEFAULT_SAMPLES,
+        help=f"Monte Carlo sample count (default {mod.DEFAULT_SAMPLES:,})",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the explicit generator (default 0)")
     p.add_argument("--no-check", action="store_true", help="print the derivation only")
     for o in getattr(mod, "OPTIONS", []):
@@ -90,8 +94,13 @@ def run(mod: ModuleType, argv: list[str] | None = None) -> int:
     if res is not None:
         ok = ok and res.passed
     if args.json:
-        out = {"exercise": mod.NUMBER, "claim": mod.CLAIM, "derivation": d.to_dict(),
-               "check": res.to_dict() if res else None, "verdict": ("PASS" if ok else "FAIL")}
+        out = {
+            "exercise": mod.NUMBER,
+            "claim": mod.CLAIM,
+            "derivation": d.to_dict(),
+            "check": res.to_dict() if res else None,
+            "verdict": ("PASS" if ok else "FAIL"),
+        }
         print(json.dumps(out, indent=2, default=float))
     elif args.latex:
         print(d.latex_document())

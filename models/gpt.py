@@ -1,0 +1,294 @@
+"""The chapter's decoder-only GPT: one nanoGPT-sized model whose variants are switches in
+:class:`GPTConfig` (positional encoding, norm, MLP, KV heads, pre/post norm, attention kernel).
+
+Generation uses a KV cache and gives the same tokens as re-running the full sequence.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from models.positional import apply_rope, sinusoidal_table
+
+CHOICES = {
+    "pos": ("learned", "sinusoidal", "rope", "none"),
+    "norm": ("layernorm", "rmsnorm"),
+    "mlp": ("gelu", "swiglu"),
+    "attn": ("sdpa", "manual"),
+}
+
+
+@dataclass
+class GPTConfig:
+    block_size: int = 256
+    vocab_size: int = 65
+    n_layer: int = 6
+    n_head: int = 6
+    n_embd: int = 384
+    n_kv_head: int | None = None  # None = n_head (MHA); 1 = MQA; in between = GQA
+    dropout: float = 0.0
+    bias: bool = True  # biases in Linear layers and LayerNorms
+    pos: str = "learned"
+    norm: str = "layernorm"
+    mlp: str = "gelu"
+    prenorm: bool = True  # False: post-norm, as in the original Transformer
+    attn: str = "sdpa"  # "manual" writes softmax(QK^T/sqrt(d_k))V out by hand
+    tie_weights: bool = True  # share the token embedding with the output layer
+    rope_base: float = 10000.0
+
+    def __post_init__(self):
+        for f in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):
+            if getattr(self, f) <= 0:
+                raise ValueError(f"{f}: must be positive, got {getattr(self, f)}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_head: must divide n_embd={self.n_embd}, got {self.n_head}")
+        if self.n_kv_head is None:
+            self.n_kv_head = self.n_head
+        if self.n_kv_head <= 0 or self.n_head % self.n_kv_head:
+            raise ValueError(f"n_kv_head: must divide n_head={self.n_head}, got {self.n_kv_head}")
+        if self.pos == "rope" and self.head_dim % 2:
+            raise ValueError(f"n_embd: head size n_embd/n_head must be even for rope, got {self.head_dim}")
+        if self.pos == "sinusoidal" and self.n_embd % 2:
+            raise ValueError(f"n_embd: must be even for sinusoidal positions, got {self.n_embd}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout: must lie in [0, 1), got {self.dropout}")
+        for f, ok in CHOICES.items():
+            if getattr(self, f) not in ok:
+                raise ValueError(f"{f}: unknown {getattr(self, f)!r}; choose from {ok}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+def swiglu_hidden(d: int, multiple: int = 32) -> int:
+    """SwiGLU hidden size: 2/3 of 4d (same parameters as a 4d GELU MLP), rounded up to ``multiple``."""
+    return multiple * math.ceil(8 * d / 3 / multiple)
+
+
+class RMSNorm(nn.Module):
+    """x / sqrt(mean(x^2) + eps) * weight (Zhang & Sennrich, 2019); no mean subtraction, no bias."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def make_norm(cfg: GPTConfig) -> nn.Module:
+    if cfg.norm == "rmsnorm":
+        return RMSNorm(cfg.n_embd)
+    return nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+
+
+class KVCache:
+    """Keys and values of past positions, one preallocated (B, n_kv_head, capacity, hd) pair per layer."""
+
+    def __init__(self, cfg: GPTConfig, batch: int, capacity: int, device=None, dtype=torch.float32):
+        shape = (batch, cfg.n_kv_head, capacity, cfg.head_dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
+        self.length = 0  # positions filled (shared by all layers)
+        self.capacity = capacity
+
+    def update(self, layer: int, k, v):
+        """Store k, v at positions [length, length+T) and return all keys/values so far."""
+        t0, t1 = self.length, self.length + k.size(2)
+        if t1 > self.capacity:
+            raise ValueError(f"capacity: cache holds {self.capacity} positions, asked for {t1}")
+        self.k[layer][:, :, t0:t1] = k
+        self.v[layer][:, :, t0:t1] = v
+        return self.k[layer][:, :, :t1], self.v[layer][:, :, :t1]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.k + self.v)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: GPTConfig, layer: int = 0):
+        super().__init__()
+        self.cfg, self.layer = cfg, layer
+        hd, nkv = cfg.head_dim, cfg.n_kv_head
+        self.c_attn = nn.Linear(cfg.n_embd, cfg.n_embd + 2 * nkv * hd, bias=cfg.bias)  # q, k, v
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.attn_dropout = nn.Dropout(cfg.dropout)
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, cache: KVCache | None = None):
+        cfg = self.cfg
+        B, T, C = x.size()
+        hd, nh, nkv = cfg.head_dim, cfg.n_head, cfg.n_kv_head
+        q, k, v = self.c_attn(x).split([C, nkv * hd, nkv * hd], dim=2)
+        q = q.view(B, T, nh, hd).transpose(1, 2)  # (B, nh, T, hd)
+        k = k.view(B, T, nkv, hd).transpose(1, 2)  # (B, nkv, T, hd)
+        v = v.view(B, T, nkv, hd).transpose(1, 2)
+        t0 = cache.length if cache is not None else 0  # absolute position of x[:, 0]
+        if cfg.pos == "rope":
+            pos = torch.arange(t0, t0 + T, device=x.device)
+            q, k = apply_rope(q, pos, cfg.rope_base), apply_rope(k, pos, cfg.rope_base)
+        if cache is not None:
+            k, v = cache.update(self.layer, k, v)  # (B, nkv, t0+T, hd)
+        if nkv != nh:  # GQA / MQA: each K/V head serves nh/nkv query heads
+            k, v = k.repeat_interleave(nh // nkv, dim=1), v.repeat_interleave(nh // nkv, dim=1)
+        Tk = k.size(2)
+        # query i (absolute t0+i) sees keys j <= t0+i
+        mask = None if T == 1 else torch.ones(T, Tk, dtype=torch.bool, device=x.device).tril(diagonal=t0)
+        p = cfg.dropout if self.training else 0.0
+        if cfg.attn == "sdpa":
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask if t0 else None, dropout_p=p, is_causal=(t0 == 0 and T > 1)
+            )
+        else:
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hd))  # (B, nh, T, Tk)
+            if mask is not None:
+                att = att.masked_fill(~mask, float("-inf"))
+            att = self.attn_dropout(F.softmax(att, dim=-1))
+            y = att @ v  # (B, nh, T, hd)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.swiglu = cfg.mlp == "swiglu"
+        hidden = swiglu_hidden(cfg.n_embd) if self.swiglu else 4 * cfg.n_embd
+        self.c_fc = nn.Linear(cfg.n_embd, (2 if self.swiglu else 1) * hidden, bias=cfg.bias)
+        self.c_proj = nn.Linear(hidden, cfg.n_embd, bias=cfg.bias)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):
+        h = self.c_fc(x)
+        if self.swiglu:  # SwiGLU(x) = (silu(x W) * x V) W2 (Shazeer, 2020)
+            a, b = h.chunk(2, dim=-1)
+            h = F.silu(a) * b
+        else:
+            h = F.gelu(h)
+        return self.dropout(self.c_proj(h))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: GPTConfig, layer: int = 0):
+        super().__init__()
+        self.prenorm = cfg.prenorm
+        self.ln_1, self.ln_2 = make_norm(cfg), make_norm(cfg)
+        self.attn = CausalSelfAttention(cfg, layer)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cache: KVCache | None = None):
+        if self.prenorm:  # x + f(LN(x))
+            x = x + self.attn(self.ln_1(x), cache)
+            return x + self.mlp(self.ln_2(x))
+        x = self.ln_1(x + self.attn(x, cache))  # LN(x + f(x))
+        return self.ln_2(x + self.mlp(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.config = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos == "learned" else None
+        if cfg.pos == "sinusoidal":
+            self.register_buffer("pe", sinusoidal_table(cfg.block_size, cfg.n_embd), persistent=False)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.h = nn.ModuleList([Block(cfg, i) for i in range(cfg.n_layer)])
+        self.ln_f = make_norm(cfg) if cfg.prenorm else nn.Identity()
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        if cfg.tie_weights:
+            self.lm_head.weight = self.wte.weight
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # scaled init of residual projections (GPT-2)
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    def _init_weights(self, m):
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+
+    def num_params(self, non_embedding: bool = False) -> int:
+        """Parameters (shared ones once); ``non_embedding`` leaves out the token and position tables."""
+        n = sum(p.numel() for p in self.parameters())
+        if non_embedding:
+            n -= self.wte.weight.numel() + (self.wpe.weight.numel() if self.wpe is not None else 0)
+        return n
+
+    def forward(self, idx, targets=None, cache: KVCache | None = None):
+        B, T = idx.size()
+        t0 = cache.length if cache is not None else 0
+        if t0 + T > self.config.block_size and self.config.pos in ("learned", "sinusoidal"):
+            raise ValueError(f"idx: sequence of {t0 + T} exceeds block_size {self.config.block_size}")
+        x = self.wte(idx)  # (B, T, C)
+        if self.wpe is not None:
+            x = x + self.wpe(torch.arange(t0, t0 + T, device=idx.device))
+        elif self.config.pos == "sinusoidal":
+            x = x + self.pe[t0 : t0 + T].to(x.dtype)
+        x = self.drop(x)
+        for block in self.h:
+            x = block(x, cache)
+        if cache is not None:
+            cache.length += T
+        logits = self.lm_head(self.ln_f(x))  # (B, T, vocab)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
+        return logits, loss
+
+    def new_cache(self, batch: int, capacity: int) -> KVCache:
+        p = next(self.parameters())
+        return KVCache(self.config, batch, capacity, device=p.device, dtype=p.dtype)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        use_cache: bool = True,
+        generator: torch.Generator | None = None,
+    ):
+        """Append ``max_new_tokens`` sampled tokens (greedy when ``temperature == 0``)."""
+        if max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens: must be non-negative, got {max_new_tokens}")
+        if temperature < 0:
+            raise ValueError(f"temperature: must be non-negative, got {temperature}")
+        bs = self.config.block_size
+        if use_cache and idx.size(1) + max_new_tokens > bs:
+            raise ValueError(f"max_new_tokens: prompt + new tokens must fit block_size={bs} with the cache")
+        cache = self.new_cache(idx.size(0), idx.size(1) + max_new_tokens) if use_cache else None
+        x = idx
+        for _ in range(max_new_tokens):
+            if use_cache:
+                logits, _ = self(x, cache=cache)
+            else:
+                logits, _ = self(idx[:, -bs:])
+            logits = logits[:, -1, :]
+            if temperature == 0:
+                nxt = logits.argmax(-1, keepdim=True)
+            else:
+                logits = logits / temperature
+                if top_k is not None:
+                    v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+                    logits[logits < v[:, [-1]]] = -float("inf")
+                nxt = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)
+            idx = torch.cat((idx, nxt), dim=1)
+            x = nxt
+        return idx

@@ -1,0 +1,89 @@
+"""The derivation engine: honest statuses, failures that name the step, and every rendering."""
+
+import json
+import re
+
+import pytest
+import sympy as sp
+from hypothesis import given
+from hypothesis import strategies as st
+
+from derive import PROVED, SPOT_CHECKED, Derivation, StepFailed
+
+x, y = sp.symbols("x y", real=True)
+n = sp.Symbol("n", positive=True)
+
+
+def test_proved_steps_and_renderings():
+    d = Derivation("demo", ["x, y real"])
+    d.eq((x + y) ** 2, x**2 + 2 * x * y + y**2, "square", "expand")
+    d.eq(sp.sin(x + y), sp.sin(x) * sp.cos(y) + sp.cos(x) * sp.sin(y), "addition formula", "trig")
+    d.limit(1 / n, n, sp.oo, 0, "1/n vanishes")
+    d.holds(n, "<", n + 1, "n < n + 1")
+    assert [s.status for s in d.steps] == [PROVED] * 4
+    assert d.all_proved and d.status == PROVED
+    assert "Step 3 [proved, limit]" in d.text()
+    assert "\\lim_{n \\to \\infty}" in d.latex()
+    assert d.latex_document().startswith("\\documentclass")
+    assert d.markdown().count("$$") == 8
+    assert json.loads(json.dumps(d.to_dict()))["status"] == PROVED
+    assert d._repr_latex_().startswith("$")
+
+
+def test_false_step_raises_naming_the_step():
+    d = Derivation("bad")
+    d.eq(x, x, "fine", "exact")
+    with pytest.raises(StepFailed, match=r"step 2 \(wrong square\)"):
+        d.eq((x + 1) ** 2, x**2 + 1, "wrong square", "expand")
+    with pytest.raises(StepFailed, match="limit is 1"):
+        d.limit(n / (n + 1), n, sp.oo, 0, "wrong limit")
+    with pytest.raises(StepFailed):
+        d.holds(n + 1, "<", n, "wrong inequality")
+
+
+def test_unsettled_step_is_spot_checked_not_proved(monkeypatch):
+    # Disable every strategy: a true identity must then come out spot-checked, never proved.
+    import derive.engine as eng
+
+    monkeypatch.setitem(eng.STRATEGIES, "exact", lambda e: e)
+    monkeypatch.setattr(eng.sp, "simplify", lambda e: e)
+    d = Derivation("fallback")
+    s = d.eq(sp.sin(x) ** 2 + sp.cos(x) ** 2, 1, "Pythagoras", "exact")
+    assert s.status == SPOT_CHECKED and "seeded random points" in s.note
+    assert not d.all_proved and d.status == SPOT_CHECKED
+    assert "[spot-checked" in d.text()
+    with pytest.raises(StepFailed):
+        d.eq(sp.sin(x) ** 2, 1, "false", "exact")
+
+
+def test_matrix_steps():
+    a = sp.Symbol("a", real=True)
+    R = sp.Matrix([[sp.cos(a), -sp.sin(a)], [sp.sin(a), sp.cos(a)]])
+    d = Derivation("rotation")
+    assert d.eq(R.T * R, sp.eye(2), "orthogonal", "trig").status == PROVED
+    with pytest.raises(StepFailed):
+        d.eq(R * R, sp.eye(2), "not an involution", "trig")
+
+
+def test_computed_is_what_is_checked():
+    d = Derivation("computed")
+    shown = sp.Function("Var")(x)
+    assert d.eq(shown, 1, "evaluated", "exact", computed=sp.Integer(1)).status == PROVED
+    with pytest.raises(StepFailed):
+        d.eq(shown, 1, "evaluated wrongly", "exact", computed=sp.Integer(2))
+
+
+def test_bad_arguments():
+    d = Derivation("args")
+    with pytest.raises(ValueError, match="^strategy"):
+        d.eq(x, x, "r", "no-such")
+    with pytest.raises(ValueError, match="^op"):
+        d.holds(x, "==", x, "r")
+
+
+@given(st.integers(-50, 50), st.integers(-50, 50))
+def test_latex_text_roundtrip_of_polynomial_steps(a, b):
+    d = Derivation("poly")
+    d.eq((x + a) * (x + b), x**2 + (a + b) * x + a * b, "expand", "expand")
+    assert d.all_proved
+    assert re.search(r"=", d.steps[0].latex())
