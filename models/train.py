@@ -1,0 +1,399 @@
+"""Train the chapter's GPT on tiny Shakespeare: ``python -m models.train --preset cpu``.
+
+AdamW with linear warmup and cosine decay, periodic evaluation on fixed random batches of
+both splits, a progress bar, checkpoints that resume to exactly the same subsequent losses,
+bf16 autocast + fused AdamW + ``torch.compile`` on CUDA, and DDP under ``torchrun``
+(NCCL on GPUs, gloo on CPUs). Every model switch of :class:`GPTConfig` is a flag.
+"""
+
+from __future__ import annotations
+
+import time
+
+T_LAUNCH = time.time()  # "time from launch" is measured from here (after interpreter start)
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+from dataclasses import asdict, dataclass, fields, replace  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+
+from models.data import CharData  # noqa: E402
+from models.gpt import CHOICES, GPT, GPTConfig  # noqa: E402
+
+MODEL_PRESETS = {
+    "gpu": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2),
+    "cpu": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0),
+}
+TRAIN_PRESETS = {  # nanoGPT's shakespeare_char settings, and its README's CPU variant
+    "gpu": dict(batch_size=64, max_iters=5000, lr_decay_iters=5000, eval_interval=250, eval_iters=200),
+    "cpu": dict(batch_size=12, max_iters=2000, lr_decay_iters=2000, eval_interval=250, eval_iters=20),
+}
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 64
+    max_iters: int = 5000
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_iters: int = 100
+    lr_decay_iters: int = 5000
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0
+    grad_accum: int = 1
+    eval_interval: int = 250
+    eval_iters: int = 200
+    log_interval: int = 10
+    seed: int = 1337
+    device: str | None = None
+    dtype: str = "auto"  # auto = bf16 autocast on CUDA, float32 on CPU
+    compile: str = "auto"  # auto = "blocks" on CUDA, "none" on CPU; or "model"
+    out: str | None = None  # folder for checkpoint and log
+    resume: bool = False
+    data: str | None = None
+    target_loss: float | None = None  # stop at the first evaluation with val loss <= this
+    progress: bool | None = None  # None = a progress bar when stderr is a terminal
+
+    def __post_init__(self):
+        for f in ("batch_size", "max_iters", "grad_accum", "eval_interval", "eval_iters", "log_interval"):
+            if getattr(self, f) <= 0:
+                raise ValueError(f"{f}: must be positive, got {getattr(self, f)}")
+        if self.lr <= 0 or self.min_lr < 0:
+            raise ValueError(f"lr: must be positive (and min_lr non-negative), got {self.lr}, {self.min_lr}")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ValueError(f"dtype: unknown {self.dtype!r}")
+        if self.compile not in ("auto", "none", "blocks", "model"):
+            raise ValueError(f"compile: unknown {self.compile!r}")
+        if self.resume and not self.out:
+            raise ValueError("resume: needs --out, the folder holding the checkpoint")
+
+
+def lr_at(step: int, tc: TrainConfig) -> float:
+    """Linear warmup to ``lr`` over ``warmup_iters``, cosine decay to ``min_lr`` at ``lr_decay_iters``."""
+    if step < tc.warmup_iters:
+        return tc.lr * (step + 1) / (tc.warmup_iters + 1)
+    if step > tc.lr_decay_iters:
+        return tc.min_lr
+    ratio = (step - tc.warmup_iters) / max(1, tc.lr_decay_iters - tc.warmup_iters)
+    return tc.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (tc.lr - tc.min_lr)
+
+
+def make_optimizer(model: torch.nn.Module, tc: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not on biases, norms' gains)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": tc.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    extra = {"fused": True} if device.type == "cuda" else {}
+    return torch.optim.AdamW(groups, lr=tc.lr, betas=(tc.beta1, tc.beta2), **extra)
+
+
+class Run:
+    """One training run (one process; rank 0 of several under torchrun)."""
+
+    def __init__(self, mc: GPTConfig, tc: TrainConfig, data: CharData | None = None):
+        self.mc, self.tc = mc, tc
+        self.ddp = "RANK" in os.environ and "WORLD_SIZE" in os.environ
+        if self.ddp:
+            cuda = torch.cuda.is_available() and tc.device != "cpu"
+            dist.init_process_group(backend="nccl" if cuda else "gloo")
+            self.rank, self.world = dist.get_rank(), dist.get_world_size()
+            local = int(os.environ.get("LOCAL_RANK", 0))
+            self.device = torch.device(f"cuda:{local}" if cuda else "cpu")
+            if cuda:
+                torch.cuda.set_device(self.device)
+        else:
+            from numeric.device import pick_device
+
+            self.rank, self.world = 0, 1
+            self.device = pick_device(tc.device)
+        self.master = self.rank == 0
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        dtype = {"auto": "bfloat16" if cuda else "float32"}.get(tc.dtype, tc.dtype)
+        self.ctx = (
+            torch.autocast(self.device.type, dtype=getattr(torch, dtype))
+            if dtype != "float32"
+            else contextlib.nullcontext()
+        )
+        self.scaler = torch.amp.GradScaler(enabled=dtype == "float16")
+        data = data or CharData.load(tc.data)
+        if data.vocab_size != mc.vocab_size:
+            raise ValueError(f"vocab_size: data has {data.vocab_size} characters, model {mc.vocab_size}")
+        self.data = data.to(self.device)
+        torch.manual_seed(tc.seed + self.rank)  # dropout masks and the weights' init
+        self.model = GPT(mc).to(self.device)
+        self.opt = make_optimizer(self.model, tc, self.device)
+        self.gen = torch.Generator().manual_seed(tc.seed + self.rank)  # training batches
+        self.step, self.history, self.best = 0, [], float("inf")
+        if tc.resume:
+            self._load()
+        self.fwd = self.model
+        mode = {"auto": "blocks" if cuda else "none"}.get(tc.compile, tc.compile)
+        if mode == "blocks":  # regional compilation: one compiled block serves every layer
+            for b in self.model.h:
+                b.compile()
+        elif mode == "model":
+            self.fwd = torch.compile(self.model)
+        if self.ddp:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.fwd = DDP(self.fwd, device_ids=[self.device.index] if cuda else None)
+
+    # -- checkpoints -----------------------------------------------------------------
+    def _ckpt(self) -> Path:
+        return Path(self.tc.out) / "ckpt.pt"
+
+    def save(self) -> None:
+        """Write the checkpoint atomically: model, optimizer, step, history and every RNG state."""
+        if not (self.master and self.tc.out):
+            return
+        state = {
+            "model_config": asdict(self.mc),
+            "train_config": asdict(self.tc),
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "history": self.history,
+            "best": self.best,
+            "gen": self.gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+        }
+        path = self._ckpt()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, path.with_suffix(".tmp"))
+        os.replace(path.with_suffix(".tmp"), path)
+
+    def _load(self) -> None:
+        path = self._ckpt()
+        if not path.is_file():
+            raise ValueError(f"resume: no checkpoint at {str(path)!r}")
+        s = torch.load(path, map_location=self.device, weights_only=False)
+        if s["model_config"] != asdict(self.mc):
+            raise ValueError("resume: the checkpoint's model config differs from the one asked for")
+        self.model.load_state_dict(s["model"])
+        self.opt.load_state_dict(s["optimizer"])
+        self.step, self.history, self.best = s["step"], s["history"], s["best"]
+        self.gen.set_state(s["gen"])
+        torch.set_rng_state(s["torch_rng"])
+        if s["cuda_rng"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(s["cuda_rng"].cpu(), self.device)
+
+    # -- evaluation ------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """Mean loss over ``eval_iters`` batches of each split, the same batches at every evaluation
+        (nanoGPT draws fresh ones; fixed ones make curves comparable). Averaged over DDP ranks."""
+        self.model.eval()
+        gen = torch.Generator().manual_seed(self.tc.seed + 10_000 + self.rank)
+        out = {}
+        for split in ("train", "val"):
+            total = torch.zeros((), device=self.device)
+            for _ in range(self.tc.eval_iters):
+                x, y = self.data.batch(split, self.tc.batch_size, self.mc.block_size, gen)
+                with self.ctx:
+                    _, loss = self.model(x, y)
+                total += loss.float()
+            if self.ddp:
+                dist.all_reduce(total)
+                total /= self.world
+            out[split] = total.item() / self.tc.eval_iters
+        self.model.train()
+        return out
+
+    # -- training --------------------------------------------------------------------
+    def train_step(self) -> torch.Tensor:
+        lr = lr_at(self.step, self.tc)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        for micro in range(self.tc.grad_accum):
+            x, y = self.data.batch("train", self.tc.batch_size, self.mc.block_size, self.gen)
+            sync = contextlib.nullcontext()
+            if self.ddp and micro < self.tc.grad_accum - 1:
+                sync = self.fwd.no_sync()
+            with sync, self.ctx:
+                _, loss = self.fwd(x, y)
+            self.scaler.scale(loss / self.tc.grad_accum).backward()
+        if self.tc.grad_clip > 0:
+            self.scaler.unscale_(self.opt)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip)
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.opt.zero_grad(set_to_none=True)
+        self.step += 1
+        return loss.detach()
+
+    def _record_eval(self) -> bool:
+        """Evaluate, log, checkpoint; return True when the target loss is reached."""
+        ev = self.evaluate()
+        rec = {
+            "step": self.step,
+            "train": ev["train"],
+            "val": ev["val"],
+            "lr": lr_at(self.step, self.tc),
+            "elapsed": time.time() - T_LAUNCH,
+        }
+        self.history.append(rec)
+        self.best = min(self.best, ev["val"])
+        if self.master:
+            self._log(f"step {self.step}: train {ev['train']:.4f}, val {ev['val']:.4f} ({rec['elapsed']:.1f} s)")
+        self.save()
+        return self.tc.target_loss is not None and ev["val"] <= self.tc.target_loss
+
+    def _log(self, msg: str) -> None:
+        if self.bar is not None:
+            self.bar.write(msg)
+        else:
+            print(msg, file=sys.stderr, flush=True)
+
+    def fit(self) -> dict:
+        """Train to ``max_iters`` (or the target loss); return a summary with the loss history."""
+        tc = self.tc
+        self.bar = None
+        if self.master and (tc.progress if tc.progress is not None else sys.stderr.isatty()):
+            from tqdm import tqdm
+
+            self.bar = tqdm(
+                total=tc.max_iters, initial=self.step, unit="step", file=sys.stderr, dynamic_ncols=True, mininterval=0.5
+            )
+        losses, times = [], []
+        self.model.train()
+        reached = False
+        try:
+            while self.step < tc.max_iters and not reached:
+                t0 = time.perf_counter()
+                loss = self.train_step()
+                if self.step % tc.log_interval == 0 or self.step == tc.max_iters:
+                    losses.append((self.step, loss.item()))  # .item() syncs: only now and then
+                    if self.bar is not None:
+                        self.bar.set_postfix(loss=f"{losses[-1][1]:.4f}", refresh=False)
+                times.append(time.perf_counter() - t0)
+                if self.bar is not None:
+                    self.bar.update(1)
+                if self.step % tc.eval_interval == 0 or self.step == tc.max_iters:
+                    reached = self._record_eval()
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+        return self.summary(losses, times)
+
+    def summary(self, losses, times) -> dict:
+        hit = next(
+            (h for h in self.history if self.tc.target_loss is not None and h["val"] <= self.tc.target_loss), None
+        )
+        steady = sorted(times[10:] or times)  # leave out warm-up / compilation steps
+        out = {
+            "model_config": asdict(self.mc),
+            "train_config": asdict(self.tc),
+            "device": str(self.device),
+            "world_size": self.world,
+            "params": self.model.num_params(),
+            "steps": self.step,
+            "history": self.history,
+            "train_losses": losses,
+            "best_val": min((h["val"] for h in self.history), default=None),
+            "final_val": self.history[-1]["val"] if self.history else None,
+            "median_step_ms": 1000 * steady[len(steady) // 2] if steady else None,
+            "target_loss": self.tc.target_loss,
+            "target_reached_at": hit,
+            "wall_s": time.time() - T_LAUNCH,
+        }
+        if self.ddp:  # parameters must be identical on every rank after DDP steps
+            flat = torch.cat([p.detach().float().reshape(-1) for p in self.model.parameters()])
+            ref = flat.clone()
+            dist.broadcast(ref, 0)
+            same = torch.tensor([float(torch.equal(flat, ref))], device=flat.device)
+            dist.all_reduce(same, op=dist.ReduceOp.MIN)
+            out["ranks_in_sync"] = bool(same.item() == 1.0)
+        if self.master and self.tc.out:
+            p = Path(self.tc.out) / "log.json"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.with_suffix(".tmp").write_text(json.dumps(out, indent=1))
+            os.replace(p.with_suffix(".tmp"), p)
+        return out
+
+    def close(self) -> None:
+        if self.ddp and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+# -- command line ----------------------------------------------------------------------
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from proofs.cli import _Parser  # one-line errors, exit 2
+
+    p = _Parser(prog="python -m models.train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", choices=sorted(MODEL_PRESETS), default="cpu", help="model and training preset")
+    m = p.add_argument_group("model (GPTConfig; default: the preset's)")
+    for f in fields(GPTConfig):
+        if f.name in ("vocab_size",):
+            continue
+        if f.type in ("bool", bool):
+            m.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=None)
+        elif f.name in CHOICES:
+            m.add_argument(_flag(f.name), choices=CHOICES[f.name], default=None)
+        else:
+            conv = {"int": int, "float": float, "int | None": int}.get(str(f.type), float)
+            m.add_argument(_flag(f.name), type=conv, default=None)
+    t = p.add_argument_group("training (TrainConfig; default: the preset's)")
+    for f in fields(TrainConfig):
+        if str(f.type).startswith("bool"):
+            t.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=None)
+        else:
+            conv = {"int": int, "float": float, "float | None": float}.get(str(f.type), str)
+            t.add_argument(_flag(f.name), type=conv, default=None)
+    return p
+
+
+def configs_from_args(args, vocab_size: int = 65) -> tuple[GPTConfig, TrainConfig]:
+    mkw = dict(MODEL_PRESETS[args.preset], vocab_size=vocab_size)
+    mkw |= {f.name: getattr(args, f.name) for f in fields(GPTConfig) if getattr(args, f.name, None) is not None}
+    tkw = dict(TRAIN_PRESETS[args.preset])
+    tkw |= {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
+    return GPTConfig(**mkw), TrainConfig(**tkw)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        mc, tc = configs_from_args(args)  # validate the flags before reading any data
+        data = CharData.load(tc.data)
+        mc = replace(mc, vocab_size=data.vocab_size)
+        run = Run(mc, tc, data)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        s = run.fit()
+    finally:
+        run.close()
+    if run.master:
+        tgt = s["target_reached_at"]
+        print(
+            json.dumps(
+                {k: s[k] for k in ("device", "params", "steps", "best_val", "final_val", "median_step_ms", "wall_s")}
+                | {"target_reached_at": tgt},
+                indent=1,
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
