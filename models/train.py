@@ -24,7 +24,9 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
+from models.cli import OneLineParser  # noqa: E402
 from models.data import CharData  # noqa: E402
+from models.device import pick_device  # noqa: E402
 from models.gpt import CHOICES, GPT, GPTConfig  # noqa: E402
 
 MODEL_PRESETS = {
@@ -113,8 +115,6 @@ class Run:
             if cuda:
                 torch.cuda.set_device(self.device)
         else:
-            from numeric.device import pick_device
-
             self.rank, self.world = 0, 1
             self.device = pick_device(tc.device)
         self.master = self.rank == 0
@@ -195,22 +195,25 @@ class Run:
     # -- evaluation ------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self) -> dict:
-        """Mean loss over ``eval_iters`` batches of each split, the same batches at every evaluation
-        (nanoGPT draws fresh ones; fixed ones make curves comparable). Averaged over DDP ranks."""
+        """Mean loss over ``eval_iters`` batches of each split (and its standard error over batches),
+        the same batches at every evaluation (nanoGPT draws fresh ones; fixed ones make curves
+        comparable). Averaged over DDP ranks."""
         self.model.eval()
         gen = torch.Generator().manual_seed(self.tc.seed + 10_000 + self.rank)
-        out = {}
+        out, n = {}, self.tc.eval_iters * self.world
         for split in ("train", "val"):
-            total = torch.zeros((), device=self.device)
+            sums = torch.zeros(2, device=self.device)  # sum and sum of squares of batch losses
             for _ in range(self.tc.eval_iters):
                 x, y = self.data.batch(split, self.tc.batch_size, self.mc.block_size, gen)
                 with self.ctx:
                     _, loss = self.model(x, y)
-                total += loss.float()
+                loss = loss.float()
+                sums += torch.stack([loss, loss * loss])
             if self.ddp:
-                dist.all_reduce(total)
-                total /= self.world
-            out[split] = total.item() / self.tc.eval_iters
+                dist.all_reduce(sums)
+            mean, sq = (sums / n).tolist()
+            out[split] = mean
+            out[split + "_se"] = math.sqrt(max(sq - mean * mean, 0.0) / max(n - 1, 1))  # s.e. of the mean
         self.model.train()
         return out
 
@@ -241,8 +244,7 @@ class Run:
         ev = self.evaluate()
         rec = {
             "step": self.step,
-            "train": ev["train"],
-            "val": ev["val"],
+            **ev,
             "lr": lr_at(self.step, self.tc),
             "elapsed": time.time() - T_LAUNCH,
         }
@@ -336,9 +338,7 @@ def _flag(name: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from proofs.cli import _Parser  # one-line errors, exit 2
-
-    p = _Parser(prog="python -m models.train", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="python -m models.train", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", choices=sorted(MODEL_PRESETS), default="cpu", help="model and training preset")
     m = p.add_argument_group("model (GPTConfig; default: the preset's)")
     for f in fields(GPTConfig):

@@ -1,36 +1,6 @@
-"""Device choice: an explicit name, else the PROOFS_DEVICE environment variable, else CUDA
-when present, else the CPU. A bad name raises ValueError naming the parameter."""
+"""Device choice and seeded generators for the checks (implemented in :mod:`models.device`,
+which the trainer shares)."""
 
-from __future__ import annotations
+from models.device import ENV_VAR, describe, generator, pick_device
 
-import os
-
-import torch
-
-ENV_VAR = "PROOFS_DEVICE"
-
-
-def pick_device(name: str | None = None) -> torch.device:
-    """Return the device to run on (see module docstring for the order of choice)."""
-    name = name or os.environ.get(ENV_VAR) or ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device: unknown device {name!r} (try 'cpu' or 'cuda')") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {name!r} asked for but CUDA is not available here")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device: {name!r} is not supported (use 'cpu' or 'cuda')")
-    return dev
-
-
-def generator(device: torch.device | str, seed: int) -> torch.Generator:
-    """An explicit seeded generator on ``device`` (never the global one)."""
-    return torch.Generator(device=torch.device(device)).manual_seed(int(seed))
-
-
-def describe(device: torch.device) -> str:
-    """A one-line name of the device, e.g. 'cuda (NVIDIA H200)' or 'cpu (2 threads)'."""
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
+__all__ = ["ENV_VAR", "describe", "generator", "pick_device"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
+from models.cli import OneLineParser
 from proofs import REGISTRY, load, numbers
-from proofs.cli import _Parser
 
 
 def _list() -> int:
@@ -41,7 +41,7 @@ def _all(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = _Parser(prog="python -m proofs", description=__doc__)
+    p = OneLineParser(prog="python -m proofs", description=__doc__)
     sub = p.add_subparsers(dest="cmd")
     a = sub.add_parser("all", help="run every derivation and check")
     r = sub.add_parser("report", help="write a page per exercise, an index and results.json")

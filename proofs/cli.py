@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass
 from types import ModuleType
 
+from models.cli import OneLineParser, positive_int
+
 
 @dataclass(frozen=True)
 class Option:
@@ -30,27 +32,9 @@ class Option:
         return self.flag.lstrip("-").replace("-", "_")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def positive_int(name: str):
-    def conv(s: str) -> int:
-        try:
-            v = int(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name}: expected an integer, got {s!r}") from None
-        if v <= 0:
-            raise argparse.ArgumentTypeError(f"{name}: must be positive, got {v}")
-        return v
-
-    return conv
-
-
 def parser_for(mod: ModuleType) -> argparse.ArgumentParser:
     name = mod.__name__.rsplit(".", 1)[-1]
-    p = _Parser(prog=f"python -m proofs.{name}", description=f"Exercise {mod.NUMBER}: {mod.CLAIM}")
+    p = OneLineParser(prog=f"python -m proofs.{name}", description=f"Exercise {mod.NUMBER}: {mod.CLAIM}")
     p.add_argument("--latex", action="store_true", help="print the derivation as a LaTeX document")
     p.add_argument("--json", action="store_true", help="print derivation and check as JSON")
     p.add_argument("--plot", metavar="PATH", help="save the figure to PATH (png, pdf, svg)")

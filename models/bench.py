@@ -1,0 +1,96 @@
+"""``python -m models.bench``: step time, tokens per second and model FLOPs utilisation (MFU)
+of a training preset on the current device.
+
+MFU = achieved model FLOPs / peak, with model FLOPs per token = 6N + 12·L·T·d (the PaLM
+appendix convention nanoGPT uses: 6 per parameter for forward and backward, plus attention).
+The peak is the device's dense bf16 rate where known (``--peak-tflops`` overrides it).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+
+import torch
+
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}
+
+
+def peak_tflops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+
+
+def flops_per_token(n_params: int, n_layer: int, block_size: int, n_embd: int) -> int:
+    return 6 * n_params + 12 * n_layer * block_size * n_embd
+
+
+def main(argv: list[str] | None = None) -> int:
+    from models.cli import positive_int
+    from models.data import CharData
+    from models.train import Run, build_parser, configs_from_args
+
+    p = build_parser()
+    p.prog = "python -m models.bench"
+    p.add_argument("--steps", type=positive_int("steps"), default=30, help="timed steps (default 30)")
+    p.add_argument("--warmup", type=positive_int("warmup"), default=5, help="untimed steps first (default 5)")
+    p.add_argument("--peak-tflops", type=float, default=None, help="peak FLOP/s of the device, in TFLOP/s")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    args = p.parse_args(argv)
+    try:
+        mc, tc = configs_from_args(args)
+        data = CharData.load(tc.data)
+        from dataclasses import replace
+
+        run = Run(replace(mc, vocab_size=data.vocab_size), replace(tc, progress=False), data)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    cuda = run.device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    t0 = time.perf_counter()
+    for _ in range(args.warmup):
+        run.train_step()
+    sync()
+    warm_s = time.perf_counter() - t0
+    times = []
+    for _ in range(args.steps):
+        t = time.perf_counter()
+        run.train_step()
+        sync()
+        times.append(time.perf_counter() - t)
+    step = statistics.median(times)
+    tokens = tc.batch_size * tc.grad_accum * mc.block_size * run.world
+    fpt = flops_per_token(run.model.num_params(), mc.n_layer, mc.block_size, mc.n_embd)
+    peak = args.peak_tflops or peak_tflops(run.device)
+    out = {
+        "device": torch.cuda.get_device_name(run.device) if cuda else "cpu",
+        "preset": args.preset,
+        "params": run.model.num_params(),
+        "tokens_per_step": tokens,
+        "warmup_s": warm_s,
+        "median_step_ms": 1000 * step,
+        "tokens_per_s": tokens / step,
+        "model_tflops_per_s": fpt * tokens / step / 1e12,
+        "mfu": (fpt * tokens / step / 1e12 / peak) if peak else None,
+    }
+    run.close()
+    if args.json:
+        print(json.dumps(out, indent=1))
+    else:
+        mfu = f"{100 * out['mfu']:.1f} % of {peak:.0f} TFLOP/s" if peak else "n/a (peak unknown; --peak-tflops)"
+        print(f"{out['device']}, preset {args.preset}: {out['params']:,} parameters, {tokens:,} tokens/step")
+        print(f"  warm-up ({args.warmup} steps, compilation included): {warm_s:.2f} s")
+        print(f"  median step: {out['median_step_ms']:.2f} ms over {args.steps} steps")
+        print(
+            f"  tokens/s: {out['tokens_per_s']:,.0f}; model FLOP/s: {out['model_tflops_per_s']:.2f} TFLOP/s; MFU: {mfu}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
