@@ -46,7 +46,7 @@ def block_diag_rotation(thetas) -> sp.Matrix:
 
 def sinusoidal_frequency(i, d_model, base=10000):
     """w_i = base**(-2i/d_model), exact (a sympy Rational power when the inputs are numbers)."""
-    return sp.Integer(base) ** (-sp.Integer(2) * i / d_model) if isinstance(base, int) else base ** (-2 * i / d_model)
+    return sp.sympify(base) ** (-2 * sp.sympify(i) / sp.sympify(d_model))
 
 
 def pe_pair(pos, omega) -> sp.Matrix:

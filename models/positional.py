@@ -46,8 +46,9 @@ def rope_frequencies(dim: int, base: float = 10000.0, device=None) -> torch.Tens
     return torch.tensor(float(base), dtype=torch.float64, device=device).pow(-i / dim)
 
 
-def sinusoidal_table(n_positions: int, d_model: int, base: float = 10000.0, dtype=torch.float32,
-                     device=None) -> torch.Tensor:
+def sinusoidal_table(
+    n_positions: int, d_model: int, base: float = 10000.0, dtype=torch.float32, device=None
+) -> torch.Tensor:
     """The (n_positions, d_model) table with sin on even and cos on odd dims (angles in float64)."""
     _check_size("n_positions", n_positions)
     _check_size("d_model", d_model, even=True)
@@ -57,8 +58,9 @@ def sinusoidal_table(n_positions: int, d_model: int, base: float = 10000.0, dtyp
     return torch.stack((ang.sin(), ang.cos()), dim=-1).flatten(-2).to(dtype)  # (T, d): sin, cos, sin, ...
 
 
-def apply_rope(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0,
-               convention: str = "interleaved") -> torch.Tensor:
+def apply_rope(
+    x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0, convention: str = "interleaved"
+) -> torch.Tensor:
     """Rotate pairs of the last dim of x (..., T, dim) by ``positions`` (T,) or any shape that
     broadcasts against x.shape[:-1]; returns a tensor of x's shape and dtype."""
     if convention not in CONVENTIONS:

@@ -2,7 +2,8 @@
 
 A proof module defines ``NUMBER``, ``CLAIM``, ``DEFAULT_SAMPLES``, ``derivation()``,
 ``check(device=None, samples=..., seed=0, **options)`` and optionally ``figure(path, device=None,
-seed=0, **options)`` and ``OPTIONS`` (a list of :class:`Option`); its ``main`` calls :func:`run`.
+seed=0, **options)``, ``OPTIONS`` (a list of :class:`Option`) and ``validate(**options)`` (raises
+ValueError on bad options before any work); its ``main`` calls :func:`run`.
 Bad input prints one line naming the parameter and exits 2, with no traceback.
 """
 
@@ -61,6 +62,8 @@ def run(mod: ModuleType, argv: list[str] | None = None) -> int:
     args = parser_for(mod).parse_args(argv)
     opts = options_of(mod, args)
     try:
+        if hasattr(mod, "validate"):  # bad options fail fast, before any work, even with --no-check
+            mod.validate(**opts)
         t0 = time.perf_counter()
         d = mod.derivation()
         t_derive = time.perf_counter() - t0
