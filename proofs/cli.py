@@ -34,7 +34,8 @@ class Option:
 
 
 def parser_for(mod: ModuleType) -> argparse.ArgumentParser:
-    name = mod.__name__.rsplit(".", 1)[-1]
+    spec = getattr(mod, "__spec__", None)  # under `python -m`, __name__ is "__main__"
+    name = (spec.name if spec else mod.__name__).rsplit(".", 1)[-1]
     p = OneLineParser(prog=f"python -m proofs.{name}", description=f"Exercise {mod.NUMBER}: {mod.CLAIM}")
     p.add_argument("--latex", action="store_true", help="print the derivation as a LaTeX document")
     p.add_argument("--json", action="store_true", help="print derivation and check as JSON")

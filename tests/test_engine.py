@@ -87,3 +87,10 @@ def test_latex_text_roundtrip_of_polynomial_steps(a, b):
     d.eq((x + a) * (x + b), x**2 + (a + b) * x + a * b, "expand", "expand")
     assert d.all_proved
     assert re.search(r"=", d.steps[0].latex())
+
+
+def test_infinite_limit_is_proved():
+    d = Derivation("growth")
+    assert d.limit(n**2 / (n + 1), n, sp.oo, sp.oo, "grows without bound").status == PROVED
+    with pytest.raises(StepFailed):
+        d.limit(1 / n, n, sp.oo, sp.oo, "does not grow")
