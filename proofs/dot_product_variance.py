@@ -1,0 +1,231 @@
+r"""Exercise 13.3: the variance of a dot product grows like $d_k$, hence the $1/\sqrt{d_k}$.
+
+Let $q, k \in \mathbb{R}^{d_k}$ have $2 d_k$ independent components with
+$\mathbb{E}[q_i] = \mathbb{E}[k_i] = 0$ and $\mathbb{E}[q_i^2] = \mathbb{E}[k_i^2] = 1$. One term has
+$\operatorname{Var}(q_i k_i) = \mathbb{E}[q_i^2]\,\mathbb{E}[k_i^2] - (\mathbb{E}[q_i]\,\mathbb{E}[k_i])^2 = 1$,
+distinct terms share no variable and are uncorrelated, so by linearity
+
+$$\operatorname{Var}(q \cdot k) = \sum_{i=1}^{d_k} \operatorname{Var}(q_i k_i) = d_k,
+\qquad \operatorname{Var}\!\left(\frac{q \cdot k}{\sqrt{d_k}}\right) = 1 .$$
+
+Nothing else about the distribution matters. The derivation proves this for a symbolic
+positive integer $d_k$ (one term by symbolic moments, then a symbolic sum) and checks
+$d_k = 1..4$ by exact expansion. It also derives $\mathbb{E}[(q\cdot k)^4] = d_k m_{4q} m_{4k} +
+3 d_k (d_k - 1)$, which sets the standard error of a sample variance,
+$\sqrt{(\mathbb{E}[X^4] - d_k^2)/N}$, and so the sample size the check needs.
+
+The check estimates $\operatorname{Var}(q\cdot k)$ and, from independent draws,
+$\operatorname{Var}(q\cdot k/\sqrt{d_k})$ for $d_k = 1, 2, 4, \dots$ with Gaussian, Rademacher and
+uniform components (streaming moments, one seeded generator), and compares each with $d_k$
+and $1$ by a two-sided z-test at a false-alarm rate of 1e-9 per comparison; a Bonferroni bound
+gives the family-wise rate (stated in the notes). Negative controls compare the same estimates
+with $d_k^2$ and $\sqrt{d_k}$ and must be rejected; they are skipped at $d_k = 1$, where both
+wrong values equal $d_k$.
+
+Decision on sample size: ``check`` raises ``ValueError('samples: ...')`` when ``samples`` is
+below the size at which every negative control is rejected with probability at least
+``1 - MISS`` (from ``samples_for_power`` with the exact per-sample spread of each distribution);
+a check whose controls cannot fail proves nothing, so it is refused rather than run.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import sympy as sp
+
+from derive.engine import Derivation
+from derive.moments import Var, component_moment, dot_fourth_moment_steps, dot_variance_steps, sample_variance_cv
+from numeric.check import CheckResult
+from numeric.device import describe, generator, pick_device
+from numeric.dotprod import DISTRIBUTIONS, dot_product_moments
+from numeric.stats import compare, samples_for_power, z_for
+from proofs.cli import Option, run
+
+NUMBER = "13.3"
+CLAIM = "With independent zero-mean unit-variance components, Var(q.k) = d_k, and Var(q.k/sqrt(d_k)) = 1."
+DEFAULT_SAMPLES = 10_000
+RATE = 1e-9  # false-alarm rate of each comparison
+MISS = 1e-6  # allowed probability that one negative control is not rejected
+OPTIONS = [
+    Option("--max-dk", int, 1024, "largest d_k; the grid is 1, 2, 4, ..., max-dk (a power of two)"),
+    Option("--dists", str, ",".join(DISTRIBUTIONS), "comma-separated component distributions"),
+]
+
+
+def derivation() -> Derivation:
+    """Var(q.k) = d_k for a symbolic positive integer d_k, the scaled variance, and E[(q.k)^4]."""
+    d = sp.Symbol("d_k", positive=True, integer=True)
+    der = Derivation(
+        "Var(q.k) = d_k and Var(q.k/sqrt(d_k)) = 1",
+        assumptions=[
+            "q, k in R^{d_k}; their 2 d_k components are mutually independent",
+            "E[q_i] = E[k_i] = 0 and E[q_i^2] = E[k_i^2] = 1; third and fourth moments m_3, m_4 are free symbols",
+            "d_k is a positive integer (symbolic)",
+        ],
+    )
+    dot_variance_steps(der, d)
+    i = sp.Symbol("i", integer=True, positive=True)
+    x = sp.Sum(sp.IndexedBase("q")[i] * sp.IndexedBase("k")[i], (i, 1, d))
+    der.eq(
+        Var(x / sp.sqrt(d)),
+        1,
+        "Var(cX) = c^2 Var(X) with c = 1/sqrt(d_k)",
+        "expand",
+        computed=(1 / sp.sqrt(d)) ** 2 * d,
+    )
+    m4q, m4k = sp.symbols("m_4q m_4k", positive=True)
+    fourth = dot_fourth_moment_steps(der, d, m4q, m4k)
+    der.eq(
+        Var(x**2),
+        2 * d * (d + 3),
+        "for the standard error: Gaussian components (m_4 = 3) give E[X^4] - d_k^2 = 2 d_k (d_k + 3)",
+        "expand",
+        computed=fourth.subs({m4q: 3, m4k: 3}) - d**2,
+    )
+    return der
+
+
+def _grid(max_dk: int) -> list[int]:
+    if not isinstance(max_dk, int) or max_dk < 2 or max_dk & (max_dk - 1):
+        raise ValueError(f"max_dk: must be a power of two >= 2 (so a control can differ from d_k), got {max_dk}")
+    return [2**j for j in range(max_dk.bit_length())]
+
+
+def _dists(dists: str) -> list[str]:
+    names = [s.strip() for s in str(dists).split(",") if s.strip()]
+    bad = [s for s in names if s not in DISTRIBUTIONS]
+    if not names or bad:
+        raise ValueError(f"dists: unknown {bad or dists!r}; choose from {', '.join(DISTRIBUTIONS)}")
+    return names
+
+
+def wrong_values(d: int) -> dict[str, float]:
+    """The plausible wrong answers used as negative controls (both equal d_k at d_k = 1)."""
+    return {"d_k^2": float(d * d), "√d_k": math.sqrt(d)}
+
+
+def samples_needed(dists: list[str], grid: list[int]) -> tuple[int, str]:
+    """Fewest samples so that every control is rejected with probability >= 1 - MISS, and where it binds."""
+    best = (0, "")
+    for dist in dists:
+        m4 = component_moment(dist, 4)
+        for d in grid[1:]:
+            cv = float(sample_variance_cv(d, m4, m4))
+            for name, wrong in wrong_values(d).items():
+                n = samples_for_power(abs(wrong - d) / d, cv, RATE, MISS)
+                best = max(best, (n, f"{dist}, d_k={d}, {name}"))
+    return best
+
+
+def check(
+    device=None, samples: int = DEFAULT_SAMPLES, seed: int = 0, max_dk: int = 1024, dists: str = ",".join(DISTRIBUTIONS)
+) -> CheckResult:
+    """Estimate Var(q·k) and Var(q·k/√d_k) on the grid; z-test against d_k and 1; controls d_k^2, √d_k."""
+    grid, names = _grid(max_dk), _dists(dists)
+    dev = pick_device(device)
+    need, where = samples_needed(names, grid)
+    if samples < need:
+        raise ValueError(
+            f"samples: need at least {need:,} for the negative controls to be rejected with "
+            f"probability >= 1 - {MISS:g} (binding: {where}), got {samples:,}"
+        )
+    gen = generator(dev, seed)
+    res = CheckResult(f"Exercise {NUMBER}: Var(q·k) = d_k", describe(dev), samples, seed)
+    for dist in names:
+        for d in grid:
+            est = dot_product_moments(samples, d, gen, dist).variance_estimate()
+            scaled = dot_product_moments(samples, d, gen, dist, scale=1 / math.sqrt(d)).variance_estimate()
+            res.claims.append(compare(est, d, f"{dist} d_k={d}: Var(q·k)", RATE))
+            res.claims.append(compare(scaled, 1.0, f"{dist} d_k={d}: Var(q·k/√d_k)", RATE))
+            if d > 1:
+                res.controls += [
+                    compare(est, w, f"{dist} d_k={d}: Var(q·k) = {name}", RATE) for name, w in wrong_values(d).items()
+                ]
+            res.table.append(
+                {
+                    "dist": dist,
+                    "d_k": d,
+                    "estimate": est.value,
+                    "stderr": est.stderr,
+                    "z": (est.value - d) / est.stderr,
+                    "scaled": scaled.value,
+                    "scaled_stderr": scaled.stderr,
+                    "scaled_z": (scaled.value - 1) / scaled.stderr,
+                }
+            )
+    m4 = component_moment(names[0], 4)
+    resolution = (z_for(RATE) + z_for(2 * MISS)) * float(sample_variance_cv(grid[-1], m4, m4)) / samples**0.5
+    res.notes += [
+        f"each comparison: two-sided z-test at false-alarm rate {RATE:g} (z = {z_for(RATE):.2f}), "
+        f"stderr = sqrt((m4 - s^4)/N) from the sample moments, N = {samples:,} per estimate",
+        f"family-wise false-alarm rate <= {len(res.claims)} x {RATE:g} = {len(res.claims) * RATE:.2g} (Bonferroni)",
+        f"controls skipped at d_k = 1, where d_k^2 = √d_k = d_k; power: N >= {need:,} rejects each control with "
+        f"probability >= 1 - {MISS:g} (binding: {where}); all {len(res.controls)} together miss with "
+        f"probability <= {len(res.controls) * MISS:.2g}",
+        f"resolution: at d_k = {grid[-1]} ({names[0]}) a relative error of {resolution:.1%} or more "
+        f"would be rejected with probability >= 1 - {MISS:g}",
+    ]
+    if "rademacher" in names:
+        res.notes.append(
+            "rademacher at d_k = 1: X^2 = 1 exactly, so only the sample mean moves the estimate; "
+            "the large-sample stderr is then conservative"
+        )
+    return res
+
+
+def figure(path, device=None, seed: int = 0, samples: int = DEFAULT_SAMPLES, **options) -> Path:
+    """Estimated Var(q·k) and Var(q·k/√d_k) against d_k on log-log axes, with y = d_k and y = 1."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from proofs.files import save_figure
+
+    res = check(device=device, samples=samples, seed=seed, **options)
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    grid = sorted({r["d_k"] for r in res.table})
+    ax.plot(grid, grid, "k-", lw=1, label="$y = d_k$")
+    ax.plot(grid, [1] * len(grid), "k--", lw=1, label="$y = 1$")
+    for j, dist in enumerate(sorted({r["dist"] for r in res.table})):
+        rows = [r for r in res.table if r["dist"] == dist]
+        x = [r["d_k"] * 1.06**j for r in rows]  # small offsets keep markers apart
+        ax.errorbar(
+            x,
+            [r["estimate"] for r in rows],
+            [r["stderr"] for r in rows],
+            fmt="o",
+            ms=4,
+            color=f"C{j}",
+            label=f"{dist}: Var(q·k)",
+        )
+        ax.errorbar(
+            x,
+            [r["scaled"] for r in rows],
+            [r["scaled_stderr"] for r in rows],
+            fmt="s",
+            ms=4,
+            mfc="none",
+            color=f"C{j}",
+            label=f"{dist}: Var(q·k/√d_k)",
+        )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="$d_k$",
+        ylabel="variance",
+        title=f"Exercise {NUMBER}: N = {res.samples:,} per point, {res.device}",
+    )
+    ax.legend(fontsize=7)
+    return save_figure(fig, path)
+
+
+def main(argv=None) -> int:
+    return run(sys.modules[__name__], argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

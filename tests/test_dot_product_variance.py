@@ -1,0 +1,117 @@
+"""Exercise 13.3: Var(q.k) = d_k: derivation proved, check passes, controls rejected, CLI, bad input."""
+
+import json
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from derive.engine import PROVED
+from derive.moments import component_moment, dot_fourth_moment
+from numeric.stats import samples_for_power
+from proofs import dot_product_variance as mod
+
+
+def test_every_step_is_proved():
+    d = mod.derivation()
+    assert len(d.steps) >= 8
+    assert [s.status for s in d.steps] == [PROVED] * len(d.steps)
+    assert any("d_k" in a for a in d.assumptions) and d.to_dict()["status"] == PROVED
+
+
+@pytest.fixture(scope="module")
+def default_check():
+    return mod.check(device="cpu", seed=0)
+
+
+def test_default_check_passes_and_controls_are_rejected(default_check):
+    res = default_check
+    assert res.passed, res.text()
+    grid = [2**j for j in range(11)]
+    assert len(res.claims) == 2 * 3 * len(grid) and all(c.agrees for c in res.claims)
+    # controls skip d_k = 1 (both wrong values equal d_k there) and all are rejected
+    assert len(res.controls) == 2 * 3 * (len(grid) - 1) and not any(c.agrees for c in res.controls)
+    assert not any("d_k=1:" in c.claim for c in res.controls)
+    assert all(c.rate == mod.RATE and c.z_crit > 6.1 for c in res.claims + res.controls)
+    assert [(r["dist"], r["d_k"]) for r in res.table][:2] == [("gaussian", 1), ("gaussian", 2)]
+    assert {"dist", "d_k", "estimate", "stderr", "z"} <= set(res.table[0])
+    assert any("Bonferroni" in n for n in res.notes) and res.samples >= mod.samples_needed(mod.DISTRIBUTIONS, grid)[0]
+
+
+def test_stderr_matches_the_derived_fourth_moment(default_check):
+    """The sample-moment standard error agrees with sqrt((E[X^4] - d^2)/N) from derive.moments (to 25 %)."""
+    for row in default_check.table:
+        m4 = component_moment(row["dist"], 4)
+        exact = math.sqrt(float(dot_fourth_moment(row["d_k"], m4, m4)) - row["d_k"] ** 2) / math.sqrt(
+            default_check.samples
+        )
+        if exact == 0:  # Rademacher at d_k = 1: X^2 = 1 exactly; only the sample mean moves the estimate
+            assert row["stderr"] < 10 / default_check.samples**0.5 * 0.01, row
+            continue
+        assert 0.75 < row["stderr"] / exact < 1.25, row
+
+
+def test_power_requirement_is_enforced():
+    need, where = mod.samples_needed(["gaussian"], [1, 2, 4])
+    assert where.startswith("gaussian, d_k=2")  # the sqrt(d_k) control at d_k = 2 is the smallest gap
+    cv = math.sqrt(2 * 2 * (2 + 3)) / 2  # Gaussian: sqrt(2 d (d + 3)) / d at d = 2
+    assert need == samples_for_power(1 - 1 / math.sqrt(2), cv, mod.RATE, mod.MISS)
+    with pytest.raises(ValueError, match="^samples: need at least"):
+        mod.check(device="cpu", samples=need - 1, max_dk=4, dists="gaussian")
+
+
+def test_same_seed_same_numbers():
+    a = mod.check(device="cpu", samples=7000, seed=3, max_dk=4, dists="uniform")
+    b = mod.check(device="cpu", samples=7000, seed=3, max_dk=4, dists="uniform")
+    assert a.table == b.table and a.passed
+
+
+@given(d=st.integers(2, 2**20))
+def test_wrong_values_differ_from_dk(d):
+    assert all(abs(w - d) / d >= 1 - 1 / math.sqrt(2) - 1e-12 for w in mod.wrong_values(d).values())
+
+
+def test_json_cli_reports_a_verdict(capsys):
+    assert mod.main(["--json", "--max-dk", "8", "--dists", "gaussian,rademacher"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["exercise"] == "13.3" and out["verdict"] == "PASS"
+    assert out["derivation"]["status"] == PROVED and out["check"]["verdict"] == "PASS"
+    assert len(out["check"]["controls"]) == 2 * 2 * 3
+
+
+def test_figure_is_written(tmp_path):
+    path = mod.figure(tmp_path / "var.png", device="cpu", max_dk=4, dists="gaussian")
+    assert path.exists() and path.stat().st_size > 1000
+
+
+def exit_code(argv) -> int:
+    try:
+        return mod.main(argv)
+    except SystemExit as e:  # argparse errors exit this way
+        return e.code
+
+
+@pytest.mark.parametrize(
+    "argv, name",
+    [
+        (["--samples", "0"], "samples"),
+        (["--samples", "-5"], "samples"),
+        (["--samples", "100"], "samples"),
+        (["--max-dk", "0"], "max_dk"),
+        (["--max-dk", "-4"], "max_dk"),
+        (["--max-dk", "1000"], "max_dk"),
+        (["--dists", "cauchy"], "dists"),
+        (["--device", "tpu"], "device"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(argv, name, capsys):
+    assert exit_code(argv) == 2
+    err = capsys.readouterr().err
+    assert name in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.gpu
+def test_check_passes_on_cuda():
+    res = mod.check(device="cuda", seed=0)
+    assert res.passed and res.device.startswith("cuda"), res.text()
