@@ -73,3 +73,38 @@ def samples_for_power(rel_error: float, cv: float, rate: float = 1e-9, miss: flo
         raise ValueError(f"rel_error: must be positive, got {rel_error}")
     z_a, z_b = z_for(rate), z_for(2 * miss)
     return math.ceil(((z_a + z_b) * cv / rel_error) ** 2)
+
+
+@dataclass(frozen=True)
+class OneSided:
+    """A one-sided z-test: agrees when the estimate lies beyond ``bound`` in the direction ``op``
+    by more than ``z_crit`` standard errors (false-alarm ``rate`` when it lies exactly at ``bound``)."""
+
+    claim: str
+    op: str
+    bound: float
+    estimate: float
+    stderr: float
+    z: float
+    z_crit: float
+    rate: float
+    agrees: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        word = "agrees" if self.agrees else "REJECTED"
+        return (
+            f"{self.claim}: {self.estimate:.5g} {self.op} {self.bound:g}, z = {self.z:.2f} vs {self.z_crit:.2f} "
+            f"(one-sided) -> {word}"
+        )
+
+
+def one_sided(est: Estimate, op: str, bound: float, claim: str, rate: float = 1e-9) -> OneSided:
+    """Test ``est op bound`` (op ``>`` or ``<``) one-sided at false-alarm ``rate``."""
+    if op not in (">", "<") or not est.stderr > 0:
+        raise ValueError(f"one_sided: needs op '>' or '<' and a positive stderr, got {op!r}, {est.stderr}")
+    z = (est.value - bound) / est.stderr * (1 if op == ">" else -1)
+    zc = z_for(2 * rate)
+    return OneSided(claim, op, float(bound), est.value, est.stderr, z, zc, rate, z > zc)

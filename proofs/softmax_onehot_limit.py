@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import sympy as sp
@@ -44,7 +43,7 @@ from numeric.check import CheckResult
 from numeric.device import describe, generator, pick_device
 from numeric.dotprod import DISTRIBUTIONS, components
 from numeric.montecarlo import Moments, stream
-from numeric.stats import Estimate, compare, samples_for_power, z_for
+from numeric.stats import Estimate, compare, one_sided, samples_for_power, z_for
 from proofs.cli import Option, run
 
 NUMBER = "13.28"
@@ -134,41 +133,6 @@ def derivation() -> Derivation:
 
 
 # -- the Monte Carlo check -------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OneSided:
-    """A one-sided z-test: agrees when the estimate lies beyond ``bound`` in the direction ``op``
-    by more than ``z_crit`` standard errors (false-alarm ``rate`` when it lies exactly at ``bound``)."""
-
-    claim: str
-    op: str
-    bound: float
-    estimate: float
-    stderr: float
-    z: float
-    z_crit: float
-    rate: float
-    agrees: bool
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def __str__(self) -> str:
-        word = "agrees" if self.agrees else "REJECTED"
-        return (
-            f"{self.claim}: {self.estimate:.5g} {self.op} {self.bound:g}, z = {self.z:.2f} vs {self.z_crit:.2f} "
-            f"(one-sided) -> {word}"
-        )
-
-
-def one_sided(est: Estimate, op: str, bound: float, claim: str, rate: float = RATE) -> OneSided:
-    """Test ``est op bound`` (op ``>`` or ``<``) one-sided at false-alarm ``rate``."""
-    if op not in (">", "<") or not est.stderr > 0:
-        raise ValueError(f"one_sided: needs op '>' or '<' and a positive stderr, got {op!r}, {est.stderr}")
-    z = (est.value - bound) / est.stderr * (1 if op == ">" else -1)
-    zc = z_for(2 * rate)
-    return OneSided(claim, op, float(bound), est.value, est.stderr, z, zc, rate, z > zc)
 
 
 def _grid(max_dk: int) -> list[int]:
