@@ -7,6 +7,7 @@ import math
 
 import torch
 
+from numeric import fused as _fused
 from numeric.montecarlo import Moments, stream
 
 DISTRIBUTIONS = ("gaussian", "rademacher", "uniform")
@@ -33,9 +34,29 @@ def dot_products(n: int, d_k: int, gen: torch.Generator, dist: str = "gaussian",
     return (q * k).sum(-1).mul_(scale)
 
 
-def dot_product_moments(samples: int, d_k: int, gen: torch.Generator, dist: str = "gaussian",
-                        scale: float = 1.0, chunk: int | None = None) -> Moments:
-    """Streaming moments of ``samples`` draws of ``scale * q·k``; memory O(chunk * d_k)."""
+def dot_product_moments(
+    samples: int,
+    d_k: int,
+    gen: torch.Generator,
+    dist: str = "gaussian",
+    scale: float = 1.0,
+    chunk: int | None = None,
+    *,
+    fused: bool | None = None,
+) -> Moments:
+    """Streaming moments of ``samples`` draws of ``scale * q·k``; memory O(chunk * d_k).
+
+    On CUDA, when Triton is available, this runs the fused kernel of ``numeric.fused``
+    (samples never leave registers; ``chunk`` is then unused); ``fused=False`` forces the
+    chunked torch path, ``fused=True`` demands the kernel (ValueError where it cannot run).
+    If the kernel fails to build or run, a note is printed and the torch path is used."""
+    if _fused.use_fused(gen.device, fused):
+        try:
+            return _fused.fused_dot_product_moments(samples, d_k, gen, dist, scale)
+        except _fused.FusedError as e:
+            if fused:
+                raise
+            _fused.give_up(e)
     if chunk is None:
         chunk = max(1, (1 << 22) // d_k) if d_k > 0 else 1
     return stream(lambda m, g: dot_products(m, d_k, g, dist, scale), samples, gen, chunk)

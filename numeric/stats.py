@@ -71,6 +71,8 @@ def samples_for_power(rel_error: float, cv: float, rate: float = 1e-9, miss: flo
     (sd of one sample's contribution divided by the true value)."""
     if rel_error <= 0:
         raise ValueError(f"rel_error: must be positive, got {rel_error}")
+    if not 0 < miss < 0.5:
+        raise ValueError(f"miss: must lie in (0, 0.5), got {miss}")
     z_a, z_b = z_for(rate), z_for(2 * miss)
     return math.ceil(((z_a + z_b) * cv / rel_error) ** 2)
 
