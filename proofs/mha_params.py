@@ -1,0 +1,344 @@
+"""Exercise 13.30: multi-head attention with $h$ heads has $4d^2$ weights, whatever $h$ is.
+
+Head $i$ has its own query, key and value maps $W_Q^i, W_K^i, W_V^i$, each $d \\times d_k$ with
+$d_k = d/h$ (the assumption that $h$ divides $d$), so one head holds $3d \\cdot d/h = 3d^2/h$ weights.
+Summing over the $h$ heads gives $h \\cdot 3d^2/h = 3d^2$: more heads means narrower heads, and the
+product stays the same. The heads' outputs are concatenated back to width $h d_k = d$ and mixed by
+$W_O$, one $d \\times d$ matrix, so
+
+$$P_\\mathrm{MHA} = \\sum_{i=1}^{h} 3\\frac{d^2}{h} + d^2 = 4d^2,
+\\qquad \\frac{\\partial P_\\mathrm{MHA}}{\\partial h} = 0,$$
+
+and with a bias on each of the four maps ($3d/h$ per head, $d$ for the output) $4d^2 + 4d$.
+Implementations fuse the per-head matrices into one $d \\times 3d$ projection, which changes
+nothing in the count. The claim is about standard multi-head attention: with grouped-query
+attention (GQA), $h_\\mathrm{kv} < h$ key/value heads are shared by the query heads, and
+$P_\\mathrm{GQA} = 2d^2 + 2d \\cdot h_\\mathrm{kv} d/h$ does depend on $h$ (multi-query attention,
+$h_\\mathrm{kv} = 1$, has $2d^2 + 2d^2/h$).
+
+The check counts the parameters of ``torch.nn.MultiheadAttention(d, h)`` and of the project's
+``models.gpt.CausalSelfAttention``, with and without biases, for several widths and every $h$ that
+divides them, plus seeded random $(d, h)$ pairs, and compares each integer count with the formula
+exactly (tolerance 0). The same comparison rejects plausible wrong formulas ($4d^2/h$,
+$3d^2 + d^2 h$, $4d^2 h$, and $4d^2$ for the biased modules) and shows that GQA/MQA modules do not
+have $4d^2 + 4d$ parameters while they do match their own formula.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import sympy as sp
+import torch
+
+from derive import counts
+from derive.counts import d, h, h_kv
+from derive.engine import Derivation
+from models.gpt import CausalSelfAttention, GPTConfig
+from numeric.check import Bound, CheckResult
+from numeric.device import describe, generator, pick_device
+from proofs.cli import Option
+
+NUMBER = "13.30"
+CLAIM = "Multi-head attention has 4 d^2 weights (4 d^2 + 4 d with biases) for every number of heads h dividing d."
+DEFAULT_SAMPLES = 8  # random (d, h) pairs counted on top of the grid of widths and all their divisors
+OPTIONS = [
+    Option("--d", str, "64,96,128,512", "comma-separated model widths d"),
+    Option("--heads", str, "", "comma-separated head counts (each must divide every d; empty: all divisors)"),
+]
+MAX_D = 2048
+RANDOM_D = 256  # random widths are drawn from 1..RANDOM_D
+WRONG = {  # plausible wrong formulas for the bias-free count
+    "4 d^2 / h": lambda dd, hh: 4 * dd * dd / hh,
+    "3 d^2 + d^2 h": lambda dd, hh: 3 * dd * dd + dd * dd * hh,
+    "4 d^2 h": lambda dd, hh: 4 * dd * dd * hh,
+}
+
+
+def divisors(n: int) -> list[int]:
+    return [k for k in range(1, n + 1) if n % k == 0]
+
+
+def _ints(name: str, value, maximum: int) -> list[int]:
+    parts = value.split(",") if isinstance(value, str) else list(value)
+    parts = [p for p in parts if str(p).strip() != ""]
+    out = []
+    for p in parts:
+        try:
+            v = int(str(p).strip())
+        except ValueError:
+            raise ValueError(f"{name}: expected comma-separated integers, got {value!r}") from None
+        if not 1 <= v <= maximum:
+            raise ValueError(f"{name}: each must lie in [1, {maximum}], got {v}")
+        out.append(v)
+    return sorted(set(out))
+
+
+def _validate(d_list, heads, samples):
+    ds = _ints("d", d_list, MAX_D)
+    if not ds:
+        raise ValueError("d: give at least one width")
+    hs = _ints("heads", heads, MAX_D)
+    for hh in hs:
+        for dd in ds:
+            if dd % hh:
+                raise ValueError(f"heads: {hh} does not divide d={dd}")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"samples: must be a positive integer, got {samples!r}")
+    return ds, hs
+
+
+def derivation() -> Derivation:
+    i = sp.Symbol("i", positive=True, integer=True)
+    P = sp.Function("P")
+    head = counts.attention_head_params(d, h)
+    mha = counts.attention_params(d, h, bias=False)
+    gqa = counts.attention_params(d, h, bias=False, n_kv=h_kv)
+    dx = Derivation(
+        "Exercise 13.30: multi-head attention has 4 d^2 parameters for every h",
+        assumptions=[
+            "d, h positive integers and h divides d (checked on inputs, not by sympy); d_k = d / h",
+            "head i has W_Q^i, W_K^i, W_V^i (d x d_k each); W_O is d x d",
+            "GQA: h_kv key/value heads (h_kv divides h), each d x d_k for K and for V",
+        ],
+    )
+    dx.eq(
+        sp.Symbol("P_Q,i"),
+        d**2 / h,
+        "one head's query map is d x d/h",
+        strategy="cancel",
+        computed=d * counts.head_dim(d, h),
+    )
+    dx.eq(
+        sp.Symbol("P_head"),
+        3 * d**2 / h,
+        "W_Q^i, W_K^i, W_V^i together: 3 d^2 / h per head",
+        strategy="cancel",
+        computed=head,
+    )
+    dx.eq(
+        sp.Sum(head, (i, 1, h)),
+        3 * d**2,
+        "sum over the h heads: h * 3 d^2 / h",
+        strategy="cancel",
+        computed=sp.Sum(head, (i, 1, h)).doit(),
+    )
+    dx.eq(
+        P(h),
+        4 * d**2,
+        "add W_O (d x d) acting on the concatenated heads",
+        strategy="expand",
+        computed=sp.Sum(head, (i, 1, h)).doit() + d * d,
+    )
+    dx.eq(
+        P(h), mha, "the same count as derive.counts.attention_params(bias=False)", strategy="expand", computed=4 * d**2
+    )
+    dx.eq(sp.Derivative(P(h), h), 0, "independent of h", strategy="exact", computed=sp.diff(mha, h))
+    dx.eq(
+        sp.Sum(3 * d / h, (i, 1, h)) + d,
+        4 * d,
+        "biases: 3 d/h per head (Q, K, V) and d for W_O",
+        strategy="cancel",
+        computed=sp.Sum(3 * d / h, (i, 1, h)).doit() + d,
+    )
+    withb = counts.attention_params(d, h, bias=True)
+    dx.eq(P(h), 4 * d**2 + 4 * d, "with biases: 4 d^2 + 4 d, still free of h", strategy="expand", computed=withb)
+    dx.eq(sp.Derivative(P(h), h), 0, "with biases, independent of h", strategy="exact", computed=sp.diff(withb, h))
+    dx.eq(
+        P(h, h_kv),
+        2 * d**2 + 2 * d * h_kv * d / h,
+        "GQA: W_Q and W_O d x d, W_K and W_V d x h_kv d_k",
+        strategy="cancel",
+        computed=gqa,
+    )
+    dx.eq(
+        P(h) - P(h, h_kv),
+        2 * d**2 * (1 - h_kv / h),
+        "GQA saves 2 d^2 (1 - h_kv/h): zero only if h_kv = h",
+        strategy="cancel",
+        computed=mha - gqa,
+    )
+    dx.eq(P(h, h), 4 * d**2, "h_kv = h is standard multi-head attention", strategy="expand", computed=gqa.subs(h_kv, h))
+    mqa = gqa.subs(h_kv, 1)
+    dx.eq(
+        sp.Derivative(P(h, 1), h),
+        -2 * d**2 / h**2,
+        "MQA (h_kv = 1): 2 d^2 + 2 d^2/h depends on h",
+        strategy="cancel",
+        computed=sp.diff(mqa, h),
+    )
+    return dx
+
+
+# -- numerics ------------------------------------------------------------------------------------
+
+
+def n_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def torch_mha(dd: int, hh: int, bias: bool, dev) -> int:
+    with dev:
+        return n_params(torch.nn.MultiheadAttention(dd, hh, bias=bias))
+
+
+def project_attention(dd: int, hh: int, bias: bool, dev, n_kv: int | None = None) -> int:
+    cfg = GPTConfig(block_size=1, vocab_size=1, n_layer=1, n_head=hh, n_embd=dd, n_kv_head=n_kv, bias=bias)
+    with dev:
+        return n_params(CausalSelfAttention(cfg))
+
+
+def formula(dd: int, hh: int, bias: bool, n_kv: int | None = None) -> int:
+    e = counts.attention_params(dd, hh, bias, n_kv)
+    if not e.is_integer:
+        raise AssertionError(f"count {e} is not an integer")
+    return int(e)
+
+
+MODULES = {  # name -> (table column, parameter counter)
+    "nn.MultiheadAttention": ("torch", torch_mha),
+    "gpt.CausalSelfAttention": ("gpt", project_attention),
+}
+
+
+def _configs(ds, hs, samples, gen, dev) -> list[tuple[int, int, str]]:
+    grid = [(dd, hh, "grid") for dd in ds for hh in (hs or divisors(dd))]
+    rd = torch.randint(1, RANDOM_D + 1, (samples,), generator=gen, device=dev).tolist()
+    ri = torch.randint(0, 1 << 30, (samples,), generator=gen, device=dev).tolist()
+    rand = [(dd, divisors(dd)[k % len(divisors(dd))], "random") for dd, k in zip(rd, ri)]
+    return grid + rand
+
+
+def check(device=None, samples: int = DEFAULT_SAMPLES, seed: int = 0, d="64,96,128,512", heads="") -> CheckResult:
+    ds, hs = _validate(d, heads, samples)
+    dev = pick_device(device)
+    gen = generator(dev, seed)
+    res = CheckResult(CLAIM, describe(dev), samples, seed)
+    configs = _configs(ds, hs, samples, gen, dev)
+    counted = {}  # (module, bias, d, h) -> count
+    for dd, hh, src in configs:
+        row = {"d": dd, "h": hh, "d_k": dd // hh, "src": src, "3d^2/h": int(counts.attention_head_params(dd, hh))}
+        for name, (col, fn) in MODULES.items():
+            for b in (True, False):
+                counted[name, b, dd, hh] = fn(dd, hh, b, dev)
+                row[col + ("+b" if b else "")] = counted[name, b, dd, hh]
+        row["4d^2+4d"], row["4d^2"] = formula(dd, hh, True), formula(dd, hh, False)
+        res.table.append(row)
+
+    def worst(name, b, pairs, target):
+        """The (count, target) pair with the largest |count - target| over ``pairs`` of (d, h)."""
+        vals = [(counted[name, b, dd, hh], target(dd, hh)) for dd, hh in pairs]
+        return max(vals, key=lambda v: abs(v[0] - v[1]))
+
+    for name in MODULES:
+        for b in (True, False):
+            label = "4 d^2 + 4 d" if b else "4 d^2"
+            for dd in sorted({c[0] for c in configs if c[2] == "grid"}):
+                pairs = [(dd, hh) for d2, hh, s in configs if s == "grid" and d2 == dd]
+                got, want = worst(name, b, pairs, lambda x, y, b=b: formula(x, y, b))
+                hh_list = ",".join(str(p[1]) for p in pairs)
+                res.claims.append(
+                    Bound.of(f"{name}(d={dd}, bias={b}) = {label} for h in {{{hh_list}}} (worst h)", got, want, 0)
+                )
+            rpairs = [(dd, hh) for dd, hh, s in configs if s == "random"]
+            got, want = worst(name, b, rpairs, lambda x, y, b=b: formula(x, y, b))
+            res.claims.append(
+                Bound.of(f"{name}(bias={b}) = {label} at {len(rpairs)} random (d, h) (worst)", got, want, 0)
+            )
+    all_pairs = [(dd, hh) for dd, hh, _ in configs]
+    multi = [(dd, hh) for dd, hh in all_pairs if hh > 1]  # at h = 1 every wrong formula gives 4 d^2 too
+    for name in MODULES:
+        for wname, wf in WRONG.items() if multi else ():
+            got, want = worst(name, False, multi, wf)
+            res.controls.append(Bound.of(f"{name}(bias=False) = {wname} (worst over all (d, h > 1))", got, want, 0))
+        got, want = worst(name, True, all_pairs, lambda x, y: formula(x, y, False))
+        res.controls.append(Bound.of(f"{name}(bias=True) = 4 d^2 (biases forgotten)", got, want, 0))
+
+    # grouped-query attention: its own formula agrees; 4 d^2 (+ 4 d) is rejected for every n_kv < h
+    for dd in ds:
+        gqa = [(hh, kv) for hh in (hs or divisors(dd)) for kv in divisors(hh) if kv < hh]
+        if not gqa:
+            continue
+        for b in (True, False):
+            got = {(hh, kv): project_attention(dd, hh, b, dev, kv) for hh, kv in gqa}
+            bad = max(gqa, key=lambda k: abs(got[k] - formula(dd, k[0], b, k[1])))
+            res.claims.append(
+                Bound.of(
+                    f"GQA CausalSelfAttention(d={dd}, bias={b}) = 2d^2 + 2 d h_kv d/h"
+                    f"{' + biases' if b else ''} for all {len(gqa)} (h, h_kv<h) (worst)",
+                    got[bad],
+                    formula(dd, bad[0], b, bad[1]),
+                    0,
+                )
+            )
+            near = min(gqa, key=lambda k: abs(got[k] - formula(dd, k[0], b)))
+            res.controls.append(
+                Bound.of(
+                    f"GQA CausalSelfAttention(d={dd}, bias={b}, h={near[0]}, h_kv={near[1]}) "
+                    f"= {'4d^2 + 4d' if b else '4d^2'} (closest of all h_kv < h)",
+                    got[near],
+                    formula(dd, near[0], b),
+                    0,
+                )
+            )
+    if not multi:
+        res.notes.append("no (d, h) with h > 1: the wrong formulas 4d^2/h, 3d^2 + d^2 h, 4d^2 h equal 4d^2 at h = 1")
+    res.notes += [
+        "counts are exact integers; every comparison has tolerance 0",
+        "'worst' reports the (d, h) with the largest |count - formula|; a control is rejected when even "
+        "the closest config differs",
+        f"random (d, h): d uniform in 1..{RANDOM_D} and h a uniform divisor of d, from the seeded generator",
+        "columns: torch = nn.MultiheadAttention, gpt = gpt.CausalSelfAttention; +b with biases; "
+        "3d^2/h = W_Q^i, W_K^i, W_V^i of one head",
+    ]
+    return res
+
+
+def figure(path, device=None, seed: int = 0, d="64,96,128,512", heads=""):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from proofs.files import save_figure
+
+    ds, hs = _validate(d, heads, DEFAULT_SAMPLES)
+    dev = pick_device(device)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for dd in ds:
+        hl = hs or divisors(dd)
+        line = ax.plot(
+            hl,
+            [torch_mha(dd, hh, False, dev) / dd**2 for hh in hl],
+            "o",
+            label=f"d={dd}: nn.MultiheadAttention",
+        )[0]
+        ax.plot(
+            hl,
+            [project_attention(dd, hh, False, dev, 1) / dd**2 for hh in hl],
+            "s",
+            mfc="none",
+            color=line.get_color(),
+            label=f"d={dd}: CausalSelfAttention, h_kv=1 (MQA)",
+        )
+    hmax = max(max(hs or divisors(dd)) for dd in ds)
+    grid = [2**k for k in range(0, hmax.bit_length())]
+    ax.plot(grid, [4.0] * len(grid), "k-", lw=0.8, label="4 d^2 (any h)")
+    ax.plot(grid, [2 + 2 / g for g in grid], "k:", lw=0.8, label="MQA 2 d^2 + 2 d^2/h")
+    ax.plot(grid, [4 / g for g in grid], "r--", lw=0.8, label="wrong: 4 d^2 / h")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("number of heads h")
+    ax.set_ylabel("parameters / d^2 (no biases)")
+    ax.set_title("Exercise 13.30: attention parameters do not depend on h")
+    ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+    return save_figure(fig, path)
+
+
+def main(argv=None) -> int:
+    from proofs.cli import run
+
+    return run(sys.modules[__name__], argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

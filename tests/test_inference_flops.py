@@ -1,0 +1,131 @@
+"""Exercise 13.29: forward FLOPs per token ~ 2N; derivation, exact FlopCounter checks, controls, CLI."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from derive import counts
+from derive.engine import PROVED
+from models.gpt import GPT, GPTConfig, swiglu_hidden
+from proofs import inference_flops as ex
+
+CPU = torch.device("cpu")
+
+
+def test_derivation_all_proved():
+    dx = ex.derivation()
+    assert dx.all_proved and all(s.status == PROVED for s in dx.steps)
+    assert len(dx.steps) >= 12
+
+
+def test_default_check_passes():
+    res = ex.check(device="cpu")
+    assert res.passed, res.text()
+    assert not any(c.agrees for c in res.controls)
+    exact = [c for c in res.claims if c.tol == 0]
+    assert len(exact) >= 20 and all(c.measured == c.target for c in exact)
+    kinds = " ".join(c.claim for c in res.controls)
+    for word in ("6N", "/ N", "Kaplan's causal term", "no attention term", "long context"):
+        assert word in kinds
+    for row in res.table:  # the full forward pays the whole n x n matrix: per token 2N + 2dV + 4 L n d
+        assert row["fwd/token"] == row["2N"] + row["2dV"] + row["4Lnd"]
+
+
+def test_short_grid_notes_missing_long_context_control():
+    res = ex.check(device="cpu", widths="128", contexts="8,16", layers=1)
+    assert res.passed
+    assert any("long enough" in n for n in res.notes)
+
+
+def test_approximation_claim_can_fail():
+    """At a long context the 'about 2N' comparison rejects: the check is not vacuous."""
+    res = ex.check(device="cpu", widths="16", contexts="128", layers=1)
+    long = [c for c in res.controls if "long context" in c.claim]
+    assert long and not long[0].agrees and long[0].measured > 1 + ex.EPS
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    width=st.sampled_from([8, 16, 24, 32]),
+    n=st.integers(1, 20),
+    layers=st.integers(1, 2),
+    mlp=st.sampled_from(["gelu", "swiglu"]),
+    n_kv=st.sampled_from([None, 2, 1]),
+    bias=st.booleans(),
+    tie=st.booleans(),
+)
+def test_flop_counter_matches_formula_for_any_switches(width, n, layers, mlp, n_kv, bias, tie):
+    cfg = GPTConfig(
+        block_size=32,
+        vocab_size=13,
+        n_layer=layers,
+        n_head=4,
+        n_embd=width,
+        n_kv_head=n_kv,
+        mlp=mlp,
+        bias=bias,
+        tie_weights=tie,
+        attn="manual",
+    )
+    m = GPT(cfg).eval()
+    d_ff = swiglu_hidden(width) if mlp == "swiglu" else None
+    N = layers * counts.block_matmul_params(width, 4, mlp, cfg.n_kv_head, d_ff)
+    idx = torch.randint(0, 13, (1, 32), generator=torch.Generator().manual_seed(n))
+    want = n * counts.forward_flops_per_token(N, layers, n, width, 13, "dense")
+    assert ex.measure_forward(m, idx[:, :n]) == int(want)  # bias adds are not counted by FlopCounterMode
+    t = n - 1
+    want_t = counts.forward_flops_per_token(N, layers, t + 1, width, 13, "dense")
+    assert ex.measure_decode(m, idx, t) == int(want_t)
+    assert ex.block_matmul_weights(m) == int(N)
+
+
+def test_forward_plus_backward_is_three_forwards():
+    """The training rule 6N: FlopCounterMode counts backward as twice the forward."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    m = ex._model(32, 1, 16, CPU).train()
+    idx = torch.randint(0, ex.VOCAB, (1, 16), generator=torch.Generator().manual_seed(0))
+    fwd = ex.measure_forward(m, idx)
+    with FlopCounterMode(display=False) as fc:
+        m(idx, idx)[1].backward()
+    assert fc.get_total_flops() == 3 * fwd
+
+
+@pytest.mark.parametrize(
+    "opts, name",
+    [
+        ({"widths": "30"}, "widths"),
+        ({"widths": "a,b"}, "widths"),
+        ({"widths": "0"}, "widths"),
+        ({"contexts": "0"}, "contexts"),
+        ({"contexts": ""}, "contexts"),
+        ({"contexts": "99999"}, "contexts"),
+        ({"layers": 0}, "layers"),
+        ({"samples": 2}, "samples"),
+    ],
+)
+def test_bad_options_raise_naming_parameter(opts, name):
+    with pytest.raises(ValueError, match=rf"^{name}:"):
+        ex.check(device="cpu", **opts)
+
+
+def test_cli_json_and_figure(capsys, tmp_path):
+    argv = ["--json", "--widths", "32", "--contexts", "8,64", "--plot", str(tmp_path / "f.png")]
+    assert ex.main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["verdict"] == "PASS" and out["exercise"] == "13.29"
+    assert out["derivation"]["status"] == "proved"
+    assert (tmp_path / "f.png").stat().st_size > 0
+
+
+def test_cli_bad_input_subprocess():
+    cmd = [sys.executable, "-m", "proofs.inference_flops", "--contexts", "16,x"]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: contexts:") and "Traceback" not in out.stderr
