@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 import torch
 
+from models.cli import OneLineParser
 from numeric import fused
 from numeric.device import describe, generator, pick_device
 from numeric.dotprod import dot_product_moments
@@ -44,14 +45,8 @@ SWEEP = (
 )
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, no usage block
-        print(f"bench: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m numeric.bench", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="python -m numeric.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default=None, help="cpu or cuda (default: PROOFS_DEVICE, else CUDA if present)")
     p.add_argument("--dk", type=int, default=64, help="dimension d_k of q and k (default 64)")
     p.add_argument("--samples", type=int, default=None, help="dot products per run (default 2^18 CPU, 2^30 CUDA)")

@@ -137,6 +137,6 @@ def test_ddp_two_processes_gloo(tmp_path):
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.getcwd())
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.returncode == 0, f"torchrun exited {r.returncode}:\n{r.stderr[:1500]}\n...\n{r.stderr[-3000:]}"
     log = json.loads((tmp_path / "ddp" / "log.json").read_text())
     assert log["world_size"] == 2 and log["ranks_in_sync"] is True and log["steps"] == 4
