@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from models.attention import scaled_dot_product_attention as attention_by_hand
 from models.positional import apply_rope, sinusoidal_table
 
 CHOICES = {
@@ -36,6 +37,7 @@ class GPTConfig:
     pos: str = "learned"
     norm: str = "layernorm"
     mlp: str = "gelu"
+    mlp_hidden: int | None = None  # None = 4d for gelu, swiglu_hidden(d) for swiglu
     prenorm: bool = True  # False: post-norm, as in the original Transformer
     attn: str = "sdpa"  # "manual" writes softmax(QK^T/sqrt(d_k))V out by hand
     tie_weights: bool = True  # share the token embedding with the output layer
@@ -55,6 +57,8 @@ class GPTConfig:
             raise ValueError(f"n_embd: head size n_embd/n_head must be even for rope, got {self.head_dim}")
         if self.pos == "sinusoidal" and self.n_embd % 2:
             raise ValueError(f"n_embd: must be even for sinusoidal positions, got {self.n_embd}")
+        if self.mlp_hidden is not None and self.mlp_hidden <= 0:
+            raise ValueError(f"mlp_hidden: must be positive, got {self.mlp_hidden}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout: must lie in [0, 1), got {self.dropout}")
         for f, ok in CHOICES.items():
@@ -117,6 +121,11 @@ class KVCache:
         return sum(t.numel() * t.element_size() for t in self.k + self.v)
 
 
+def _causal_mask(T: int, Tk: int, t0: int, device) -> torch.Tensor:
+    """(T, Tk) boolean mask: query i, at absolute position t0 + i, sees keys j <= t0 + i."""
+    return torch.ones(T, Tk, dtype=torch.bool, device=device).tril(diagonal=t0)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig, layer: int = 0):
         super().__init__()
@@ -124,7 +133,6 @@ class CausalSelfAttention(nn.Module):
         hd, nkv = cfg.head_dim, cfg.n_kv_head
         self.c_attn = nn.Linear(cfg.n_embd, cfg.n_embd + 2 * nkv * hd, bias=cfg.bias)  # q, k, v
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
-        self.attn_dropout = nn.Dropout(cfg.dropout)
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x, cache: KVCache | None = None):
@@ -144,19 +152,13 @@ class CausalSelfAttention(nn.Module):
         if nkv != nh:  # GQA / MQA: each K/V head serves nh/nkv query heads
             k, v = k.repeat_interleave(nh // nkv, dim=1), v.repeat_interleave(nh // nkv, dim=1)
         Tk = k.size(2)
-        # query i (absolute t0+i) sees keys j <= t0+i
-        mask = None if T == 1 else torch.ones(T, Tk, dtype=torch.bool, device=x.device).tril(diagonal=t0)
         p = cfg.dropout if self.training else 0.0
-        if cfg.attn == "sdpa":
-            y = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask if t0 else None, dropout_p=p, is_causal=(t0 == 0 and T > 1)
-            )
-        else:
-            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hd))  # (B, nh, T, Tk)
-            if mask is not None:
-                att = att.masked_fill(~mask, float("-inf"))
-            att = self.attn_dropout(F.softmax(att, dim=-1))
-            y = att @ v  # (B, nh, T, hd)
+        if cfg.attn == "sdpa" and (t0 == 0 or T == 1):  # plain causal, or one new query: no mask needed
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=T > 1)
+        elif cfg.attn == "sdpa":
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=_causal_mask(T, Tk, t0, x.device), dropout_p=p)
+        else:  # the same computation written out (exercise 13.19)
+            y = attention_by_hand(q, k, v, attn_mask=_causal_mask(T, Tk, t0, x.device), dropout_p=p)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -165,7 +167,7 @@ class MLP(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.swiglu = cfg.mlp == "swiglu"
-        hidden = swiglu_hidden(cfg.n_embd) if self.swiglu else 4 * cfg.n_embd
+        hidden = cfg.mlp_hidden or (swiglu_hidden(cfg.n_embd) if self.swiglu else 4 * cfg.n_embd)
         self.c_fc = nn.Linear(cfg.n_embd, (2 if self.swiglu else 1) * hidden, bias=cfg.bias)
         self.c_proj = nn.Linear(hidden, cfg.n_embd, bias=cfg.bias)
         self.dropout = nn.Dropout(cfg.dropout)

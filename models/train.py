@@ -329,6 +329,7 @@ class Run:
 
     def close(self) -> None:
         if self.ddp and dist.is_initialized():
+            dist.barrier()  # no rank may tear down its sockets while another is still in a collective
             dist.destroy_process_group()
 
 
