@@ -1,0 +1,107 @@
+"""`python -m proofs`: the list, `all` (exit status follows the verdicts) and `report` (written whole)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import proofs
+import proofs.run
+from numeric.check import Bound, CheckResult
+from proofs.__main__ import main
+from proofs.report import write_report
+
+QUICK = {"13.30": "mha_params", "13.31": "prenorm_postnorm"}
+
+
+@pytest.fixture
+def quick(monkeypatch):
+    monkeypatch.setattr(proofs, "REGISTRY", dict(QUICK))
+    for mod in ("proofs.__main__", "proofs.run", "proofs.report"):
+        monkeypatch.setattr(sys.modules[mod], "REGISTRY", dict(QUICK), raising=False)
+
+
+def test_list_names_every_registered_exercise():
+    out = subprocess.run([sys.executable, "-m", "proofs"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0
+    for number, name in proofs.REGISTRY.items():
+        assert number in out.stdout and name in out.stdout
+
+
+def test_load_by_number_or_name_and_unknown():
+    assert proofs.load("13.30") is proofs.load("mha_params")
+    with pytest.raises(ValueError, match="^exercise"):
+        proofs.load("13.99")
+
+
+def test_all_passes_then_fails_when_a_check_fails(quick, capsys, monkeypatch):
+    assert main(["all", "--device", "cpu"]) == 0
+    assert "2/2 passed" in capsys.readouterr().out
+    mod = proofs.load("13.31")
+    failing = CheckResult("forced", "cpu", 1, 0, claims=[Bound.of("one equals two", 1.0, 2.0, 0.0)])
+    monkeypatch.setattr(mod, "check", lambda **kw: failing)
+    assert main(["all", "--device", "cpu"]) == 1
+    assert "FAILED: 13.31" in capsys.readouterr().out
+
+
+def test_report_is_complete_and_machine_readable(quick, tmp_path):
+    out = write_report(tmp_path / "rep", device="cpu")
+    res = json.loads((out / "results.json").read_text())
+    assert res["passed"] and [e["exercise"] for e in res["exercises"]] == ["13.30", "13.31"]
+    for name in QUICK.values():
+        assert (out / f"{name}.md").read_text().startswith("# Exercise")
+        assert (out / f"{name}.tex").read_text().startswith("\\documentclass")
+        assert (out / f"{name}.png").stat().st_size > 1000
+    assert "| 13.31 | prenorm_postnorm | proved | PASS |" in (out / "index.md").read_text()
+
+
+def test_report_failure_leaves_the_old_report_intact(quick, tmp_path, monkeypatch):
+    out = write_report(tmp_path / "rep", device="cpu")
+    before = (out / "results.json").read_text()
+    calls = []
+
+    def crash(number, **kw):
+        calls.append(number)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(number, **kw)
+
+    real = proofs.run.run_one
+    monkeypatch.setattr(sys.modules["proofs.report"], "run_one", crash)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(tmp_path / "rep", device="cpu")
+    assert (out / "results.json").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]  # no half-written folder left
+
+
+def test_bad_arguments_exit_2(capsys):
+    assert main(["report", "--device", "tpu"]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: device")
+    with pytest.raises(SystemExit) as e:
+        main(["frobnicate"])
+    assert e.value.code == 2
+
+
+@pytest.mark.skipif(__import__("shutil").which("pdflatex") is None, reason="pdflatex not installed")
+@pytest.mark.parametrize("number", sorted(proofs.REGISTRY))
+def test_latex_output_compiles(number, tmp_path):
+    name = proofs.REGISTRY[number]
+    tex = subprocess.run(
+        [sys.executable, "-m", f"proofs.{name}", "--latex", "--no-check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    (tmp_path / "d.tex").write_text(tex)
+    r = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "d.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stdout[-1500:]
+    assert (tmp_path / "d.pdf").stat().st_size > 1000
