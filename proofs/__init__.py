@@ -11,6 +11,8 @@ from types import ModuleType
 
 REGISTRY: dict[str, str] = {
     "13.3": "dot_product_variance",
+    "13.19": "sdpa_by_hand",
+    "13.20": "sdpa_switch",
     "13.26": "pe_offset_linearity",
     "13.27": "rope_relative",
     "13.28": "softmax_onehot_limit",
