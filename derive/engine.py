@@ -155,6 +155,8 @@ class Derivation:
             status, note = PROVED, ""
         else:
             syms = sorted(rel.free_symbols, key=lambda s: s.name)
+            if not syms:  # two numbers sympy could not order exactly: the relation is simply false
+                raise StepFailed(f"step {len(self.steps) + 1} ({reason}) fails: {sp.sstr(rel)} is false")
             rng = random.Random(self.seed + len(self.steps))
             for _ in range(self.spot_points):
                 sub = {s: rng.randint(2, 4096) if s.is_integer else rng.uniform(0.1, 100.0) for s in syms}

@@ -6,13 +6,15 @@ import sys
 import time
 
 from models.cli import OneLineParser
-from proofs import REGISTRY, load, numbers
+from proofs import ALIASES, REGISTRY, load, numbers
 
 
 def _list() -> int:
     for n in numbers():
         mod = load(n)
         print(f"{n:>6}  {REGISTRY[n]:<24} {mod.CLAIM}")
+    for alias, n in sorted(ALIASES.items()):
+        print(f"{alias:>6}  {REGISTRY[n]:<24} (answered with exercise {n})")
     print("\nRun one: python -m proofs.<name>   all: python -m proofs all   report: python -m proofs report")
     return 0
 

@@ -27,10 +27,13 @@ def test_list_names_every_registered_exercise():
     assert out.returncode == 0
     for number, name in proofs.REGISTRY.items():
         assert number in out.stdout and name in out.stdout
+    for alias in proofs.ALIASES:
+        assert alias in out.stdout
 
 
 def test_load_by_number_or_name_and_unknown():
     assert proofs.load("13.30") is proofs.load("mha_params")
+    assert proofs.load("13.17") is proofs.load("13.12") and proofs.load("13.23") is proofs.load("kv_cache")
     with pytest.raises(ValueError, match="^exercise"):
         proofs.load("13.99")
 

@@ -1,0 +1,332 @@
+"""Exercise 13.13: training a model of $N$ parameters on $D$ tokens costs about $C = 6ND$ FLOPs.
+
+Count a multiply-add as 2 FLOPs. A weight matrix $W$ ($a \\times b$) meets each token's activation
+row $x$ three times. The forward pass computes $y = xW$: $2ab$ FLOPs. The backward pass computes
+the gradient for the layer below, $\\bar x = \\bar y W^\\top$ ($2ab$), and the weight gradient,
+$\\bar W \\mathrel{+}= x^\\top \\bar y$ ($2ab$). So backward costs twice the forward, and per weight and
+token training costs $2 + 4 = 6$ FLOPs; summed over all matrices ($N = \\sum_i a_i b_i$) and the
+$D$ training tokens,
+
+$$C = (2 + 4)ND = 6ND.$$
+
+For 13B parameters on 2T tokens, $C = 6 \\cdot 1.3 \\times 10^{10} \\cdot 2 \\times 10^{12} = 1.56 \\times
+10^{23}$ FLOPs. A petaFLOP/s-day is $10^{15} \\cdot 86400 = 8.64 \\times 10^{19}$ FLOPs, so that is
+about 1,806 PF-days. At a stated model-FLOPs utilisation (MFU), it is $C / (\\text{peak} \\cdot
+\\text{MFU} \\cdot 3600)$ GPU-hours: with an A100's 312 dense bf16 TFLOP/s at 40 % (the defaults;
+an H100 SXM is 989), 347,222 GPU-hours, about 14 days on 1,024 GPUs.
+
+What $6N$ leaves out: attention's products between positions ($6Ln_\\mathrm{ctx}d$ per token in
+Kaplan's causal convention, a fraction $n_\\mathrm{ctx}/12d$ of $6N$ at $N = 12Ld^2$); parameters that
+are not matmul weights (norm gains, position tables and an untied input embedding are looked up or
+multiplied elementwise: 0 matmul FLOPs); and elementwise work (softmax, nonlinearities, the optimiser).
+
+The check counts FLOPs with ``torch.utils.flop_counter.FlopCounterMode`` on two small versions of
+the project's GPT (``attn="manual"`` so that attention matmuls are counted on the CPU; no biases):
+GPT-2 style (tied embedding) and LLaMA style (untied, SwiGLU, RoPE). Backward is exactly twice the
+forward (so forward plus backward is exactly three forwards), and forward plus backward per token is
+exactly $6N_\\mathrm{matmul} + 12Ln_\\mathrm{ctx}d$ (the counter charges the whole $n \\times n$ score
+matrix), which is within 10 % of $6N$ at a short context. The same comparisons reject "backward
+costs as much as forward", "2N per token for training" and the count without its attention term.
+The PF-day conversion is checked against GPT-3's published 3,640 PF-days (175B parameters,
+300B tokens; Brown et al. 2020, table D.1).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import sympy as sp
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from derive import counts
+from derive.engine import Derivation
+from models.gpt import GPT, GPTConfig, swiglu_hidden
+from numeric.check import Bound, CheckResult
+from numeric.device import describe, generator, pick_device
+from proofs.cli import Option
+
+NUMBER = "13.13"
+CLAIM = "Training costs C = 6 N D FLOPs (2 forward + 4 backward per parameter and token): 13B x 2T -> 1.56e23."
+DEFAULT_SAMPLES = 1  # sequences per FlopCounterMode measurement (FLOP counts do not depend on the data)
+OPTIONS = [
+    Option("--params", float, 13e9, "N, parameters"),
+    Option("--tokens", float, 2e12, "D, training tokens"),
+    Option("--peak-tflops", float, 312.0, "peak dense TFLOP/s of one GPU (A100 bf16: 312; H100 SXM bf16: 989)"),
+    Option("--mfu", float, 0.4, "model FLOPs utilisation, in (0, 1]"),
+    Option("--gpus", int, 1024, "GPUs, for the wall-clock days"),
+    Option("--layers", int, 2, "L of the GPT measured with FlopCounterMode"),
+    Option("--width", int, 256, "d of that GPT"),
+    Option("--heads", int, 4, "heads of that GPT (must divide width; even head size for RoPE)"),
+    Option("--context", int, 32, "tokens per sequence n_ctx of that GPT"),
+    Option("--vocab", int, 65, "V of that GPT (65: tiny Shakespeare's characters)"),
+]
+EPS = 0.10  # relative tolerance of "about 6N"
+PF_DAY = 10**15 * 86400  # FLOPs in a petaFLOP/s-day
+GPT3 = dict(N=175e9, D=300e9, pf_days=3640)  # Brown et al. 2020, table D.1
+MAX = dict(layers=12, width=1024, context=512, vocab=100_000, gpus=10**7)
+
+N, D, a, b = sp.symbols("N D a b", positive=True)
+peak, mfu = sp.symbols("P_peak u", positive=True)
+C_EXPR = (2 + 4) * N * D  # the derivation's result, evaluated by check() at the given values
+
+
+def _exact(v) -> sp.Rational:
+    """A finite float as the exact decimal it was written as (13e9 -> 13000000000, 0.4 -> 2/5)."""
+    return sp.Rational(repr(float(v)))
+
+
+def training_flops(params, tokens) -> sp.Rational:
+    return C_EXPR.subs({N: _exact(params), D: _exact(tokens)})
+
+
+def pf_days(flops) -> sp.Rational:
+    return sp.sympify(flops) / PF_DAY
+
+
+def gpu_hours(flops, peak_tflops, mfu_) -> sp.Rational:
+    return sp.sympify(flops) / (_exact(peak_tflops) * 10**12 * _exact(mfu_) * 3600)
+
+
+def derivation() -> Derivation:
+    F, C = sp.Function("F"), sp.Function("C")
+    L, d, V, n = counts.L, counts.d, counts.V, counts.n_ctx
+    dx = Derivation(
+        "Exercise 13.13: training compute C = 6 N D",
+        assumptions=[
+            "a multiply-add is 2 FLOPs; D tokens, each one row of activations through every weight matrix",
+            "a weight matrix W is a x b; N = sum of a b over the matrices (the parameters that multiply)",
+            "elementwise work (norms, softmax, nonlinearities, the optimiser) is lower order and not counted",
+        ],
+    )
+    dx.eq(F("forward"), 2 * D * a * b, "y = x W: D rows of a b multiply-adds", "exact", computed=D * (a * b) * 2)
+    dx.eq(F("dx"), 2 * D * a * b, "backward to the layer below: dx = dy W^T, (D x b)(b x a)", "exact", D * b * a * 2)
+    dx.eq(F("dW"), 2 * D * a * b, "backward to the weight: dW = x^T dy, (a x D)(D x b)", "exact", a * D * b * 2)
+    dx.eq(F("backward") / F("forward"), 2, "backward is twice the forward", "cancel", (4 * D * a * b) / (2 * D * a * b))
+    dx.eq(
+        F("train") / (D * a * b),
+        6,
+        "per weight and token: 2 + 4 = 6 FLOPs",
+        "cancel",
+        (2 + 2 + 2) * D * a * b / (D * a * b),
+    )
+    dx.eq(C(N, D), 6 * N * D, "summed over all matrices, N = sum a_i b_i", "expand", C_EXPR)
+    c13 = training_flops(13e9, 2e12)
+    dx.eq(C(13 * 10**9, 2 * 10**12), 156 * 10**21, "13B parameters, 2T tokens: 1.56e23 FLOPs", "exact", c13)
+    dx.eq(sp.Symbol("PF_day"), 864 * 10**17, "a petaFLOP/s-day: 10^15 FLOP/s for 86400 s", "exact", PF_DAY)
+    dx.eq(C(N, D) / sp.Symbol("PF_day"), sp.Rational(16250, 9), "in PF-days: ~1,806", "exact", pf_days(c13))
+    hours = C(N, D) / (3600 * peak * mfu)
+    dx.eq(
+        hours,
+        sp.Rational(3125000, 9),
+        "GPU-hours at 312 TFLOP/s (A100 bf16) and 40% MFU: ~347,222",
+        "exact",
+        gpu_hours(c13, 312, 0.4),
+    )
+    dx.eq(
+        hours / (24 * sp.Symbol("G")),
+        sp.Rational(390625, 27648),
+        "days on G = 1024 GPUs: ~14.1",
+        "exact",
+        gpu_hours(c13, 312, 0.4) / (24 * 1024),
+    )
+    # what 6N leaves out, with the per-token forward FLOPs of derive.counts (N = 12 L d^2 as in Kaplan et al.)
+    Nk = L * counts.block_matmul_params()
+    kap = 3 * counts.forward_flops_per_token(Nk, L, n, d, V, "kaplan")
+    dx.eq(
+        F("train") / D,
+        6 * Nk + 6 * L * n * d + 6 * d * V,
+        "per token, with attention and the output layer",
+        "expand",
+        kap,
+    )
+    dx.eq(
+        F("train") / (6 * N * D) - 1,
+        n / (12 * d) + V / (12 * L * d),
+        "their share of 6N at N = 12 L d^2",
+        "cancel",
+        kap / (6 * Nk) - 1,
+    )
+    dense = 3 * counts.forward_flops_per_token(Nk, L, n, d, V, "dense")
+    dx.eq(
+        F("counted") / D,
+        6 * Nk + 12 * L * n * d + 6 * d * V,
+        "what FlopCounterMode counts: the whole n x n score matrix (twice Kaplan's term)",
+        "expand",
+        dense,
+    )
+    return dx
+
+
+# -- the FlopCounterMode check ------------------------------------------------------------------
+
+STYLES = {
+    "GPT-2 style (tied)": dict(),
+    "LLaMA style (untied)": dict(pos="rope", norm="rmsnorm", mlp="swiglu", tie_weights=False),
+}
+
+
+def _int_in(name: str, v, lo: int, hi: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise ValueError(f"{name}: must be an integer in [{lo}, {hi:,}], got {v!r}")
+    return v
+
+
+def _positive(name: str, v, hi: float) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or not 0 < v <= hi:
+        raise ValueError(f"{name}: must be a positive number at most {hi:g}, got {v!r}")
+    return float(v)
+
+
+def validate(
+    params=13e9, tokens=2e12, peak_tflops=312.0, mfu=0.4, gpus=1024, layers=2, width=256, heads=4, context=32, vocab=65
+):
+    _positive("params", params, 1e30)
+    _positive("tokens", tokens, 1e30)
+    _positive("peak_tflops", peak_tflops, 1e9)
+    _positive("mfu", mfu, 1.0)
+    _int_in("gpus", gpus, 1, MAX["gpus"])
+    _int_in("layers", layers, 1, MAX["layers"])
+    _int_in("width", width, 1, MAX["width"])
+    _int_in("heads", heads, 1, width)
+    _int_in("context", context, 1, MAX["context"])
+    _int_in("vocab", vocab, 1, MAX["vocab"])
+    if width % heads:
+        raise ValueError(f"heads: must divide width={width}, got {heads}")
+    if (width // heads) % 2:
+        raise ValueError(f"heads: the head size width/heads must be even for RoPE, got {width}/{heads}")
+
+
+def build(style: str, layers: int, width: int, heads: int, context: int, vocab: int, dev) -> GPT:
+    cfg = GPTConfig(
+        block_size=context,
+        vocab_size=vocab,
+        n_layer=layers,
+        n_head=heads,
+        n_embd=width,
+        bias=False,
+        attn="manual",
+        **STYLES[style],
+    )
+    with dev:
+        return GPT(cfg).train()
+
+
+def matmul_weights(model: GPT) -> int:
+    """Weights of every nn.Linear (blocks and output layer): what the matmuls multiply by."""
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
+
+
+def measure(model: GPT, idx, targets) -> tuple[int, int]:
+    """(forward FLOPs, backward FLOPs) of one training step's loss, counted separately."""
+    model.zero_grad(set_to_none=True)
+    with FlopCounterMode(display=False) as fwd:
+        loss = model(idx, targets)[1]
+    with FlopCounterMode(display=False) as bwd:
+        loss.backward()
+    return int(fwd.get_total_flops()), int(bwd.get_total_flops())
+
+
+def check(
+    device=None,
+    samples: int = DEFAULT_SAMPLES,
+    seed: int = 0,
+    params=13e9,
+    tokens=2e12,
+    peak_tflops=312.0,
+    mfu=0.4,
+    gpus=1024,
+    layers=2,
+    width=256,
+    heads=4,
+    context=32,
+    vocab=65,
+) -> CheckResult:
+    validate(params, tokens, peak_tflops, mfu, gpus, layers, width, heads, context, vocab)
+    _int_in("samples", samples, 1, 64)
+    dev = pick_device(device)
+    gen = generator(dev, seed)
+    res = CheckResult(CLAIM, describe(dev), samples, seed)
+    C = training_flops(params, tokens)
+    hrs = gpu_hours(C, peak_tflops, mfu)
+    res.notes.append(
+        f"Answer: C = 6 x {params:.4g} x {tokens:.4g} = {float(C):.4g} FLOPs = {float(pf_days(C)):,.0f} PF-days "
+        f"= {float(hrs):,.0f} GPU-hours at {peak_tflops:g} TFLOP/s x {mfu:.0%} MFU "
+        f"= {float(hrs) / gpus / 24:,.1f} days on {gpus:,} GPUs"
+    )
+    # the PF-day unit against a published figure
+    g3 = float(pf_days(training_flops(GPT3["N"], GPT3["D"])))
+    res.claims.append(Bound.of("GPT-3 175B x 300B: 6ND in PF-days / published 3,640", g3 / GPT3["pf_days"], 1, 0.01))
+    g3h = float(training_flops(GPT3["N"], GPT3["D"])) / (10**15 * 3600)
+    res.controls.append(Bound.of("GPT-3 with a PF-day of 1e15 x 3600 FLOPs (an hour)", g3h / GPT3["pf_days"], 1, 0.01))
+
+    Lv, dv, nv, Vv = layers, width, context, vocab
+    idx = torch.randint(0, Vv, (samples, nv), device=dev, generator=gen)
+    tgt = torch.randint(0, Vv, (samples, nv), device=dev, generator=gen)
+    attn = 12 * Lv * nv * dv  # dense attention, forward + backward, per token
+    for style in STYLES:
+        model = build(style, Lv, dv, heads, nv, Vv, dev)
+        fwd, bwd = measure(model, idx, tgt)
+        n_tok = samples * nv
+        ff = swiglu_hidden(dv) if "LLaMA" in style else None
+        blocks = Lv * counts.block_matmul_params(dv, heads, "swiglu" if ff else "gelu", d_ff=ff)
+        n_mm = int(blocks) + Vv * dv  # block matrices and the output layer
+        per_tok = (fwd + bwd) / n_tok
+        n_all = model.num_params()
+        res.claims.append(
+            Bound.of(f"{style}: nn.Linear weights = L x block matrices + V d", matmul_weights(model), n_mm, 0)
+        )
+        res.claims.append(Bound.of(f"{style}: backward = 2 x forward", bwd, 2 * fwd, 0))
+        res.claims.append(Bound.of(f"{style}: forward + backward = 3 x forward", fwd + bwd, 3 * fwd, 0))
+        want = 3 * int(counts.forward_flops_per_token(blocks, Lv, nv, dv, Vv, "dense"))
+        res.claims.append(Bound.of(f"{style}: per token = 6 N_matmul + 12 L n d", per_tok, want, 0))
+        res.controls.append(Bound.of(f"{style}: backward = forward", bwd, fwd, 0))
+        res.controls.append(Bound.of(f"{style}: per token = 6 N_matmul (no attention term)", per_tok, 6 * n_mm, 0))
+        predicted = want / (6 * n_all)
+        if abs(predicted - 1) <= EPS / 2:
+            res.claims.append(
+                Bound.of(f"{style}: per token / 6N ~ 1 (within {EPS:.0%})", per_tok / (6 * n_all), 1, EPS)
+            )
+            res.controls.append(
+                Bound.of(f"{style}: per token / 2N ~ 1 ('2N for training')", per_tok / (2 * n_all), 1, EPS)
+            )
+        else:
+            res.notes.append(
+                f"{style}: 6N is {predicted - 1:+.1%} off here (attention or non-matmul parameters); "
+                "no 'about 6N' claim at these sizes"
+            )
+        res.table.append(
+            {
+                "model": style,
+                "N (all)": n_all,
+                "N_matmul": n_mm,
+                "not matmul": n_all - n_mm,
+                "fwd/token": fwd / n_tok,
+                "bwd/fwd": bwd / fwd,
+                "6N_matmul": 6 * n_mm,
+                "12Lnd": attn,
+                "(fwd+bwd)/token": per_tok,
+                "/6N": per_tok / (6 * n_all),
+            }
+        )
+    res.notes += [
+        f"GPT with L={Lv}, d={dv}, h={heads}, V={Vv}, n_ctx={nv}, no biases, attn='manual', {samples} sequence(s); "
+        "FLOPs from torch.utils.flop_counter.FlopCounterMode (2 per multiply-add), forward and backward counted apart",
+        "N_matmul = L x block matrices + the d x V output layer; 'not matmul' = norm gains, learned positions and an "
+        "untied input table: they are in N but cost no matmul FLOPs (a lookup or an elementwise product)",
+        "12Lnd: attention's QK^T and AV, forward and backward, counted over the whole n x n matrix (causal mask or "
+        "not); relative to 6N it is n_ctx / 6d at N = 12 L d^2",
+        f"defaults: an A100's {312} dense bf16 TFLOP/s at 40% MFU (an H100 SXM: 989); 1 PF-day = 8.64e19 FLOPs",
+    ]
+    return res
+
+
+def main(argv=None) -> int:
+    from proofs.cli import run
+
+    return run(sys.modules[__name__], argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
