@@ -266,8 +266,11 @@ class GPT(nn.Module):
         top_k: int | None = None,
         use_cache: bool = True,
         generator: torch.Generator | None = None,
+        cache: KVCache | None = None,
     ):
-        """Append ``max_new_tokens`` sampled tokens (greedy when ``temperature == 0``)."""
+        """Append ``max_new_tokens`` sampled tokens (greedy when ``temperature == 0``). With
+        ``use_cache`` a KV cache of room for prompt + new tokens is allocated, or ``cache`` is used
+        (it must be empty and large enough), so the caller can inspect it afterwards."""
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens: must be non-negative, got {max_new_tokens}")
         if temperature < 0:
@@ -275,7 +278,10 @@ class GPT(nn.Module):
         bs = self.config.block_size
         if use_cache and idx.size(1) + max_new_tokens > bs:
             raise ValueError(f"max_new_tokens: prompt + new tokens must fit block_size={bs} with the cache")
-        cache = self.new_cache(idx.size(0), idx.size(1) + max_new_tokens) if use_cache else None
+        if cache is not None and (cache.length or cache.capacity < idx.size(1) + max_new_tokens):
+            raise ValueError("cache: must be empty and hold prompt + max_new_tokens positions")
+        if use_cache and cache is None:
+            cache = self.new_cache(idx.size(0), idx.size(1) + max_new_tokens)
         x = idx
         for _ in range(max_new_tokens):
             if use_cache:

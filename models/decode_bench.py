@@ -1,0 +1,120 @@
+"""``python -m models.decode_bench``: KV-cache size and decoding speed of multi-head (MHA),
+grouped-query (GQA) and multi-query (MQA) attention (exercise 13.23).
+
+For each number of KV heads it builds the same GPT (12 layers, 12 heads by default, random
+weights), generates greedily with the KV cache, and prints the bytes the cache holds next to the
+formula 2 · L · n_kv · d_head · bytes · batch · positions, and tokens per second (median of
+``--repeats`` runs after a warm-up). The MHA row is the baseline of the ratios.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+
+import torch
+
+from models.cli import OneLineParser, positive_int
+from models.device import describe, pick_device
+from models.gpt import GPT, GPTConfig
+
+
+def kv_bytes_formula(cfg: GPTConfig, batch: int, positions: int, dtype: torch.dtype) -> int:
+    """2 (keys and values) · layers · KV heads · head size · bytes per element · batch · positions."""
+    elem = torch.empty((), dtype=dtype).element_size()
+    return 2 * cfg.n_layer * cfg.n_kv_head * cfg.head_dim * elem * batch * positions
+
+
+def measure(cfg: GPTConfig, batch: int, prompt: int, new: int, repeats: int, device, dtype, seed: int = 0) -> dict:
+    torch.manual_seed(seed)
+    model = GPT(cfg).to(device=device, dtype=dtype).eval()
+    idx = torch.randint(cfg.vocab_size, (batch, prompt), generator=torch.Generator().manual_seed(seed)).to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    times, cache = [], None
+    for r in range(repeats + 1):  # the first run warms up
+        cache = model.new_cache(batch, prompt + new)
+        sync()
+        t = time.perf_counter()
+        model.generate(idx, new, temperature=0, cache=cache)
+        sync()
+        if r:
+            times.append(time.perf_counter() - t)
+    return {
+        "n_kv_head": cfg.n_kv_head,
+        "kind": "MHA" if cfg.n_kv_head == cfg.n_head else ("MQA" if cfg.n_kv_head == 1 else "GQA"),
+        "params": model.num_params(),
+        "kv_bytes": cache.nbytes,
+        "kv_bytes_formula": kv_bytes_formula(cfg, batch, prompt + new, dtype),
+        "kv_bytes_per_token": cache.nbytes // (batch * (prompt + new)),
+        "tokens_per_s": batch * new / statistics.median(times),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = OneLineParser(prog="python -m models.decode_bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--layers", type=positive_int("layers"), default=12)
+    p.add_argument("--heads", type=positive_int("heads"), default=12)
+    p.add_argument("--n-embd", type=positive_int("n_embd"), default=768)
+    p.add_argument("--kv-heads", default="12,4,1", help="comma-separated KV head counts (default 12,4,1)")
+    p.add_argument("--batch", type=positive_int("batch"), default=1)
+    p.add_argument("--prompt", type=positive_int("prompt"), default=64)
+    p.add_argument("--new", type=positive_int("new"), default=192, help="tokens to generate (default 192)")
+    p.add_argument("--repeats", type=positive_int("repeats"), default=3)
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "float16"],
+        default=None,
+        help="default: bfloat16 on CUDA, float32 on CPU",
+    )
+    p.add_argument("--device", default=None)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        dev = pick_device(args.device)
+        dtype = getattr(torch, args.dtype or ("bfloat16" if dev.type == "cuda" else "float32"))
+        kvs = [int(k) for k in args.kv_heads.split(",")]
+        cfgs = [
+            GPTConfig(
+                n_layer=args.layers,
+                n_head=args.heads,
+                n_embd=args.n_embd,
+                n_kv_head=k,
+                pos="rope",
+                block_size=args.prompt + args.new,
+                vocab_size=65,
+                bias=False,
+            )
+            for k in kvs
+        ]
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    rows = [measure(c, args.batch, args.prompt, args.new, args.repeats, dev, dtype) for c in cfgs]
+    base = rows[0]
+    for r in rows:
+        r["kv_saving"] = base["kv_bytes"] / r["kv_bytes"]
+        r["speedup"] = r["tokens_per_s"] / base["tokens_per_s"]
+    if args.json:
+        print(json.dumps({"device": describe(dev), "dtype": str(dtype), "rows": rows}, indent=1))
+        return 0
+    print(
+        f"{describe(dev)}, {dtype}: {args.layers} layers, {args.heads} heads, width {args.n_embd}, "
+        f"batch {args.batch}, {args.prompt} prompt + {args.new} new tokens"
+    )
+    print(
+        f"{'kind':>4} {'kv':>3} {'KV bytes':>12} {'formula':>12} {'bytes/token':>12} {'saving':>7} "
+        f"{'tokens/s':>9} {'speed-up':>8}"
+    )
+    for r in rows:
+        ok = "=" if r["kv_bytes"] == r["kv_bytes_formula"] else "!="
+        print(
+            f"{r['kind']:>4} {r['n_kv_head']:>3} {r['kv_bytes']:>12,} {ok}{r['kv_bytes_formula']:>11,} "
+            f"{r['kv_bytes_per_token']:>12,} {r['kv_saving']:>6.1f}x {r['tokens_per_s']:>9.1f} {r['speedup']:>7.2f}x"
+        )
+    return 0 if all(r["kv_bytes"] == r["kv_bytes_formula"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
