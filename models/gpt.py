@@ -240,8 +240,9 @@ class GPT(nn.Module):
         x = self.wte(idx)  # (B, T, C)
         if self.wpe is not None:
             x = x + self.wpe(torch.arange(t0, t0 + T, device=idx.device))
-        elif self.config.pos == "sinusoidal":
-            x = x + self.pe[t0 : t0 + T].to(x.dtype)
+        elif self.config.pos == "sinusoidal":  # as Vaswani et al.: embeddings scaled by sqrt(d), so the
+            # fixed unit-amplitude table does not drown tokens initialised with std 0.02
+            x = x * math.sqrt(self.config.n_embd) + self.pe[t0 : t0 + T].to(x.dtype)
         x = self.drop(x)
         for block in self.h:
             x = block(x, cache)
