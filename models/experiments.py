@@ -97,7 +97,8 @@ def plot(runs: dict[str, list[dict]], path: Path, title: str) -> None:
     for k, h in runs.items():
         steps = [r["step"] for r in h]
         (line,) = ax.plot(steps, [r["val"] for r in h], label=f"{k} (val)")
-        ax.plot(steps, [r["train"] for r in h], "--", color=line.get_color(), alpha=0.6, label=f"{k} (train)")
+        if all("train" in r for r in h):
+            ax.plot(steps, [r["train"] for r in h], "--", color=line.get_color(), alpha=0.6, label=f"{k} (train)")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats/char)")
     ax.set_title(title)

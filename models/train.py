@@ -55,6 +55,7 @@ class TrainConfig:
     eval_interval: int = 250
     eval_iters: int = 200
     log_interval: int = 10
+    eval_train: bool = True  # also estimate the train loss at each evaluation (doubles its cost)
     seed: int = 1337
     device: str | None = None
     dtype: str = "auto"  # auto = bf16 autocast on CUDA, float32 on CPU
@@ -98,6 +99,12 @@ def make_optimizer(model: torch.nn.Module, tc: TrainConfig, device: torch.device
     ]
     extra = {"fused": True} if device.type == "cuda" else {}
     return torch.optim.AdamW(groups, lr=tc.lr, betas=(tc.beta1, tc.beta2), **extra)
+
+
+def _eager():
+    """Run compiled modules eagerly inside this context (where torch supports it)."""
+    stance = getattr(torch.compiler, "set_stance", None)
+    return stance("force_eager") if stance is not None else contextlib.nullcontext()
 
 
 class Run:
@@ -197,15 +204,16 @@ class Run:
     def evaluate(self) -> dict:
         """Mean loss over ``eval_iters`` batches of each split (and its standard error over batches),
         the same batches at every evaluation (nanoGPT draws fresh ones; fixed ones make curves
-        comparable). Averaged over DDP ranks."""
+        comparable). Averaged over DDP ranks. Runs eagerly: a compiled eval graph would cost a second
+        compilation for a few hundred forward passes."""
         self.model.eval()
         gen = torch.Generator().manual_seed(self.tc.seed + 10_000 + self.rank)
         out, n = {}, self.tc.eval_iters * self.world
-        for split in ("train", "val"):
+        for split in ("train", "val") if self.tc.eval_train else ("val",):
             sums = torch.zeros(2, device=self.device)  # sum and sum of squares of batch losses
             for _ in range(self.tc.eval_iters):
                 x, y = self.data.batch(split, self.tc.batch_size, self.mc.block_size, gen)
-                with self.ctx:
+                with self.ctx, _eager():
                     _, loss = self.model(x, y)
                 loss = loss.float()
                 sums += torch.stack([loss, loss * loss])
@@ -251,7 +259,8 @@ class Run:
         self.history.append(rec)
         self.best = min(self.best, ev["val"])
         if self.master:
-            self._log(f"step {self.step}: train {ev['train']:.4f}, val {ev['val']:.4f} ({rec['elapsed']:.1f} s)")
+            train = f"train {ev['train']:.4f}, " if "train" in ev else ""
+            self._log(f"step {self.step}: {train}val {ev['val']:.4f} ({rec['elapsed']:.1f} s)")
         self.save()
         return self.tc.target_loss is not None and ev["val"] <= self.tc.target_loss
 

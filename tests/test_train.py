@@ -140,3 +140,8 @@ def test_ddp_two_processes_gloo(tmp_path):
     assert r.returncode == 0, f"torchrun exited {r.returncode}:\n{r.stderr[:1500]}\n...\n{r.stderr[-3000:]}"
     log = json.loads((tmp_path / "ddp" / "log.json").read_text())
     assert log["world_size"] == 2 and log["ranks_in_sync"] is True and log["steps"] == 4
+
+
+def test_val_only_evaluation():
+    s = _run(max_iters=10, eval_train=False).fit()
+    assert [set(h) >= {"val", "val_se"} and "train" not in h for h in s["history"]] == [True]
