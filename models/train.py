@@ -59,7 +59,8 @@ class TrainConfig:
     seed: int = 1337
     device: str | None = None
     dtype: str = "auto"  # auto = bf16 autocast on CUDA, float32 on CPU
-    compile: str = "auto"  # auto = "blocks" on CUDA, "none" on CPU; or "model"
+    compile: str = "auto"  # auto = none: measured on an H200, compiling the gpu preset costs ~20 s and
+    # saves no step time (16.3 ms eager vs 15.8-18.6 ms compiled); "blocks" or "model" for larger models
     out: str | None = None  # folder for checkpoint and log
     resume: bool = False
     data: str | None = None
@@ -148,7 +149,7 @@ class Run:
         if tc.resume:
             self._load()
         self.fwd = self.model
-        mode = {"auto": "blocks" if cuda else "none"}.get(tc.compile, tc.compile)
+        mode = {"auto": "none"}.get(tc.compile, tc.compile)
         if mode == "blocks":  # regional compilation: one compiled block serves every layer
             for b in self.model.h:
                 b.compile()
