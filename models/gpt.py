@@ -276,8 +276,10 @@ class GPT(nn.Module):
             raise ValueError(f"max_new_tokens: must be non-negative, got {max_new_tokens}")
         if temperature < 0:
             raise ValueError(f"temperature: must be non-negative, got {temperature}")
+        if top_k is not None and top_k <= 0:
+            raise ValueError(f"top_k: must be positive, got {top_k}")
         bs = self.config.block_size
-        if use_cache and idx.size(1) + max_new_tokens > bs:
+        if use_cache and idx.size(1) + max_new_tokens > bs and self.config.pos in ("learned", "sinusoidal"):
             raise ValueError(f"max_new_tokens: prompt + new tokens must fit block_size={bs} with the cache")
         if cache is not None and (cache.length or cache.capacity < idx.size(1) + max_new_tokens):
             raise ValueError("cache: must be empty and hold prompt + max_new_tokens positions")

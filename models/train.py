@@ -164,9 +164,26 @@ class Run:
     def _ckpt(self) -> Path:
         return Path(self.tc.out) / "ckpt.pt"
 
+    def _rng_states(self) -> list:
+        """Every rank's RNG states (batch generator, dropout RNG on CPU and CUDA), gathered on all ranks."""
+        mine = (
+            self.gen.get_state(),
+            torch.get_rng_state(),
+            torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+        )
+        if not self.ddp:
+            return [mine]
+        states = [None] * self.world
+        dist.all_gather_object(states, mine)
+        return states
+
     def save(self) -> None:
-        """Write the checkpoint atomically: model, optimizer, step, history and every RNG state."""
-        if not (self.master and self.tc.out):
+        """Write the checkpoint atomically: model, optimizer, loss scaler, step, history and every
+        rank's RNG states (a collective under DDP: every rank calls it)."""
+        if not self.tc.out:
+            return
+        rngs = self._rng_states()
+        if not self.master:
             return
         state = {
             "model_config": asdict(self.mc),
@@ -176,9 +193,8 @@ class Run:
             "optimizer": self.opt.state_dict(),
             "history": self.history,
             "best": self.best,
-            "gen": self.gen.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+            "scaler": self.scaler.state_dict(),
+            "rng": rngs,  # one (batch generator, torch, cuda) triple per rank
         }
         path = self._ckpt()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -195,10 +211,14 @@ class Run:
         self.model.load_state_dict(s["model"])
         self.opt.load_state_dict(s["optimizer"])
         self.step, self.history, self.best = s["step"], s["history"], s["best"]
-        self.gen.set_state(s["gen"])
-        torch.set_rng_state(s["torch_rng"])
-        if s["cuda_rng"] is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state(s["cuda_rng"].cpu(), self.device)
+        self.scaler.load_state_dict(s["scaler"])
+        if len(s["rng"]) != self.world:
+            raise ValueError(f"resume: checkpoint written by {len(s['rng'])} processes, resumed with {self.world}")
+        gen, cpu, cuda = s["rng"][self.rank]
+        self.gen.set_state(gen.cpu())
+        torch.set_rng_state(cpu.cpu())
+        if cuda is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(cuda.cpu(), self.device)
 
     # -- evaluation ------------------------------------------------------------------
     @torch.no_grad()

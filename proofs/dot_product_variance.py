@@ -37,8 +37,15 @@ from pathlib import Path
 import sympy as sp
 
 from derive.engine import Derivation
-from derive.moments import Var, component_moment, dot_fourth_moment_steps, dot_variance_steps, sample_variance_cv
-from numeric.check import CheckResult
+from derive.moments import (
+    Var,
+    component_moment,
+    dot_fourth_moment,
+    dot_fourth_moment_steps,
+    dot_variance_steps,
+    sample_variance_cv,
+)
+from numeric.check import Bound, CheckResult
 from numeric.device import describe, generator, pick_device
 from numeric.dotprod import DISTRIBUTIONS, dot_product_moments
 from numeric.stats import compare, samples_for_power, z_for
@@ -138,8 +145,10 @@ def check(
         for d in grid:
             est = dot_product_moments(samples, d, gen, dist).variance_estimate()
             scaled = dot_product_moments(samples, d, gen, dist, scale=1 / math.sqrt(d)).variance_estimate()
-            res.claims.append(compare(est, d, f"{dist} d_k={d}: Var(q·k)", RATE))
-            res.claims.append(compare(scaled, 1.0, f"{dist} d_k={d}: Var(q·k/√d_k)", RATE))
+            m4 = component_moment(dist, 4)
+            degenerate = sp.simplify(dot_fourth_moment(d, m4, m4) - d * d) == 0  # X^2 constant: Var(X^2) = 0
+            res.claims.append(_agree(est, d, f"{dist} d_k={d}: Var(q·k)", degenerate, samples))
+            res.claims.append(_agree(scaled, 1.0, f"{dist} d_k={d}: Var(q·k/√d_k)", degenerate, samples))
             if d > 1:
                 res.controls += [
                     compare(est, w, f"{dist} d_k={d}: Var(q·k) = {name}", RATE) for name, w in wrong_values(d).items()
@@ -150,10 +159,10 @@ def check(
                     "d_k": d,
                     "estimate": est.value,
                     "stderr": est.stderr,
-                    "z": (est.value - d) / est.stderr,
+                    "z": (est.value - d) / est.stderr if est.stderr > 0 else float("nan"),
                     "scaled": scaled.value,
                     "scaled_stderr": scaled.stderr,
-                    "scaled_z": (scaled.value - 1) / scaled.stderr,
+                    "scaled_z": (scaled.value - 1) / scaled.stderr if scaled.stderr > 0 else float("nan"),
                 }
             )
     m4 = component_moment(names[0], 4)
@@ -170,10 +179,18 @@ def check(
     ]
     if "rademacher" in names:
         res.notes.append(
-            "rademacher at d_k = 1: X^2 = 1 exactly, so only the sample mean moves the estimate; "
-            "the large-sample stderr is then conservative"
+            "rademacher at d_k = 1: X^2 = 1 exactly, so the z-test's stderr (from Var(X^2) = 0) is degenerate; "
+            "there s^2 = N/(N-1) (v - mean^2) and the claim is the bound |s^2 - v| <= v (1 + z^2)/(N - 1), "
+            "which holds unless |mean| exceeds z standard errors (probability <= the same rate)"
         )
     return res
+
+
+def _agree(est, target: float, label: str, degenerate: bool, n: int):
+    """A z-test, or where X^2 is constant (the z-test's stderr would be 0) the exact bound on s^2."""
+    if not degenerate:
+        return compare(est, target, label, RATE)
+    return Bound.of(label + " (X^2 constant)", est.value, target, target * (1 + z_for(RATE) ** 2) / (n - 1))
 
 
 def figure(path, device=None, seed: int = 0, samples: int = DEFAULT_SAMPLES, **options) -> Path:

@@ -165,3 +165,9 @@ def test_parameter_count_equals_formula(kw):
     assert sum(p.numel() for p in attn.parameters()) == int(
         counts.attention_params(c.n_embd, c.n_head, c.bias, c.n_kv_head)
     )
+
+
+def test_generate_rejects_bad_top_k():
+    m = GPT(GPTConfig(block_size=8, vocab_size=5, n_layer=1, n_head=1, n_embd=8))
+    with pytest.raises(ValueError, match="^top_k"):
+        m.generate(torch.zeros(1, 2, dtype=torch.long), 2, top_k=0)

@@ -108,3 +108,17 @@ def test_latex_output_compiles(number, tmp_path):
     )
     assert r.returncode == 0, r.stdout[-1500:]
     assert (tmp_path / "d.pdf").stat().st_size > 1000
+
+
+def test_a_disproved_step_fails_with_one_line(capsys, monkeypatch):
+    from derive.engine import StepFailed
+
+    mod = proofs.load("13.30")
+
+    def broken():
+        raise StepFailed("step 3 (sum over heads) fails: differs by 1")
+
+    monkeypatch.setattr(mod, "derivation", broken)
+    assert mod.main(["--device", "cpu"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["FAILED: step 3 (sum over heads) fails: differs by 1"]

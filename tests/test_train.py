@@ -99,8 +99,7 @@ def test_cli_missing_data_exits_2(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: data: no file")
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
-def test_ddp_two_processes_gloo(tmp_path):
+def _torchrun(tmp_path, out, steps, resume=False):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT)
     cmd = [
@@ -116,9 +115,9 @@ def test_ddp_two_processes_gloo(tmp_path):
         "--data",
         str(corpus),
         "--max-iters",
-        "4",
+        str(steps),
         "--eval-interval",
-        "4",
+        "2",
         "--eval-iters",
         "2",
         "--batch-size",
@@ -131,15 +130,29 @@ def test_ddp_two_processes_gloo(tmp_path):
         "2",
         "--block-size",
         "16",
+        "--log-interval",
+        "1",
         "--out",
-        str(tmp_path / "ddp"),
+        str(out),
         "--no-progress",
     ]
+    cmd += ["--resume"] if resume else []
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.getcwd())
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     assert r.returncode == 0, f"torchrun exited {r.returncode}:\n{r.stderr[:1500]}\n...\n{r.stderr[-3000:]}"
-    log = json.loads((tmp_path / "ddp" / "log.json").read_text())
-    assert log["world_size"] == 2 and log["ranks_in_sync"] is True and log["steps"] == 4
+    return json.loads((out / "log.json").read_text())
+
+
+@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
+def test_ddp_two_processes_gloo_and_resume(tmp_path):
+    full = _torchrun(tmp_path, tmp_path / "full", 6)
+    assert full["world_size"] == 2 and full["ranks_in_sync"] is True and full["steps"] == 6
+    _torchrun(tmp_path, tmp_path / "cut", 4)
+    resumed = _torchrun(tmp_path, tmp_path / "cut", 6, resume=True)
+    assert resumed["ranks_in_sync"] is True and resumed["steps"] == 6
+    tail = lambda log: [loss for s, loss in log["train_losses"] if s > 4]  # noqa: E731
+    assert len(tail(full)) == 2 and tail(resumed) == tail(full)  # each rank resumed its own RNG streams
+    assert resumed["history"][-1]["val"] == full["history"][-1]["val"]
 
 
 def test_val_only_evaluation():
