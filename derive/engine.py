@@ -23,6 +23,7 @@ import sympy as sp
 
 PROVED = "proved"
 SPOT_CHECKED = "spot-checked"
+DEFINITION = "definition"  # a name given to an expression: states nothing, so needs no proof
 
 
 class StepFailed(AssertionError):
@@ -69,6 +70,8 @@ class Step:
     def as_expr(self):
         if self.relation == "->":
             return sp.Eq(sp.Limit(self.lhs, self.var, self.point), self.rhs, evaluate=False)
+        if self.status == DEFINITION:
+            return sp.Eq(sp.Symbol(sp.sstr(self.lhs) + " :"), self.rhs, evaluate=False)
         if self.relation != "=":
             return sp.Rel(self.lhs, self.rhs, self.relation, evaluate=False)
         return sp.Eq(self.lhs, self.rhs, evaluate=False)
@@ -122,10 +125,17 @@ class Derivation:
     seed: int = 0
 
     # -- adding steps --------------------------------------------------------------
-    def eq(self, lhs, rhs, reason: str, strategy: str = "simplify", computed=None) -> Step:
+    def define(self, lhs, rhs, reason: str) -> Step:
+        """Add a definition ``lhs := rhs`` (a name for an expression, or a model's formula as given):
+        it asserts nothing, is shown as a definition and is never counted as proved."""
+        return self._add(Step(sp.sympify(lhs), sp.sympify(rhs), reason, DEFINITION, "definition"))
+
+    def eq(self, lhs, rhs, reason: str, strategy: str = "simplify", computed=None, rule: str | None = None) -> Step:
         """Add ``lhs = rhs``. If ``computed`` is given, the check is ``computed == rhs``:
         ``lhs`` is then only how the quantity is displayed (e.g. ``Var(q_i k_i)``) and
-        ``computed`` is what sympy evaluated it to."""
+        ``computed`` is what sympy evaluated it to. ``rule`` names a premise applied in words (e.g.
+        linearity of variance for a symbolic number of terms): sympy then checks only the arithmetic,
+        so the step is marked spot-checked, never proved."""
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy: unknown {strategy!r}; choose from {sorted(STRATEGIES)}")
         left = lhs if computed is None else computed
@@ -134,6 +144,8 @@ class Derivation:
             raise StepFailed(f"step {len(self.steps) + 1} ({reason}): matrix compared with scalar")
         diff = lhs_s - rhs_s
         status, note = self._settle(diff, strategy, reason)
+        if rule is not None:
+            status, note = SPOT_CHECKED, f"applies {rule} in words; sympy checked the arithmetic only"
         return self._add(Step(sp.sympify(lhs), rhs_s, reason, status, strategy, note=note))
 
     def limit(self, expr, var, point, value, reason: str) -> Step:
@@ -187,7 +199,8 @@ class Derivation:
     # -- status --------------------------------------------------------------------
     @property
     def all_proved(self) -> bool:
-        return all(s.status == PROVED for s in self.steps)
+        """Every step that claims something is proved (definitions claim nothing)."""
+        return all(s.status in (PROVED, DEFINITION) for s in self.steps)
 
     @property
     def status(self) -> str:

@@ -136,6 +136,7 @@ def dot_variance_steps(der: Derivation, d) -> object:
         "linearity: the variance of a sum of uncorrelated terms is the sum of their variances, sum_{i=1}^{d_k} 1 = d_k",
         "expand",
         computed=total,
+        rule="Var(sum X_i) = sum Var(X_i) for uncorrelated X_i, over a symbolic number d_k of terms",
     )
     lhs, got = [], []
     for n in range(1, 5):
@@ -171,6 +172,7 @@ def dot_fourth_moment_steps(der: Derivation, d, m4q, m4k) -> object:
         "i=j=k=l gives d_k terms of m_4q m_4k, two distinct pairs give 3 d_k (d_k - 1) terms of 1",
         "expand",
         computed=patterns.doit(),
+        rule="the count of index patterns that survive (d_k all-equal, 3 d_k (d_k - 1) paired)",
     )
     lhs, got, want = [], [], []
     for n in range(1, 4):

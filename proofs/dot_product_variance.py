@@ -76,6 +76,14 @@ def derivation() -> Derivation:
     dot_variance_steps(der, d)
     i = sp.Symbol("i", integer=True, positive=True)
     x = sp.Sum(sp.IndexedBase("q")[i] * sp.IndexedBase("k")[i], (i, 1, d))
+    c, ex, ex2 = sp.symbols("c E[X] E[X^2]", real=True)
+    der.eq(
+        sp.Function("Var")(c * sp.Symbol("X")),
+        c**2 * (ex2 - ex**2),
+        "Var(cX) = E[(cX)^2] - E[cX]^2 = c^2 Var(X), by linearity of expectation",
+        "expand",
+        computed=c**2 * ex2 - (c * ex) ** 2,
+    )
     der.eq(
         Var(x / sp.sqrt(d)),
         1,

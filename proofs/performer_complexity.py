@@ -93,29 +93,21 @@ def derivation() -> Derivation:
             "W is drawn once (O(r d^2), independent of n), not per call",
         ],
     )
-    dx.eq(
-        T(ex),
-        4 * d * n**2 + 6 * n**2,
-        "Q K^T and A V (2 n^2 d each), scale and softmax (6 n^2)",
-        strategy="expand",
-        computed=Te,
-    )
-    dx.eq(
+    dx.define(T(ex), Te, "Q K^T and A V (2 n^2 d each), scale and softmax (6 n^2)" + " (the cost model, as defined)")
+    dx.define(
         T(fp),
-        8 * n * r * d + 13 * n * r + 7 * n * d,
-        "Q W^T, K W^T (4nrd), phi(K)^T V and phi(Q)(.) (2nrd each), normaliser (2nr), elementwise (11nr + 7nd)",
-        strategy="expand",
-        computed=Tf,
+        Tf,
+        "Q W^T, K W^T (4nrd), phi(K)^T V and phi(Q)(.) (2nrd each), normaliser (2nr), elementwise (11nr + 7nd)"
+        + " (the cost model, as defined)",
     )
-    dx.eq(F(ex), 4 * n**2 * d, "the matmul terms, which a FLOP counter counts", strategy="expand", computed=Fe)
-    dx.eq(F(fp), 8 * n * r * d + 2 * n * r, "the matmul terms of FAVOR+", strategy="expand", computed=Ff)
-    dx.eq(M(ex), n**2, "the n x n score matrix", strategy="exact", computed=Me)
-    dx.eq(
+    dx.define(F(ex), Fe, "the matmul terms, which a FLOP counter counts" + " (the cost model, as defined)")
+    dx.define(F(fp), Ff, "the matmul terms of FAVOR+" + " (the cost model, as defined)")
+    dx.define(M(ex), Me, "the n x n score matrix" + " (the cost model, as defined)")
+    dx.define(
         M(fp),
-        2 * (n * r + r * d) + n + r,
-        "W, phi(K)^T V (rd each), phi(Q), phi(K) (nr each), key sum (r), normaliser (n)",
-        strategy="expand",
-        computed=Mf,
+        Mf,
+        "W, phi(K)^T V (rd each), phi(Q), phi(K) (nr each), key sum (r), normaliser (n)"
+        + " (the cost model, as defined)",
     )
     # growth orders
     dx.limit(Te / n**2, n, sp.oo, 4 * d + 6, "T_exact / n^2 tends to a positive constant: Theta(n^2) at fixed d")

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import derive.moments as mm
-from derive.engine import PROVED, Derivation
+from derive.engine import PROVED, SPOT_CHECKED, Derivation
 
 
 def test_doctests_pass():
@@ -84,7 +84,11 @@ def test_steps_are_proved_for_symbolic_dk():
     assert mm.dot_variance_steps(der, d) == d
     m4q, m4k = sp.symbols("m_4q m_4k", positive=True)
     assert sp.expand(mm.dot_fourth_moment_steps(der, d, m4q, m4k) - (d * m4q * m4k + 3 * d * (d - 1))) == 0
-    assert len(der.steps) == 8 and all(s.status == PROVED for s in der.steps)
+    # the two steps that apply a rule over a symbolic number of terms are honestly spot-checked;
+    # the exact expansions at d_k = 1..4 and 1..3 that follow them are proved
+    ruled = [s for s in der.steps if "in words" in s.note]
+    assert len(der.steps) == 8 and len(ruled) == 2 and all(s.status == SPOT_CHECKED for s in ruled)
+    assert all(s.status == PROVED for s in der.steps if s not in ruled)
 
 
 @pytest.mark.parametrize(
