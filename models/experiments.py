@@ -30,10 +30,13 @@ EXPERIMENTS = {
 
 
 def summarize(runs: dict[str, list[dict]], threshold: float | None = None) -> dict:
-    """Best and final val loss per variant, and steps/time to reach ``threshold`` (default: the
-    largest of the variants' best losses, so that every variant reaches it)."""
+    """Best and final val loss per variant, and steps/time to reach ``threshold`` (default: the larger
+    of the variants' val losses half-way through training, so that both reach it mid-run)."""
     best = {k: min(h, key=lambda r: r["val"]) for k, h in runs.items()}
-    thr = threshold if threshold is not None else max(b["val"] for b in best.values())
+    if threshold is None:  # the worse of the variants' val losses half-way through: both reach it mid-run
+        last = max(r["step"] for h in runs.values() for r in h)
+        mid = {k: min(h, key=lambda r: abs(r["step"] - last / 2))["val"] for k, h in runs.items()}
+    thr = threshold if threshold is not None else max(mid.values())
     out = {"threshold": thr, "variants": {}}
     for k, h in runs.items():
         hit = next((r for r in h if r["val"] <= thr), None)
@@ -44,7 +47,7 @@ def summarize(runs: dict[str, list[dict]], threshold: float | None = None) -> di
             "final_val": h[-1]["val"],
             "final_val_se": h[-1].get("val_se"),
             "steps_to_threshold": hit["step"] if hit else None,
-            "seconds_to_threshold": hit["elapsed"] if hit else None,
+            "seconds_to_threshold": hit.get("run_s") if hit else None,  # training time of this variant alone
         }
     (a, va), (b, vb) = list(out["variants"].items())[:2]
     se = math.sqrt((va["final_val_se"] or 0) ** 2 + (vb["final_val_se"] or 0) ** 2)
@@ -186,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=positive_int("steps"), default=5000, help="training steps (default 5000)")
     p.add_argument("--eval-interval", type=positive_int("eval_interval"), default=None)
     p.add_argument("--eval-iters", type=positive_int("eval_iters"), default=None)
-    p.add_argument("--threshold", type=float, default=None, help="val loss to time (default: worst best)")
+    p.add_argument("--threshold", type=float, default=None, help="val loss to time (default: the worse mid-run val loss)")
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--device", default=None)
     p.add_argument("--out", default="runs/experiments", help="output folder (default runs/experiments)")

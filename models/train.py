@@ -113,6 +113,7 @@ class Run:
 
     def __init__(self, mc: GPTConfig, tc: TrainConfig, data: CharData | None = None):
         self.mc, self.tc = mc, tc
+        self.t_start = time.time()
         self.ddp = "RANK" in os.environ and "WORLD_SIZE" in os.environ
         if self.ddp:
             cuda = torch.cuda.is_available() and tc.device != "cpu"
@@ -275,7 +276,8 @@ class Run:
             "step": self.step,
             **ev,
             "lr": lr_at(self.step, self.tc),
-            "elapsed": time.time() - T_LAUNCH,
+            "elapsed": time.time() - T_LAUNCH,  # since the process started
+            "run_s": time.time() - self.t_start,  # since this run was set up
         }
         self.history.append(rec)
         self.best = min(self.best, ev["val"])

@@ -19,7 +19,10 @@ def _h(vals):
 
 def test_summary_threshold_and_speed():
     s = summarize({"a": _h([3.0, 2.0, 1.5, 1.6]), "b": _h([3.0, 2.5, 1.8, 1.7])})
-    assert s["threshold"] == 1.7  # the worse of the two best losses
+    assert s["threshold"] == 2.5  # the worse of the two val losses half-way (step 20 of 40)
+    assert s["variants"]["a"]["steps_to_threshold"] == 20 and s["variants"]["b"]["steps_to_threshold"] == 20
+    assert s["comparison"]["faster"] is None  # both reach it at the same evaluation: a tie
+    s = summarize({"a": _h([3.0, 2.0, 1.5, 1.6]), "b": _h([3.0, 2.5, 1.8, 1.7])}, threshold=1.7)
     assert s["variants"]["a"]["steps_to_threshold"] == 30 and s["variants"]["b"]["steps_to_threshold"] == 40
     assert s["variants"]["a"]["best_step"] == 30 and s["variants"]["a"]["final_val"] == 1.6
     assert s["comparison"]["faster"] == "a"
@@ -46,7 +49,8 @@ def test_run_writes_results_whole(tmp_path):
     assert [h["step"] for h in saved["curves"]["rmsnorm+swiglu"]] == [2, 4]
     assert saved["variants"]["rmsnorm+swiglu"]["model_config"]["mlp"] == "swiglu"
     assert (folder / "curves.png").stat().st_size > 1000 and "Exercise 13.22" in (folder / "summary.md").read_text()
-    assert r["summary"]["threshold"] == max(v["best_val"] for v in r["summary"]["variants"].values())
+    assert r["summary"]["threshold"] == max(h[0]["val"] for h in r["curves"].values())  # step 2 of 4 is mid-run
+    assert all(h["run_s"] > 0 for h in r["curves"]["rmsnorm+swiglu"])
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
 
 
