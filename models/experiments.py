@@ -85,6 +85,8 @@ def _markdown(name: str, number: str, preset: str, s: dict, device: str, steps: 
         f"Final val difference (second − first): {c['final_val_difference']:+.4f} ± {c['difference_se']:.4f} "
         f"(evaluation noise only; z = {c['z'] if c['z'] is None else round(c['z'], 2)}).",
         f"Reaches {s['threshold']:.4f} first: {c['faster'] or 'neither / tie'}.",
+        "Resolution: losses are evaluated every eval_interval steps on fixed batches, with one seed per variant, "
+        "so a gap of one evaluation interval, or of less than about two standard errors, is not a difference.",
         "",
     ]
     return "\n".join(lines)
@@ -189,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=positive_int("steps"), default=5000, help="training steps (default 5000)")
     p.add_argument("--eval-interval", type=positive_int("eval_interval"), default=None)
     p.add_argument("--eval-iters", type=positive_int("eval_iters"), default=None)
-    p.add_argument("--threshold", type=float, default=None, help="val loss to time (default: the worse mid-run val loss)")
+    p.add_argument(
+        "--threshold", type=float, default=None, help="val loss to time (default: the worse mid-run val loss)"
+    )
     p.add_argument("--seed", type=int, default=1337)
     p.add_argument("--device", default=None)
     p.add_argument("--out", default="runs/experiments", help="output folder (default runs/experiments)")
