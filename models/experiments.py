@@ -77,7 +77,7 @@ def _markdown(name: str, number: str, preset: str, s: dict, device: str, steps: 
         lines.append(
             f"| {k} | {v['best_val']:.4f} ± {v['best_val_se']:.4f} ({v['best_step']}) | "
             f"{v['final_val']:.4f} ± {v['final_val_se']:.4f} | {v['steps_to_threshold']} | "
-            f"{v['seconds_to_threshold'] and round(v['seconds_to_threshold'], 1)} |"
+            f"{'n/a' if v['seconds_to_threshold'] is None else round(v['seconds_to_threshold'], 1)} |"
         )
     c = s["comparison"]
     lines += [
