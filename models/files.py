@@ -17,6 +17,9 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
         raise ValueError(f"path: folder {str(path.parent)!r} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent or ".")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
     try:
         write(Path(tmp))
         os.replace(tmp, path)
