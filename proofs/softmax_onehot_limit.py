@@ -230,6 +230,15 @@ def check(
         )
     )
     res.claims.append(compare(e["dws", top], 0.0, f"scaled E[max p] change from d_k={prev} to {top}", RATE))
+    # its control, which also guards its power: the scaled change is not as large as the unscaled one
+    res.controls.append(
+        compare(
+            e["dws", top],
+            e["dw", top].value,
+            f"scaled E[max p] changes from d_k={prev} to {top} by the unscaled amount {e['dw', top].value:.4f}",
+            RATE,
+        )
+    )
     ws = e["ws", top]
     gap = Estimate(ws.value - lim.value, math.hypot(ws.stderr, lim.stderr), ws.n)
     res.claims.append(compare(gap, 0.0, f"scaled E[max p] at d_k={top} minus its d_k→∞ limit {lim.value:.4f}", RATE))

@@ -35,7 +35,7 @@ def test_default_check_passes_and_controls_are_rejected(default_check):
     assert res.passed, res.text()
     n_steps = len(mod._grid(1024)) - 1
     assert len(res.claims) == 2 * n_steps + 3 and all(c.agrees for c in res.claims)
-    assert len(res.controls) == 3 and not any(c.agrees for c in res.controls)
+    assert len(res.controls) == 4 and not any(c.agrees for c in res.controls)
     rows = [r for r in res.table if r["d_k"] != "∞"]
     w = [r["w"] for r in rows]
     assert w == sorted(w) and rows[-1]["J"] < rows[0]["J"]  # the trend the one-sided tests demonstrate
