@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers import cli_exit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -105,19 +106,12 @@ def test_cli_other_values(capsys):
     assert values["diagonal"] == pytest.approx(numpy_attention(3, 4)[0, 0], rel=1e-14)
 
 
-def exit_code(argv) -> int:
-    try:
-        return mod.main(argv)
-    except SystemExit as e:  # argparse's own errors (a non-integer) exit this way
-        return e.code
-
-
 @pytest.mark.parametrize(
     "argv, name",
     [(["--n", "1"], "n"), (["--n", "-3"], "n"), (["--n", "3", "--dk", "2"], "dk"), (["--dk", "x"], "--dk")],
 )
 def test_bad_input_exits_2_with_one_line(argv, name, capsys):
-    assert exit_code(argv) == 2
+    assert cli_exit(mod, argv) == 2
     err = capsys.readouterr().err
     assert name in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 

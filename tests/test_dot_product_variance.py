@@ -4,6 +4,7 @@ import json
 import math
 
 import pytest
+from helpers import cli_exit
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -89,13 +90,6 @@ def test_figure_is_written(tmp_path):
     assert path.exists() and path.stat().st_size > 1000
 
 
-def exit_code(argv) -> int:
-    try:
-        return mod.main(argv)
-    except SystemExit as e:  # argparse errors exit this way
-        return e.code
-
-
 @pytest.mark.parametrize(
     "argv, name",
     [
@@ -110,7 +104,7 @@ def exit_code(argv) -> int:
     ],
 )
 def test_bad_input_exits_2_with_one_line(argv, name, capsys):
-    assert exit_code(argv) == 2
+    assert cli_exit(mod, argv) == 2
     err = capsys.readouterr().err
     assert name in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from helpers import cli_exit
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -63,18 +64,11 @@ def test_json_cli_reports_a_verdict(capsys):
     assert out["derivation"]["status"] == PROVED and out["check"]["passed"] is True
 
 
-def exit_code(argv) -> int:
-    try:
-        return mod.main(argv)
-    except SystemExit as e:  # argparse's own errors (a non-integer) exit this way
-        return e.code
-
-
 @pytest.mark.parametrize(
     "argv, name", [(["--d-model", "7"], "d_model"), (["--max-pos", "0"], "max_pos"), (["--d-model", "x"], "--d-model")]
 )
 def test_bad_input_exits_2_with_one_line(argv, name, capsys):
-    assert exit_code(argv) == 2
+    assert cli_exit(mod, argv) == 2
     err = capsys.readouterr().err
     assert name in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 

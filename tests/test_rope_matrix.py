@@ -11,6 +11,7 @@ import sys
 import pytest
 import sympy as sp
 import torch
+from helpers import cli_exit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -126,13 +127,6 @@ def test_json_cli_reports_the_answer(capsys):
     assert rows[1]["sin m"] == pytest.approx(math.sin(3), abs=1e-16)
 
 
-def exit_code(argv) -> int:
-    try:
-        return mod.main(argv)
-    except SystemExit as e:
-        return e.code
-
-
 @pytest.mark.parametrize(
     "argv, name",
     [
@@ -146,7 +140,7 @@ def exit_code(argv) -> int:
     ],
 )
 def test_bad_input_exits_2_with_one_line(argv, name, capsys):
-    assert exit_code(argv) == 2
+    assert cli_exit(mod, argv) == 2
     err = capsys.readouterr().err
     assert name in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 

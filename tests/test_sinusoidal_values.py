@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import torch
+from helpers import cli_exit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -102,13 +103,6 @@ def test_cli_other_values(capsys):
         assert r["value"] == pytest.approx(pe_math(r["pos"], r["dim"], 6, 100.0), abs=1e-14)
 
 
-def exit_code(argv) -> int:
-    try:
-        return mod.main(argv)
-    except SystemExit as e:
-        return e.code
-
-
 @pytest.mark.parametrize(
     "argv, name",
     [
@@ -122,7 +116,7 @@ def exit_code(argv) -> int:
     ],
 )
 def test_bad_input_exits_2_with_one_line(argv, name, capsys):
-    assert exit_code(argv) == 2
+    assert cli_exit(mod, argv) == 2
     err = capsys.readouterr().err
     assert name in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 

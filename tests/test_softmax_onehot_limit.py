@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from helpers import cli_exit
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -90,13 +91,6 @@ def test_figure_is_written(tmp_path):
     assert path.exists() and path.stat().st_size > 1000
 
 
-def exit_code(argv) -> int:
-    try:
-        return mod.main(argv)
-    except SystemExit as e:  # argparse errors exit this way
-        return e.code
-
-
 @pytest.mark.parametrize(
     "argv, name",
     [
@@ -113,7 +107,7 @@ def exit_code(argv) -> int:
 )
 def test_bad_input_exits_2_with_one_line(argv, name, capsys, monkeypatch, derived):
     monkeypatch.setattr(mod, "derivation", lambda: derived)  # the CLI derives before it checks; derive once
-    assert exit_code(argv) == 2
+    assert cli_exit(mod, argv) == 2
     err = capsys.readouterr().err
     assert name in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
