@@ -31,7 +31,6 @@ import sys
 
 import sympy as sp
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from derive import counts
 from derive.counts import L, V, d, h, n_ctx
@@ -39,6 +38,7 @@ from derive.engine import Derivation
 from models.gpt import GPT, GPTConfig
 from numeric.check import Bound, CheckResult
 from numeric.device import describe, generator, pick_device
+from numeric.flops import count_flops
 from proofs.cli import Option
 
 NUMBER = "13.29"
@@ -209,10 +209,9 @@ def derivation() -> Derivation:
 
 
 def _counted(fn) -> int:
-    """Total FLOPs FlopCounterMode records while ``fn()`` runs (under no_grad)."""
-    with FlopCounterMode(display=False) as fc, torch.no_grad():
-        fn()
-    return int(fc.get_total_flops())
+    """Total FLOPs recorded while ``fn()`` runs under no_grad (inference)."""
+    with torch.no_grad():
+        return count_flops(fn)[1]
 
 
 def _model(width: int, layers: int, block: int, dev) -> GPT:

@@ -39,13 +39,13 @@ import sympy as sp
 import torch
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode
 
 from derive import attention_cost as cost
 from derive.engine import Derivation
 from models.performer import exact_attention, favor_attention, orthogonal_gaussian, positive_features, trig_features
 from numeric.check import Bound, CheckResult
 from numeric.device import describe, generator, pick_device
+from numeric.flops import count_flops
 from numeric.stats import z_for
 from proofs.cli import Option, positive_int
 
@@ -248,9 +248,9 @@ class _LargestAlloc(TorchDispatchMode):
 
 def counted(fn) -> tuple[int, int]:
     """(FLOPs counted by FlopCounterMode, largest tensor in elements) of one call of ``fn()``."""
-    with FlopCounterMode(display=False) as fc, _LargestAlloc() as la, torch.no_grad():
-        fn()
-    return int(fc.get_total_flops()), la.largest
+    with _LargestAlloc() as la, torch.no_grad():
+        flops = count_flops(fn)[1]
+    return flops, la.largest
 
 
 def median_time(fn, dev: torch.device, repeats: int = REPEATS, min_time: float = 2e-3) -> float:

@@ -38,13 +38,13 @@ import sys
 
 import sympy as sp
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from derive import counts
 from derive.engine import Derivation
 from models.gpt import GPT, GPTConfig, swiglu_hidden
 from numeric.check import Bound, CheckResult
 from numeric.device import describe, generator, pick_device
+from numeric.flops import count_flops
 from proofs.cli import Option
 
 NUMBER = "13.13"
@@ -221,11 +221,9 @@ def matmul_weights(model: GPT) -> int:
 def measure(model: GPT, idx, targets) -> tuple[int, int]:
     """(forward FLOPs, backward FLOPs) of one training step's loss, counted separately."""
     model.zero_grad(set_to_none=True)
-    with FlopCounterMode(display=False) as fwd:
-        loss = model(idx, targets)[1]
-    with FlopCounterMode(display=False) as bwd:
-        loss.backward()
-    return int(fwd.get_total_flops()), int(bwd.get_total_flops())
+    loss, fwd = count_flops(lambda: model(idx, targets)[1])
+    _, bwd = count_flops(loss.backward)
+    return fwd, bwd
 
 
 def check(
