@@ -84,8 +84,9 @@ class CharData:
         chars = "".join(sorted(set(text)))
         if len(chars) > 256:
             raise ValueError(f"text: {len(chars)} distinct characters do not fit uint8")
-        lut = {c: i for i, c in enumerate(chars)}
-        ids = torch.tensor([lut[c] for c in text], dtype=torch.uint8)
+        points = torch.frombuffer(bytearray(text.encode("utf-32-le")), dtype=torch.int32)  # code points
+        vocab = torch.tensor([ord(c) for c in chars], dtype=torch.int32)  # sorted, so its index is the id
+        ids = torch.searchsorted(vocab, points).to(torch.uint8)
         n = int(len(ids) * (1 - val_fraction))
         return cls(chars, ids[:n], ids[n:])
 

@@ -82,3 +82,15 @@ def test_bad_arguments():
         d.batch("val", 2, 10_000, torch.Generator())
     with pytest.raises(ValueError, match="^s: character"):
         d.encode("§")
+
+
+@pytest.mark.parametrize("text", [TEXT, "héllo wörld ∑∫ 😀 naïve\n" * 40, "\x00\x7f\x80ÿĀ" * 30])
+def test_ids_are_ranks_in_the_sorted_vocabulary(text):
+    """The vectorised encoder gives each character its index in the sorted vocabulary (checked
+    against a dictionary lookup), for ASCII, accented, astral-plane and control characters."""
+    d = CharData.from_text(text)
+    lut = {c: i for i, c in enumerate(sorted(set(text)))}
+    assert torch.cat([d.train, d.val]).tolist() == [lut[c] for c in text]
+    assert d.decode(torch.cat([d.train, d.val])) == text
+    with pytest.raises(ValueError, match="^text: 300 distinct"):
+        CharData.from_text("".join(chr(0x4E00 + i) for i in range(300)))
