@@ -2,7 +2,7 @@
 
 AdamW with linear warmup and cosine decay, periodic evaluation on fixed random batches of
 both splits, a progress bar, checkpoints that resume to exactly the same subsequent losses,
-bf16 autocast + fused AdamW + ``torch.compile`` on CUDA, and DDP under ``torchrun``
+fused AdamW, bf16 autocast + ``torch.compile`` on CUDA, and DDP under ``torchrun``
 (NCCL on GPUs, gloo on CPUs). Every model switch of :class:`GPTConfig` is a flag.
 """
 
@@ -28,6 +28,7 @@ from models.cli import OneLineParser  # noqa: E402
 from models.data import CharData  # noqa: E402
 from models.device import pick_device  # noqa: E402
 from models.gpt import CHOICES, GPT, GPTConfig  # noqa: E402
+from models.optim import AdamW  # noqa: E402
 
 MODEL_PRESETS = {
     "gpu": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2),
@@ -91,21 +92,25 @@ def lr_at(step: int, tc: TrainConfig) -> float:
     return tc.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (tc.lr - tc.min_lr)
 
 
-def make_optimizer(model: torch.nn.Module, tc: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with weight decay on matrices only (not on biases, norms' gains)."""
+def make_optimizer(model: torch.nn.Module, tc: TrainConfig) -> AdamW:
+    """AdamW (torch's, see :mod:`models.optim`) with weight decay on matrices only (not on biases,
+    norms' gains). Fused (one kernel for every tensor) on CPU and CUDA alike: on the 2-core CPU
+    it halves the optimizer's share of a ``cpu``-preset step (4.3 to 2.0 ms with clipping)."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": tc.weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
-    extra = {"fused": True} if device.type == "cuda" else {}
-    return torch.optim.AdamW(groups, lr=tc.lr, betas=(tc.beta1, tc.beta2), **extra)
+    return AdamW(groups, lr=tc.lr, betas=(tc.beta1, tc.beta2), fused=True)
 
 
 def _eager():
-    """Run compiled modules eagerly inside this context (where torch supports it)."""
+    """Run compiled modules eagerly inside this context (where torch supports it). Without
+    ``torch._dynamo`` loaded nothing is compiled, and importing it just to say so costs ~1.2 s."""
     stance = getattr(torch.compiler, "set_stance", None)
-    return stance("force_eager") if stance is not None else contextlib.nullcontext()
+    if stance is None or "torch._dynamo" not in sys.modules:
+        return contextlib.nullcontext()
+    return stance("force_eager")
 
 
 class Run:
@@ -144,7 +149,7 @@ class Run:
         self.data = data.to(self.device)
         torch.manual_seed(tc.seed + self.rank)  # dropout masks and the weights' init
         self.model = GPT(mc).to(self.device)
-        self.opt = make_optimizer(self.model, tc, self.device)
+        self.opt = make_optimizer(self.model, tc)
         self.gen = torch.Generator().manual_seed(tc.seed + self.rank)  # training batches
         self.step, self.history, self.best = 0, [], float("inf")
         if tc.resume:
@@ -222,7 +227,7 @@ class Run:
             torch.cuda.set_rng_state(cuda.cpu(), self.device)
 
     # -- evaluation ------------------------------------------------------------------
-    @torch.no_grad()
+    @torch.inference_mode()
     def evaluate(self) -> dict:
         """Mean loss over ``eval_iters`` batches of each split (and its standard error over batches),
         the same batches at every evaluation (nanoGPT draws fresh ones; fixed ones make curves
