@@ -6,8 +6,9 @@ on tiny Shakespeare and compare their validation curves.
 
 Both variants share the preset, the seed (so the same training batches) and the evaluation
 batches. Written to ``OUT/<name>/``: ``results.json`` (every curve and the summary),
-``curves.png`` and ``summary.md``. The uncertainty quoted is that of the evaluation (the
-standard error over evaluation batches); seed-to-seed variation is measured only with --seeds > 1.
+``curves.png`` and ``summary.md``. With ``--seeds N`` each variant trains at N seeds and the
+comparison is paired by seed, its uncertainty measured over seeds; with one seed only the
+evaluation's standard error (over evaluation batches) is known, and the summary says so.
 """
 
 from __future__ import annotations
@@ -29,81 +30,136 @@ EXPERIMENTS = {
 }
 
 
-def summarize(runs: dict[str, list[dict]], threshold: float | None = None) -> dict:
-    """Best and final val loss per variant, and steps/time to reach ``threshold`` (default: the larger
-    of the variants' val losses half-way through training, so that both reach it mid-run)."""
-    best = {k: min(h, key=lambda r: r["val"]) for k, h in runs.items()}
-    if threshold is None:  # the worse of the variants' val losses half-way through: both reach it mid-run
-        last = max(r["step"] for h in runs.values() for r in h)
-        mid = {k: min(h, key=lambda r: abs(r["step"] - last / 2))["val"] for k, h in runs.items()}
+def _mean_se(xs: list[float]) -> tuple[float, float | None]:
+    """Mean and its standard error over seeds (None with a single seed)."""
+    m = sum(xs) / len(xs)
+    if len(xs) < 2:
+        return m, None
+    return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs))
+
+
+def summarize(runs: dict[str, list[list[dict]]], threshold: float | None = None) -> dict:
+    """Per variant, over its seeds (one evaluation history each, the same seeds for every variant):
+    best and final val loss, and the steps/time to reach ``threshold`` (default: the worse of the
+    variants' mean val losses half-way through training, so that both reach it mid-run). The first
+    two variants are compared seed by seed: same seed, same training batches, so the differences
+    are paired; their standard error comes from the seeds, or from the evaluation with one seed."""
+    if threshold is None:
+        last = max(r["step"] for hs in runs.values() for h in hs for r in h)
+        mid = {
+            k: sum(min(h, key=lambda r: abs(r["step"] - last / 2))["val"] for h in hs) / len(hs)
+            for k, hs in runs.items()
+        }
     thr = threshold if threshold is not None else max(mid.values())
     out = {"threshold": thr, "variants": {}}
-    for k, h in runs.items():
-        hit = next((r for r in h if r["val"] <= thr), None)
+    for k, hs in runs.items():
+        best = [min(h, key=lambda r: r["val"]) for h in hs]
+        hits = [next((r for r in h if r["val"] <= thr), None) for h in hs]
+        final, final_se = _mean_se([h[-1]["val"] for h in hs])
         out["variants"][k] = {
-            "best_val": best[k]["val"],
-            "best_val_se": best[k].get("val_se"),
-            "best_step": best[k]["step"],
-            "final_val": h[-1]["val"],
-            "final_val_se": h[-1].get("val_se"),
-            "steps_to_threshold": hit["step"] if hit else None,
-            "seconds_to_threshold": hit.get("run_s") if hit else None,  # training time of this variant alone
+            "seeds": len(hs),
+            "best_val": sum(r["val"] for r in best) / len(hs),
+            "best_val_se": _mean_se([r["val"] for r in best])[1] if len(hs) > 1 else best[0].get("val_se"),
+            "best_step": [r["step"] for r in best],
+            "final_val": final,
+            "final_val_se": final_se if final_se is not None else hs[0][-1].get("val_se"),
+            "final_val_per_seed": [h[-1]["val"] for h in hs],
+            "eval_se": sum(h[-1].get("val_se") or 0.0 for h in hs) / len(hs),  # of one evaluation
+            "steps_to_threshold": [r["step"] if r else None for r in hits],
+            "seconds_to_threshold": [r.get("run_s") if r else None for r in hits],  # this variant's run alone
         }
     (a, va), (b, vb) = list(out["variants"].items())[:2]
-    se = math.sqrt((va["final_val_se"] or 0) ** 2 + (vb["final_val_se"] or 0) ** 2)
-    diff = vb["final_val"] - va["final_val"]
+    diffs = [y - x for x, y in zip(va["final_val_per_seed"], vb["final_val_per_seed"])]
+    diff, se = _mean_se(diffs)
+    source = "seeds"
+    if se is None:  # one seed: only the evaluation noise of the two final losses is known
+        se, source = math.sqrt((va["final_val_se"] or 0) ** 2 + (vb["final_val_se"] or 0) ** 2), "evaluation"
+    first = {a: 0, b: 0, "tie": 0}
+    for sa, sb in zip(va["steps_to_threshold"], vb["steps_to_threshold"]):
+        sa, sb = (math.inf if s is None else s for s in (sa, sb))
+        first[a if sa < sb else b if sb < sa else "tie"] += 1
+    from scipy import stats
+
+    dof = len(diffs) - 1 if source == "seeds" else None  # a t statistic over seeds, else a z statistic
+    stat = diff / se if se > 0 else None
+    p = None if stat is None else float(2 * (stats.t.sf(abs(stat), dof) if dof else stats.norm.sf(abs(stat))))
     out["comparison"] = {
         "final_val_difference": diff,
         "difference_se": se,
-        "z": diff / se if se > 0 else None,
-        "faster": (
-            None
-            if None in (va["steps_to_threshold"], vb["steps_to_threshold"])
-            or va["steps_to_threshold"] == vb["steps_to_threshold"]
-            else (a if va["steps_to_threshold"] < vb["steps_to_threshold"] else b)
-        ),
+        "se_from": source,
+        "z": stat,  # t with ``dof`` degrees of freedom when the standard error comes from the seeds
+        "dof": dof,
+        "p_two_sided": p,
+        "first_to_threshold": first,  # seeds in which each variant got there at an earlier evaluation
+        "faster": a if first[a] > first[b] + first["tie"] else b if first[b] > first[a] + first["tie"] else None,
     }
     return out
 
 
 def _markdown(name: str, number: str, preset: str, s: dict, device: str, steps: int) -> str:
+    seeds = next(iter(s["variants"].values()))["seeds"]
+    c = s["comparison"]
+    a, b = list(s["variants"])[:2]
+    spread = (
+        "Losses are means over seeds ± their standard error over seeds; steps are listed seed by seed."
+        if seeds > 1
+        else "One seed: losses ± the standard error of one evaluation (seed-to-seed spread not measured)."
+    )
     lines = [
-        f"# Exercise {number}: {name} ({preset} preset, {steps} steps, {device})",
+        f"# Exercise {number}: {name} ({preset} preset, {steps} steps, {seeds} seed{'s' * (seeds > 1)}, {device})",
         "",
-        "| variant | best val (step) | final val | steps to {:.4f} | seconds to it |".format(s["threshold"]),
+        spread,
+        "",
+        "| variant | best val (steps) | final val | steps to {:.4f} | seconds to it |".format(s["threshold"]),
         "|---|---|---|---|---|",
     ]
+    fmt = lambda xs: ", ".join("n/a" if x is None else str(round(x, 1)) for x in xs)  # noqa: E731
     for k, v in s["variants"].items():
         lines.append(
-            f"| {k} | {v['best_val']:.4f} ± {v['best_val_se']:.4f} ({v['best_step']}) | "
-            f"{v['final_val']:.4f} ± {v['final_val_se']:.4f} | {v['steps_to_threshold']} | "
-            f"{'n/a' if v['seconds_to_threshold'] is None else round(v['seconds_to_threshold'], 1)} |"
+            f"| {k} | {v['best_val']:.4f} ± {v['best_val_se']:.4f} ({fmt(v['best_step'])}) | "
+            f"{v['final_val']:.4f} ± {v['final_val_se']:.4f} | {fmt(v['steps_to_threshold'])} | "
+            f"{fmt(v['seconds_to_threshold'])} |"
         )
-    c = s["comparison"]
+    if c["z"] is None:
+        z = "no spread measured"
+    else:
+        z = f"t = {c['z']:.2f}, {c['dof']} d.o.f." if c["dof"] else f"z = {c['z']:.2f}"
+        z += f", two-sided p = {c['p_two_sided']:.2g}"
+    eval_se = max(v["eval_se"] for v in s["variants"].values())
+    first = c["first_to_threshold"]
     lines += [
         "",
-        f"Final val difference (second − first): {c['final_val_difference']:+.4f} ± {c['difference_se']:.4f} "
-        f"(evaluation noise only; z = {c['z'] if c['z'] is None else round(c['z'], 2)}).",
-        f"Reaches {s['threshold']:.4f} first: {c['faster'] or 'neither / tie'}.",
-        "Resolution: losses are evaluated every eval_interval steps on fixed batches, with one seed per variant, "
-        "so a gap of one evaluation interval, or of less than about two standard errors, is not a difference.",
+        f"Final val difference ({b} − {a}), paired by seed: {c['final_val_difference']:+.4f} ± "
+        f"{c['difference_se']:.4f} (standard error from the {c['se_from']}; {z}).",
+        f"First to {s['threshold']:.4f}: {a} in {first[a]}, {b} in {first[b]}, tied in {first['tie']} of "
+        f"{seeds} seed{'s' * (seeds > 1)}; faster: {c['faster'] or 'neither (no clear majority)'}.",
+        f"Resolution: every variant is evaluated each eval_interval steps on the same fixed batches (one "
+        f"evaluation's standard error ≈ {eval_se:.4f}), so a gap of one evaluation interval, or a "
+        "difference under about two standard errors, is not a difference.",
         "",
     ]
     return "\n".join(lines)
 
 
-def plot(runs: dict[str, list[dict]], path: Path, title: str) -> None:
+def plot(runs: dict[str, list[list[dict]]], path: Path, title: str) -> None:
+    """Val (and train) loss against step: the mean over seeds, each seed's val curve faint behind it."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for k, h in runs.items():
-        steps = [r["step"] for r in h]
-        (line,) = ax.plot(steps, [r["val"] for r in h], label=f"{k} (val)")
-        if all("train" in r for r in h):
-            ax.plot(steps, [r["train"] for r in h], "--", color=line.get_color(), alpha=0.6, label=f"{k} (train)")
+    for k, hs in runs.items():
+        steps = [r["step"] for r in hs[0]]
+        val = [sum(h[i]["val"] for h in hs) / len(hs) for i in range(len(steps))]
+        label = f"{k} (val, mean of {len(hs)} seeds)" if len(hs) > 1 else f"{k} (val)"
+        (line,) = ax.plot(steps, val, label=label)
+        if len(hs) > 1:
+            for h in hs:
+                ax.plot(steps, [r["val"] for r in h], color=line.get_color(), alpha=0.25, lw=0.8)
+        if all("train" in r for h in hs for r in h):
+            train = [sum(h[i]["train"] for h in hs) / len(hs) for i in range(len(steps))]
+            ax.plot(steps, train, "--", color=line.get_color(), alpha=0.6, label=f"{k} (train)")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats/char)")
     ax.set_title(title)
@@ -124,8 +180,11 @@ def run_experiment(
     eval_iters: int | None = None,
     threshold: float | None = None,
     data=None,
+    seeds: int = 1,
 ) -> dict:
-    """Train every variant of experiment ``name`` and write its results folder whole."""
+    """Train every variant of experiment ``name`` at seeds ``seed, seed+1, ...`` (``seeds`` of them;
+    a seed fixes the weights' init, the dropout masks and the training batches, the same for every
+    variant) and write its results folder whole."""
     from models.data import CharData
     from models.gpt import GPTConfig
     from models.train import MODEL_PRESETS, TRAIN_PRESETS, Run, TrainConfig
@@ -134,6 +193,8 @@ def run_experiment(
         raise ValueError(f"experiment: unknown {name!r}; choose from {sorted(EXPERIMENTS)}")
     if preset not in MODEL_PRESETS:
         raise ValueError(f"preset: unknown {preset!r}; choose from {sorted(MODEL_PRESETS)}")
+    if seeds < 1:
+        raise ValueError(f"seeds: must be positive, got {seeds}")
     number, variants = EXPERIMENTS[name]
     data = data or CharData.load()
     tkw = dict(TRAIN_PRESETS[preset], seed=seed, device=device, progress=None)
@@ -142,16 +203,22 @@ def run_experiment(
     tkw |= {k: v for k, v in dict(eval_interval=eval_interval, eval_iters=eval_iters).items() if v is not None}
     tc = TrainConfig(**tkw)
     runs, meta = {}, {}
+    seed_list = [seed + i for i in range(seeds)]
     for k, switches in variants.items():
-        print(f"[{name}] training {k} ({preset} preset, {tc.max_iters} steps)", file=sys.stderr, flush=True)
         mc = GPTConfig(**(MODEL_PRESETS[preset] | switches | {"vocab_size": data.vocab_size}))
-        run = Run(mc, replace(tc), data)
-        res = run.fit()
-        run.close()
-        runs[k] = res["history"]
+        runs[k], steps_ms = [], []
+        for sd in seed_list:
+            print(
+                f"[{name}] training {k}, seed {sd} ({preset} preset, {tc.max_iters} steps)", file=sys.stderr, flush=True
+            )
+            run = Run(mc, replace(tc, seed=sd), data)
+            res = run.fit()
+            run.close()
+            runs[k].append(res["history"])
+            steps_ms.append(res["median_step_ms"])
         meta[k] = {
             "params": res["params"],
-            "median_step_ms": res["median_step_ms"],
+            "median_step_ms": steps_ms,  # one per seed
             "device": res["device"],
             "model_config": res["model_config"],
         }
@@ -161,7 +228,8 @@ def run_experiment(
         "experiment": name,
         "exercise": number,
         "preset": preset,
-        "train_config": res["train_config"],
+        "seeds": seed_list,
+        "train_config": res["train_config"] | {"seed": seed},
         "variants": meta,
         "curves": runs,
         "summary": s,
@@ -194,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--threshold", type=float, default=None, help="val loss to time (default: the worse mid-run val loss)"
     )
-    p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--seed", type=int, default=1337, help="first seed (default 1337)")
+    p.add_argument("--seeds", type=positive_int("seeds"), default=1, help="seeds per variant (default 1)")
     p.add_argument("--device", default=None)
     p.add_argument("--out", default="runs/experiments", help="output folder (default runs/experiments)")
     args = p.parse_args(argv)
@@ -212,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             args.eval_interval,
             args.eval_iters,
             args.threshold,
+            seeds=args.seeds,
         )
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -18,18 +18,41 @@ def _h(vals):
 
 
 def test_summary_threshold_and_speed():
-    s = summarize({"a": _h([3.0, 2.0, 1.5, 1.6]), "b": _h([3.0, 2.5, 1.8, 1.7])})
+    a, b = [_h([3.0, 2.0, 1.5, 1.6])], [_h([3.0, 2.5, 1.8, 1.7])]  # one seed each
+    s = summarize({"a": a, "b": b})
     assert s["threshold"] == 2.5  # the worse of the two val losses half-way (step 20 of 40)
-    assert s["variants"]["a"]["steps_to_threshold"] == 20 and s["variants"]["b"]["steps_to_threshold"] == 20
+    assert s["variants"]["a"]["steps_to_threshold"] == [20] and s["variants"]["b"]["steps_to_threshold"] == [20]
     assert s["comparison"]["faster"] is None  # both reach it at the same evaluation: a tie
-    s = summarize({"a": _h([3.0, 2.0, 1.5, 1.6]), "b": _h([3.0, 2.5, 1.8, 1.7])}, threshold=1.7)
-    assert s["variants"]["a"]["steps_to_threshold"] == 30 and s["variants"]["b"]["steps_to_threshold"] == 40
-    assert s["variants"]["a"]["best_step"] == 30 and s["variants"]["a"]["final_val"] == 1.6
+    s = summarize({"a": a, "b": b}, threshold=1.7)
+    assert s["variants"]["a"]["steps_to_threshold"] == [30] and s["variants"]["b"]["steps_to_threshold"] == [40]
+    assert s["variants"]["a"]["best_step"] == [30] and s["variants"]["a"]["final_val"] == 1.6
     assert s["comparison"]["faster"] == "a"
     assert s["comparison"]["final_val_difference"] == pytest.approx(0.1)
-    assert s["comparison"]["difference_se"] == pytest.approx(0.01 * 2**0.5)
-    s = summarize({"a": _h([3.0, 2.0]), "b": _h([3.0, 2.0])})
+    assert s["comparison"]["difference_se"] == pytest.approx(0.01 * 2**0.5)  # evaluation noise only
+    assert s["comparison"]["se_from"] == "evaluation"
+    s = summarize({"a": [_h([3.0, 2.0])], "b": [_h([3.0, 2.0])]})
     assert s["comparison"]["faster"] is None  # a tie is not called a win
+
+
+def test_summary_over_seeds_is_paired():
+    """Three seeds: means over seeds, the paired difference's standard error from the seeds, and
+    'faster' only for a variant first in a majority of seeds."""
+    a = [_h([3.0, 2.0, 1.5, 1.60]), _h([3.0, 2.1, 1.6, 1.70]), _h([3.0, 2.2, 1.7, 1.80])]
+    b = [_h([3.0, 2.5, 1.8, 1.65]), _h([3.0, 2.5, 1.8, 1.72]), _h([3.0, 2.0, 1.8, 1.86])]
+    s = summarize({"a": a, "b": b}, threshold=1.9)
+    va, vb, c = s["variants"]["a"], s["variants"]["b"], s["comparison"]
+    assert va["final_val"] == pytest.approx(1.7) and va["final_val_se"] == pytest.approx(0.1 / 3**0.5)
+    assert va["steps_to_threshold"] == [30, 30, 30] and vb["steps_to_threshold"] == [30, 30, 30]
+    assert c["faster"] is None and c["first_to_threshold"] == {"a": 0, "b": 0, "tie": 3}
+    diffs = [0.05, 0.02, 0.06]  # b - a, seed by seed
+    mean = sum(diffs) / 3
+    sd = (sum((d - mean) ** 2 for d in diffs) / 2) ** 0.5
+    assert c["final_val_difference"] == pytest.approx(mean) and c["difference_se"] == pytest.approx(sd / 3**0.5)
+    assert c["se_from"] == "seeds"  # paired: far smaller than the unpaired spread of either variant
+    s = summarize({"a": a, "b": b}, threshold=2.1)
+    assert s["comparison"]["first_to_threshold"] == {"a": 2, "b": 1, "tie": 0} and s["comparison"]["faster"] == "a"
+    s = summarize({"a": a, "b": b}, threshold=2.0)  # a first in seed 1, b in seed 3, tie in seed 2
+    assert s["comparison"]["first_to_threshold"] == {"a": 1, "b": 1, "tie": 1} and s["comparison"]["faster"] is None
 
 
 def test_run_writes_results_whole(tmp_path):
@@ -42,15 +65,19 @@ def test_run_writes_results_whole(tmp_path):
         eval_iters=2,
         device="cpu",
         data=CharData.from_text(TEXT),
+        seeds=2,
     )
     folder = tmp_path / "norm_ffn"
     saved = json.loads((folder / "results.json").read_text())
     assert set(saved["curves"]) == {"layernorm+gelu", "rmsnorm+swiglu"}
-    assert [h["step"] for h in saved["curves"]["rmsnorm+swiglu"]] == [2, 4]
+    assert saved["seeds"] == [1337, 1338] and len(saved["curves"]["rmsnorm+swiglu"]) == 2
+    assert [h["step"] for h in saved["curves"]["rmsnorm+swiglu"][1]] == [2, 4]
+    assert saved["curves"]["rmsnorm+swiglu"][0] != saved["curves"]["rmsnorm+swiglu"][1]  # seeds differ
     assert saved["variants"]["rmsnorm+swiglu"]["model_config"]["mlp"] == "swiglu"
     assert (folder / "curves.png").stat().st_size > 1000 and "Exercise 13.22" in (folder / "summary.md").read_text()
-    assert r["summary"]["threshold"] == max(h[0]["val"] for h in r["curves"].values())  # step 2 of 4 is mid-run
-    assert all(h["run_s"] > 0 for h in r["curves"]["rmsnorm+swiglu"])
+    mid = {k: sum(h[0]["val"] for h in hs) / 2 for k, hs in r["curves"].items()}  # step 2 of 4 is mid-run
+    assert r["summary"]["threshold"] == pytest.approx(max(mid.values()))
+    assert all(e["run_s"] > 0 for h in r["curves"]["rmsnorm+swiglu"] for e in h)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
 
 
@@ -61,3 +88,6 @@ def test_cli_bad_input(capsys):
     with pytest.raises(SystemExit) as e:
         main(["positional", "--steps", "0"])
     assert e.value.code == 2 and "steps: must be positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["positional", "--seeds", "0"])
+    assert e.value.code == 2 and "seeds: must be positive" in capsys.readouterr().err
