@@ -10,10 +10,13 @@ import torch
 from models.optim import AdamW
 
 
-def _train(cls, steps=15, **kw):
-    """A few clipped steps of a small net with two weight-decay groups; returns (params, optimizer)."""
+def _train(cls, steps=15, device="cpu", scaler=False, **kw):
+    """A few clipped steps of a small net with two weight-decay groups (through a float16 GradScaler
+    when ``scaler``); returns (params, optimizer)."""
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.LayerNorm(16), torch.nn.GELU(), torch.nn.Linear(16, 3))
+    net = net.to(device)
+    gs = torch.amp.GradScaler(device, enabled=scaler, init_scale=2.0**10)
     ps = list(net.parameters())
     groups = [
         {"params": [p for p in ps if p.dim() >= 2], "weight_decay": 0.1},
@@ -22,14 +25,22 @@ def _train(cls, steps=15, **kw):
     opt = cls(groups, lr=1e-2, betas=(0.9, 0.99), **kw)
     gen = torch.Generator().manual_seed(1)
     for _ in range(steps):
-        net(torch.randn(5, 8, generator=gen)).pow(2).mean().backward()
+        with torch.autocast(device, dtype=torch.float16, enabled=scaler):
+            loss = net(torch.randn(5, 8, generator=gen).to(device)).pow(2).mean()
+        gs.scale(loss).backward()
+        gs.unscale_(opt)
         torch.nn.utils.clip_grad_norm_(ps, 1.0)
-        opt.step()
+        gs.step(opt)
+        gs.update()
         opt.zero_grad(set_to_none=True)
     return ps, opt
 
 
-@pytest.mark.parametrize("kw", [{}, {"fused": True}, {"foreach": True}], ids=["default", "fused", "foreach"])
+@pytest.mark.parametrize(
+    "kw",
+    [{}, {"fused": True}, {"foreach": True}, {"fused": True, "scaler": True}],
+    ids=["default", "fused", "foreach", "fused-fp16-scaler"],
+)
 def test_same_update_and_state_as_torch(kw):
     ours, o1 = _train(AdamW, **kw)
     ref, o2 = _train(torch.optim.AdamW, **kw)
@@ -63,6 +74,17 @@ def test_state_dict_continues_in_torch_adamw():
     assert all(torch.equal(p, q) for p, q in zip(mine, theirs))
     assert o1.param_groups[0]["lr"] == o2.param_groups[0]["lr"] == 1e-2  # the saved hyper-parameters
     assert not all(torch.equal(p, q) for p, q in zip(mine, ps))  # the step did move them
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("scaler", [False, True], ids=["fp32", "fp16-scaler"])
+def test_same_update_as_torch_fused_on_cuda(scaler):
+    """The trainer's CUDA configuration: fused kernels, and the GradScaler's grad_scale/found_inf hand-off."""
+    ours, _ = _train(AdamW, device="cuda", scaler=scaler, fused=True)
+    ref, _ = _train(torch.optim.AdamW, device="cuda", scaler=scaler, fused=True)
+    assert all(torch.equal(a, b) for a, b in zip(ours, ref))
+    short, _ = _train(AdamW, steps=14, device="cuda", scaler=scaler, fused=True)
+    assert not all(torch.equal(a, b) for a, b in zip(short, ref))  # negative control
 
 
 _PROBE = """
