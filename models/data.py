@@ -84,7 +84,8 @@ class CharData:
         chars = "".join(sorted(set(text)))
         if len(chars) > 256:
             raise ValueError(f"text: {len(chars)} distinct characters do not fit uint8")
-        points = torch.frombuffer(bytearray(text.encode("utf-32-le")), dtype=torch.int32)  # code points
+        utf32 = bytearray(text.encode("utf-32-le", "surrogatepass"))  # one 4-byte code point per character
+        points = torch.frombuffer(utf32, dtype=torch.int32)
         vocab = torch.tensor([ord(c) for c in chars], dtype=torch.int32)  # sorted, so its index is the id
         ids = torch.searchsorted(vocab, points).to(torch.uint8)
         n = int(len(ids) * (1 - val_fraction))

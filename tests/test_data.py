@@ -84,10 +84,10 @@ def test_bad_arguments():
         d.encode("§")
 
 
-@pytest.mark.parametrize("text", [TEXT, "héllo wörld ∑∫ 😀 naïve\n" * 40, "\x00\x7f\x80ÿĀ" * 30])
+@pytest.mark.parametrize("text", [TEXT, "héllo wörld ∑∫ 😀 naïve\n" * 40, "\x00\x7f\x80ÿĀ\ud800" * 30])
 def test_ids_are_ranks_in_the_sorted_vocabulary(text):
     """The vectorised encoder gives each character its index in the sorted vocabulary (checked
-    against a dictionary lookup), for ASCII, accented, astral-plane and control characters."""
+    against a dictionary lookup), for ASCII, accented, astral-plane and control characters, and a lone surrogate."""
     d = CharData.from_text(text)
     lut = {c: i for i, c in enumerate(sorted(set(text)))}
     assert torch.cat([d.train, d.val]).tolist() == [lut[c] for c in text]
