@@ -33,4 +33,5 @@ def describe(device: torch.device) -> str:
     """A one-line name of the device, e.g. 'cuda (NVIDIA H200)' or 'cpu (2 threads)'."""
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
+    n = torch.get_num_threads()
+    return f"cpu ({n} thread{'s' * (n != 1)})"

@@ -74,10 +74,13 @@ def summarize(runs: dict[str, list[list[dict]]], threshold: float | None = None)
     source = "seeds"
     if se is None:  # one seed: only the evaluation noise of the two final losses is known
         se, source = math.sqrt((va["final_val_se"] or 0) ** 2 + (vb["final_val_se"] or 0) ** 2), "evaluation"
+    # steps to the threshold are known only to the evaluation interval: a seed counts for a variant
+    # only when it got there more than one interval earlier (never reaching it counts as infinitely late)
+    interval = min(y["step"] - x["step"] for hs in runs.values() for h in hs for x, y in zip(h, h[1:]))
     first = {a: 0, b: 0, "tie": 0}
     for sa, sb in zip(va["steps_to_threshold"], vb["steps_to_threshold"]):
         sa, sb = (math.inf if s is None else s for s in (sa, sb))
-        first[a if sa < sb else b if sb < sa else "tie"] += 1
+        first[a if sb - sa > interval else b if sa - sb > interval else "tie"] += 1
     from scipy import stats
 
     dof = len(diffs) - 1 if source == "seeds" else None  # a t statistic over seeds, else a z statistic
@@ -90,7 +93,8 @@ def summarize(runs: dict[str, list[list[dict]]], threshold: float | None = None)
         "z": stat,  # t with ``dof`` degrees of freedom when the standard error comes from the seeds
         "dof": dof,
         "p_two_sided": p,
-        "first_to_threshold": first,  # seeds in which each variant got there at an earlier evaluation
+        "first_to_threshold": first,  # seeds in which each got there over one evaluation interval earlier
+        "eval_interval": interval,
         "faster": a if first[a] > first[b] + first["tie"] else b if first[b] > first[a] + first["tie"] else None,
     }
     return out
@@ -131,10 +135,11 @@ def _markdown(name: str, number: str, preset: str, s: dict, device: str, steps: 
         "",
         f"Final val difference ({b} − {a}), paired by seed: {c['final_val_difference']:+.4f} ± "
         f"{c['difference_se']:.4f} (standard error from the {c['se_from']}; {z}).",
-        f"First to {s['threshold']:.4f}: {a} in {first[a]}, {b} in {first[b]}, tied in {first['tie']} of "
-        f"{seeds} seed{'s' * (seeds > 1)}; faster: {c['faster'] or 'neither (no clear majority)'}.",
-        f"Resolution: every variant is evaluated each eval_interval steps on the same fixed batches (one "
-        f"evaluation's standard error ≈ {eval_se:.4f}), so a gap of one evaluation interval, or a "
+        f"First to {s['threshold']:.4f} by more than one evaluation interval: {a} in {first[a]}, {b} in "
+        f"{first[b]}, neither in {first['tie']} of {seeds} seed{'s' * (seeds > 1)}; faster: "
+        f"{c['faster'] or 'neither (no clear majority)'}.",
+        f"Resolution: every variant is evaluated every {c['eval_interval']} steps on the same fixed batches "
+        f"(one evaluation's standard error ≈ {eval_se:.4f}): a gap of one interval in the steps, or a loss "
         "difference under about two standard errors, is not a difference.",
         "",
     ]

@@ -26,7 +26,7 @@ import torch.distributed as dist  # noqa: E402
 
 from models.cli import OneLineParser  # noqa: E402
 from models.data import CharData  # noqa: E402
-from models.device import pick_device  # noqa: E402
+from models.device import describe, pick_device  # noqa: E402
 from models.gpt import CHOICES, GPT, GPTConfig  # noqa: E402
 from models.optim import AdamW  # noqa: E402
 
@@ -337,7 +337,7 @@ class Run:
         out = {
             "model_config": asdict(self.mc),
             "train_config": asdict(self.tc),
-            "device": str(self.device),
+            "device": describe(self.device),
             "world_size": self.world,
             "params": self.model.num_params(),
             "steps": self.step,

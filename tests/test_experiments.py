@@ -18,18 +18,21 @@ def _h(vals):
 
 
 def test_summary_threshold_and_speed():
-    a, b = [_h([3.0, 2.0, 1.5, 1.6])], [_h([3.0, 2.5, 1.8, 1.7])]  # one seed each
+    a, b = [_h([3.0, 2.0, 1.5, 1.4, 1.3, 1.25])], [_h([3.0, 2.5, 2.2, 1.9, 1.7, 1.6])]  # one seed each
     s = summarize({"a": a, "b": b})
-    assert s["threshold"] == 2.5  # the worse of the two val losses half-way (step 20 of 40)
-    assert s["variants"]["a"]["steps_to_threshold"] == [20] and s["variants"]["b"]["steps_to_threshold"] == [20]
-    assert s["comparison"]["faster"] is None  # both reach it at the same evaluation: a tie
-    s = summarize({"a": a, "b": b}, threshold=1.7)
-    assert s["variants"]["a"]["steps_to_threshold"] == [30] and s["variants"]["b"]["steps_to_threshold"] == [40]
-    assert s["variants"]["a"]["best_step"] == [30] and s["variants"]["a"]["final_val"] == 1.6
-    assert s["comparison"]["faster"] == "a"
-    assert s["comparison"]["final_val_difference"] == pytest.approx(0.1)
+    assert s["threshold"] == pytest.approx(2.2)  # the worse of the two val losses half-way (step 30 of 60)
+    assert s["variants"]["a"]["steps_to_threshold"] == [20] and s["variants"]["b"]["steps_to_threshold"] == [30]
+    assert s["comparison"]["faster"] is None  # one evaluation interval apart: not resolved
+    assert s["comparison"]["first_to_threshold"] == {"a": 0, "b": 0, "tie": 1}
+    s = summarize({"a": a, "b": b}, threshold=2.0)
+    assert s["variants"]["a"]["steps_to_threshold"] == [20] and s["variants"]["b"]["steps_to_threshold"] == [40]
+    assert s["comparison"]["faster"] == "a"  # two intervals earlier
+    s = summarize({"a": a, "b": b}, threshold=1.55)
+    assert s["variants"]["b"]["steps_to_threshold"] == [None] and s["comparison"]["faster"] == "a"  # never
+    assert s["variants"]["a"]["best_step"] == [60] and s["variants"]["a"]["final_val"] == 1.25
+    assert s["comparison"]["final_val_difference"] == pytest.approx(0.35)
     assert s["comparison"]["difference_se"] == pytest.approx(0.01 * 2**0.5)  # evaluation noise only
-    assert s["comparison"]["se_from"] == "evaluation"
+    assert s["comparison"]["se_from"] == "evaluation" and s["comparison"]["eval_interval"] == 10
     s = summarize({"a": [_h([3.0, 2.0])], "b": [_h([3.0, 2.0])]})
     assert s["comparison"]["faster"] is None  # a tie is not called a win
 
@@ -49,10 +52,12 @@ def test_summary_over_seeds_is_paired():
     sd = (sum((d - mean) ** 2 for d in diffs) / 2) ** 0.5
     assert c["final_val_difference"] == pytest.approx(mean) and c["difference_se"] == pytest.approx(sd / 3**0.5)
     assert c["se_from"] == "seeds"  # paired: far smaller than the unpaired spread of either variant
-    s = summarize({"a": a, "b": b}, threshold=2.1)
-    assert s["comparison"]["first_to_threshold"] == {"a": 2, "b": 1, "tie": 0} and s["comparison"]["faster"] == "a"
-    s = summarize({"a": a, "b": b}, threshold=2.0)  # a first in seed 1, b in seed 3, tie in seed 2
-    assert s["comparison"]["first_to_threshold"] == {"a": 1, "b": 1, "tie": 1} and s["comparison"]["faster"] is None
+    s = summarize({"a": a, "b": b}, threshold=1.75)  # a at 30, 30, 30; b at 40, 40, never
+    assert s["comparison"]["first_to_threshold"] == {"a": 1, "b": 0, "tie": 2}  # one interval is not enough
+    assert s["comparison"]["faster"] is None  # first in one seed of three is no majority
+    b2 = [_h([3.0, 2.5, 2.2, 2.1]), _h([3.0, 2.5, 2.2, 2.0]), _h([3.0, 2.0, 1.8, 1.86])]
+    s = summarize({"a": a, "b": b2}, threshold=1.95)  # a at 30, 30, 30; b2 never, never, 30
+    assert s["comparison"]["first_to_threshold"] == {"a": 2, "b": 0, "tie": 1} and s["comparison"]["faster"] == "a"
 
 
 def test_run_writes_results_whole(tmp_path):
