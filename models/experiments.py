@@ -55,11 +55,12 @@ def summarize(runs: dict[str, list[list[dict]]], threshold: float | None = None)
     for k, hs in runs.items():
         best = [min(h, key=lambda r: r["val"]) for h in hs]
         hits = [next((r for r in h if r["val"] <= thr), None) for h in hs]
+        best_val, best_se = _mean_se([r["val"] for r in best])
         final, final_se = _mean_se([h[-1]["val"] for h in hs])
-        out["variants"][k] = {
+        out["variants"][k] = {  # standard errors over seeds, or of the evaluation with one seed
             "seeds": len(hs),
-            "best_val": sum(r["val"] for r in best) / len(hs),
-            "best_val_se": _mean_se([r["val"] for r in best])[1] if len(hs) > 1 else best[0].get("val_se"),
+            "best_val": best_val,
+            "best_val_se": best_se if best_se is not None else best[0].get("val_se"),
             "best_step": [r["step"] for r in best],
             "final_val": final,
             "final_val_se": final_se if final_se is not None else hs[0][-1].get("val_se"),
@@ -90,7 +91,7 @@ def summarize(runs: dict[str, list[list[dict]]], threshold: float | None = None)
         "final_val_difference": diff,
         "difference_se": se,
         "se_from": source,
-        "z": stat,  # t with ``dof`` degrees of freedom when the standard error comes from the seeds
+        "statistic": stat,  # t with ``dof`` degrees of freedom (se from the seeds), else z
         "dof": dof,
         "p_two_sided": p,
         "first_to_threshold": first,  # seeds in which each got there over one evaluation interval earlier
@@ -124,10 +125,10 @@ def _markdown(name: str, number: str, preset: str, s: dict, device: str, steps: 
             f"{v['final_val']:.4f} ± {v['final_val_se']:.4f} | {fmt(v['steps_to_threshold'])} | "
             f"{fmt(v['seconds_to_threshold'])} |"
         )
-    if c["z"] is None:
+    if c["statistic"] is None:
         z = "no spread measured"
     else:
-        z = f"t = {c['z']:.2f}, {c['dof']} d.o.f." if c["dof"] else f"z = {c['z']:.2f}"
+        z = f"t = {c['statistic']:.2f}, {c['dof']} d.o.f." if c["dof"] else f"z = {c['statistic']:.2f}"
         z += f", two-sided p = {c['p_two_sided']:.2g}"
     eval_se = max(v["eval_se"] for v in s["variants"].values())
     first = c["first_to_threshold"]
