@@ -43,6 +43,13 @@ def orthogonal_gaussian(
     return (w * norms.unsqueeze(1)).to(dtype)
 
 
+def _exponent(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """z = W x - |x|^2/2, shape (..., n, r) for x (..., n, d), w (r, d): phi(x) = exp(z) / sqrt(r)."""
+    if x.size(-1) != w.size(-1):
+        raise ValueError(f"w: feature rows have dimension {w.size(-1)}, inputs have {x.size(-1)}")
+    return x @ w.T - x.pow(2).sum(-1, keepdim=True) / 2
+
+
 def positive_features(x: torch.Tensor, w: torch.Tensor, stabilize: str | None = None) -> torch.Tensor:
     """phi(x) = exp(w·x - |x|^2/2) / sqrt(r), shape (..., n, r) for x (..., n, d), w (r, d).
 
@@ -50,12 +57,15 @@ def positive_features(x: torch.Tensor, w: torch.Tensor, stabilize: str | None = 
     exp(-m). In attention, output row i is sum_j (phi(q_i)·phi(k_j)) v_j / sum_j phi(q_i)·phi(k_j),
     so a factor that depends on i only ("row": max over each query's own features) or is one
     constant for all keys ("global": max over every key and feature of one (batch, head)) cancels
-    between numerator and denominator. None gives the unbiased kernel estimator itself."""
+    between numerator and denominator. None gives the unbiased kernel estimator itself.
+
+    The cancellation is exact arithmetic only. In floating point "global" lets one key's maximum
+    push another key's features below the smallest float (exp(-104) in float32), and in causal
+    attention that key may come later, so :func:`favor_attention` does not use "global"; it
+    stabilises in log space instead (see there)."""
     if stabilize not in STABILIZE:
         raise ValueError(f"stabilize: unknown {stabilize!r}; choose from {STABILIZE}")
-    if x.size(-1) != w.size(-1):
-        raise ValueError(f"w: feature rows have dimension {w.size(-1)}, inputs have {x.size(-1)}")
-    z = x @ w.T - x.pow(2).sum(-1, keepdim=True) / 2  # (..., n, r)
+    z = _exponent(x, w)  # (..., n, r)
     if stabilize == "row":
         z = z - z.amax(-1, keepdim=True).detach()
     elif stabilize == "global":
@@ -71,30 +81,86 @@ def trig_features(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return torch.cat([torch.sin(z), torch.cos(z)], dim=-1) * scale
 
 
+def _signed_parts(v: torch.Tensor) -> torch.Tensor:
+    """(a, b) stacked on the last axis, shape (..., n, 2 dv), with a - b = v and a, b > 0, so that
+    log a and log b are finite: a = (|v| + v)/2 + mu, b = (|v| - v)/2 + mu. The shift mu is a
+    detached 2^-8 |v| (it cancels in a - b and adds no gradient; the rounding of a - b grows by a
+    factor 1 + 2^-7 at most, against |v|); a zero
+    entry gets 2^-8 eps max_c |v_jc| of its own row (1 for an all-zero row) and every mu is at least
+    the smallest normal float, so no log is -inf and no gradient is 0 * inf. (|v| +- v)/2, not
+    relu, keeps d(a - b)/dv = 1 at v = 0. Each mu depends on v_j alone, so causality is kept."""
+    av = v.abs()
+    fi = torch.finfo(v.dtype)
+    with torch.no_grad():
+        row = av.amax(-1, keepdim=True)
+        row = torch.where(row > 0, row, torch.ones_like(row))
+        mu = (torch.maximum(av, fi.eps * row) * 2.0**-8).clamp(min=fi.tiny)
+    return torch.cat([(av + v) / 2 + mu, (av - v) / 2 + mu], dim=-1)
+
+
 def favor_attention(q, k, v, w, causal: bool = False, features: str = "positive"):
     """D^-1 (phi(Q) (phi(K)^T V)) for q, k (..., n, d), v (..., n, dv), w (r, d): O(n r d) time,
-    O(n r + r d) memory; no n x n matrix is formed. ``causal`` uses prefix sums (O(n r dv) memory)."""
+    O(n r + r d) memory; no n x n matrix is formed. ``causal`` uses prefix sums over keys j <= i
+    (O(n r dv) time and memory). Source: Choromanski et al. 2021, "Rethinking Attention with
+    Performers" (FAVOR+).
+
+    Stabilisers (positive features). With z = W x - |x|^2/2 for x = q / d^(1/4) or k / d^(1/4),
+    row i is sum_f e^{zq_if} sum_j e^{zk_jf} v_j / sum_f e^{zq_if} sum_j e^{zk_jf}; the 1/sqrt(r) of
+    phi cancels. Any factor constant in j cancels in exact arithmetic, but in floating point it
+    must also keep every term that matters representable:
+
+    * non-causal: keys are divided by their per-feature maximum e^{K_f}, K_f = max_j zk_jf, and
+      e^{K_f} is carried into the query side, whose exponent zq_if + K_f is then reduced by its
+      row maximum. Feature f* at that maximum has query factor 1 and key sum >= 1, so D_i >= 1.
+    * causal: a maximum over all keys would let a later key underflow an earlier one (and so
+      change an earlier output), so the prefix sums are kept in log space, where no reference
+      point is needed: L_if = log sum_{j<=i} e^{zk_jf} (``logcumsumexp``), and V is split as
+      a - b with a, b > 0 so that the numerator's prefix sums log sum_{j<=i} e^{zk_jf} a_jc are
+      logcumsumexps too. Row i is reduced by c_i = max_f (zq_if + L_if), which depends on keys
+      j <= i only, so D_i = sum_f e^{zq_if + L_if - c_i} >= 1 and |N_i| <= D_i max_{j<=i} |v_j|.
+
+    D_i >= 1 for any finite input; a denominator that is not finite and positive (inf or nan in
+    q or k, or overflow of |x|^2) raises ValueError instead of being hidden. The log-space terms
+    carry a relative rounding error of about eps |z| (the size of the exponents), as the features
+    themselves do. ``features="trig"`` (the negative-control baseline) has no stabiliser, and its
+    denominator may be negative; one that is zero or not finite raises too."""
     if q.shape[-1] != k.shape[-1] or k.shape[:-1] != v.shape[:-1] or q.shape[:-2] != k.shape[:-2]:
         raise ValueError(f"q, k, v: incompatible shapes {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
     if causal and q.size(-2) != k.size(-2):
         raise ValueError(f"causal: needs as many queries as keys, got {q.size(-2)} and {k.size(-2)}")
-    s = q.size(-1) ** -0.25  # (q s)·(k s) = q·k / sqrt(d)
-    if features == "positive":
-        qp = positive_features(q * s, w, "row")  # (..., n, r)
-        kp = positive_features(k * s, w, "global")  # (..., n, r)
-    elif features == "trig":
-        qp, kp = trig_features(q * s, w), trig_features(k * s, w)  # (..., n, 2r)
-    else:
+    if features not in ("positive", "trig"):
         raise ValueError(f"features: unknown {features!r}; choose 'positive' or 'trig'")
-    if causal:  # row i sees keys j <= i: prefix sums over j of phi(k_j) v_j^T and phi(k_j)
-        kv = torch.cumsum(kp.unsqueeze(-1) * v.unsqueeze(-2), dim=-3)  # (..., n, r, dv)
-        num = (qp.unsqueeze(-2) @ kv).squeeze(-2)  # (..., n, dv)
-        den = (qp * torch.cumsum(kp, dim=-2)).sum(-1, keepdim=True)  # (..., n, 1)
+    s = q.size(-1) ** -0.25  # (q s)·(k s) = q·k / sqrt(d)
+    if features == "trig":
+        qp, kp = trig_features(q * s, w), trig_features(k * s, w)  # (..., n, 2r)
+        if causal:  # row i sees keys j <= i: prefix sums over j of phi(k_j) v_j^T and phi(k_j)
+            kv = torch.cumsum(kp.unsqueeze(-1) * v.unsqueeze(-2), dim=-3)  # (..., n, 2r, dv)
+            num = (qp.unsqueeze(-2) @ kv).squeeze(-2)  # (..., n, dv)
+            den = (qp * torch.cumsum(kp, dim=-2)).sum(-1, keepdim=True)  # (..., n, 1)
+        else:
+            num = qp @ (kp.transpose(-2, -1) @ v)  # (..., n, dv)
+            den = qp @ kp.sum(-2).unsqueeze(-1)  # (..., n, 1)
+    elif causal:
+        zq, zk = _exponent(q * s, w), _exponent(k * s, w)  # (..., n, r)
+        lk = torch.logcumsumexp(zk, dim=-2)  # (..., n, r): log sum_{j<=i} e^{zk_jf}
+        t = zq + lk
+        c = t.amax(-1, keepdim=True).detach()  # (..., n, 1): keys j <= i only
+        den = torch.exp(t - c).sum(-1, keepdim=True)  # (..., n, 1), >= 1
+        ab = _signed_parts(v)  # (..., n, 2 dv)
+        lab = torch.logcumsumexp(zk.unsqueeze(-1) + ab.log().unsqueeze(-2), dim=-3)  # (..., n, r, 2 dv)
+        nab = torch.exp((zq - c).unsqueeze(-1) + lab).sum(-2)  # (..., n, 2 dv)
+        num = nab[..., : v.size(-1)] - nab[..., v.size(-1) :]  # (..., n, dv)
     else:
-        kv = kp.transpose(-2, -1) @ v  # (..., r, dv)
-        num = qp @ kv  # (..., n, dv)
+        zq, zk = _exponent(q * s, w), _exponent(k * s, w)  # (..., n, r)
+        kmax = zk.amax(-2, keepdim=True).detach()  # (..., 1, r): per-feature maximum over keys
+        kp = torch.exp(zk - kmax)  # (..., n, r): each feature's largest key term is 1
+        t = zq + kmax
+        qp = torch.exp(t - t.amax(-1, keepdim=True).detach())  # (..., n, r): each row's largest is 1
+        num = qp @ (kp.transpose(-2, -1) @ v)  # (..., n, dv)
         den = qp @ kp.sum(-2).unsqueeze(-1)  # (..., n, 1): a matmul, not mv, so it is counted as FLOPs
-    return num / den.masked_fill(den == 0, 1.0)  # a fully underflowed row (num = 0 too) gives 0, not nan
+    if not bool(((den != 0) & torch.isfinite(den)).all()):
+        raise ValueError("q, k, v: a softmax denominator is zero or not finite (inf or nan in the inputs?)")
+    return num / den
 
 
 def exact_attention(q, k, v, causal: bool = False):

@@ -196,6 +196,126 @@ def test_causal_approximates_causal_softmax():
     assert ((wrong - ref).norm() / ref.norm()).item() > bound  # negative control: non-causal is rejected
 
 
+# -- causality: no later position can change an earlier output ------------------------------------
+
+
+def _issue_case(later: bool):
+    """The issue's smallest case (float32, n = 2): k[0, 0] (or, ``later``, k[0, 1]) set to 35 e_0."""
+    w = orthogonal_gaussian(64, 16, gen(0))
+    torch.manual_seed(1)
+    q, k, v = (torch.randn(1, 2, 16) for _ in range(3))
+    k[0, int(later)] = 35 * torch.eye(16)[0]
+    return q, k, v, w
+
+
+def _old_global_causal(q, k, v, w):
+    """The plausible wrong answer (the code before the fix): one stabiliser over every key."""
+    s = q.size(-1) ** -0.25
+    qp, kp = positive_features(q * s, w, "row"), positive_features(k * s, w, "global")
+    den = (qp * torch.cumsum(kp, dim=-2)).sum(-1, keepdim=True)
+    num = (qp.unsqueeze(-2) @ torch.cumsum(kp.unsqueeze(-1) * v.unsqueeze(-2), dim=-3)).squeeze(-2)
+    return num / den.masked_fill(den == 0, 1.0)
+
+
+def _prefix_kept(attn, q, k, v, w, t, q2, k2, v2):
+    """Outputs at positions <= t are bit-for-bit the same when positions > t are replaced."""
+    return torch.equal(attn(q, k, v, w)[..., : t + 1, :], attn(q2, k2, v2, w)[..., : t + 1, :])
+
+
+@pytest.mark.parametrize("later", [False, True])
+def test_issue_case_one_token_prefix_is_its_own_value(later):
+    # Row 0 sees key 0 only, so it is v[0, 0] for any features. With k[0, 0] = 35 e_0 the exponent
+    # of key 0 is about -189 (|k s|^2/2 = 153), the later key 1 sets the old global maximum near 0,
+    # and key 0's features underflow: the old code gave zeros (checked in the negative control).
+    # Log-space terms carry a relative rounding error of about eps |z| per operation, hence the
+    # tolerance 8 eps max|z| (|z| <= 190 here, so about 2e-4 at worst; 7e-6 is observed).
+    q, k, v, w = _issue_case(later)
+    y = favor_attention(q, k, v, w, causal=True)
+    assert torch.isfinite(y).all()
+    zmax = (k * 16**-0.25 @ w.T - (k * 16**-0.25).pow(2).sum(-1, keepdim=True) / 2).abs().max().item()
+    tol = 8 * torch.finfo(torch.float32).eps * zmax
+    assert torch.allclose(y[0, 0], v[0, 0], rtol=tol, atol=tol * v[0, 0].abs().max().item())
+    # the same prefix with no later position at all
+    assert torch.allclose(y[0, :1], favor_attention(q[:, :1], k[:, :1], v[:, :1], w, causal=True)[0], rtol=tol, atol=0)
+
+
+def test_old_global_stabiliser_fails_the_prefix_check():
+    # negative control: the same check rejects the old computation on the issue's case (key 0 large,
+    # key 1 replaced by a copy of key 0, which lowers the global maximum) but passes the new one
+    q, k, v, w = _issue_case(later=False)
+    k2 = k.clone()
+    k2[0, 1] = k[0, 0]
+    assert not torch.any(_old_global_causal(q, k, v, w)[0, 0])  # the bug: silent zeros
+    assert not _prefix_kept(_old_global_causal, q, k, v, w, 0, q, k2, v)
+    causal = lambda q, k, v, w: favor_attention(q, k, v, w, causal=True)
+    assert _prefix_kept(causal, q, k, v, w, 0, q, k2, v)
+
+
+@given(
+    n=st.integers(2, 8),
+    d=st.integers(2, 8),
+    r=st.integers(1, 16),
+    dv=st.integers(1, 4),
+    data=st.data(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_causal_prefix_outputs_ignore_later_positions(n, d, r, dv, data, seed):
+    # Every op of the causal path is either per row (features, the row maximum c_i, the sums over
+    # features) or a sequential prefix scan over keys (logcumsumexp on the CPU), so with the same
+    # shapes the first t + 1 rows are computed from bit-identical operands: torch.equal, not allclose.
+    t = data.draw(st.integers(0, n - 2), label="t")
+    base = data.draw(st.floats(0.1, 10.0), label="prefix scale")  # 10: key exponents near -100s
+    late = data.draw(st.floats(0.0, 100.0), label="later scale")  # 100: exponents near -1e4
+    g = gen(seed)
+    q, k = (torch.randn(1, n, d, generator=g) * base for _ in range(2))
+    v = torch.randn(1, n, dv, generator=g)
+    w = orthogonal_gaussian(r, d, g)
+    q2, k2, v2 = q.clone(), k.clone(), v.clone()
+    for x in (q2, k2, v2):
+        x[:, t + 1 :] = torch.randn(x[:, t + 1 :].shape, generator=g) * late
+    if data.draw(st.booleans(), label="later key on a feature row"):
+        k2[0, -1] = w[0] * d**0.25  # k s = w_0: the largest possible exponent |w_0|^2/2 for feature 0
+    causal = lambda q, k, v, w: favor_attention(q, k, v, w, causal=True)
+    assert _prefix_kept(causal, q, k, v, w, t, q2, k2, v2)
+    assert torch.isfinite(causal(q, k, v, w)).all() and torch.isfinite(causal(q2, k2, v2, w)).all()
+
+
+def test_causal_gradients_finite_and_correct_at_zero_values():
+    # V is split as a - b with a, b > 0 for the log-space sums; the split must not spoil gradients,
+    # also where v is exactly 0 (after a ReLU, say). gradcheck compares with finite differences.
+    g = gen(14)
+    q, k, v = (torch.randn(1, 5, 3, generator=g, dtype=F64) for _ in range(3))
+    v[0, 1, 0] = 0.0
+    v[0, 3] = 0.0  # a whole row of zeros
+    w = orthogonal_gaussian(6, 3, g, dtype=F64)
+    for x in (q, k, v):
+        x.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda q, k, v: favor_attention(q, k, v, w, causal=True), (q, k, v))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_non_finite_input_raises_instead_of_a_hidden_zero(causal):
+    q, k, v = (torch.randn(1, 4, 3, generator=gen(15)) for _ in range(3))
+    k[0, 2, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"^q, k, v:"):
+        favor_attention(q, k, v, orthogonal_gaussian(8, 3, gen(16)), causal=causal)
+
+
+def test_non_causal_denominator_cannot_underflow():
+    # w = 5 I (r = d = 2) and x = q s, y = k s. The query's exponents are [0, -150] after its row
+    # maximum; the keys' are about [-120, 0] after the old global maximum, so every product
+    # phi(q)_f phi(k)_f is below e^-120, under float32's smallest subnormal (e^-103), and the old
+    # code returned 0 in silence. Keys divided by their per-feature maximum (e^{K_f} carried to the
+    # query side) give D >= 1; the reference is the unstabilised formula in float64.
+    s = 2**-0.25
+    w = 5 * torch.eye(2)
+    q = torch.tensor([[30.0, 0.0]]) / s
+    k = torch.tensor([[-12.0, 12.0], [-11.0, 12.0]]) / s
+    v = torch.tensor([[1.0, -2.0], [3.0, 0.5]])
+    want = explicit_favor(q.double(), k.double(), v.double(), w.double())
+    assert torch.allclose(favor_attention(q, k, v, w).double(), want, rtol=1e-5, atol=1e-6)
+
+
 def test_exact_attention_matches_sdpa():
     g = gen(13)
     q, k, v = (torch.randn(2, 3, 20, 8, generator=g) for _ in range(3))
