@@ -1,18 +1,22 @@
 """Exercise 13.19: scaled dot-product attention in fewer than ten lines equals PyTorch's.
 
 ``models.attention.scaled_dot_product_attention`` computes
-$\\mathrm{softmax}(QK^\\top/\\sqrt{d_k} + M)V$ in seven lines. A boolean mask sets the scores of
+$\\mathrm{softmax}(QK^\\top/\\sqrt{d_k} + M)V$ in eight lines. A boolean mask sets the scores of
 forbidden keys to $-\\infty$, and softmax then renormalises over the allowed keys alone:
 $$\\lim_{m\\to-\\infty} \\frac{e^{s_1}}{e^{s_1} + e^{s_2} + e^{s_3 + m}} = \\frac{e^{s_1}}{e^{s_1} + e^{s_2}},$$
 which the derivation proves, with the facts that an all-zero additive mask changes nothing and
 that softmax is unchanged by a shift of all scores (why implementations may subtract the max).
 
 The check compares it with ``torch.nn.functional.scaled_dot_product_attention`` over shapes with
-extra batch dimensions, unequal query/key lengths and value widths, boolean, additive and causal
-masks, in float32 and float64: the largest absolute difference must lie within a tolerance set in
-advance, 64 machine epsilons of the dtype times the largest |output| (a softmax-weighted sum of d_k
-products, each rounded once). Negative controls: the same comparison rejects the formula without the
-1/sqrt(d_k) scaling and the mask turned the wrong way (query i sees keys j >= i, the future).
+extra batch dimensions, unequal query/key lengths (more keys than queries, and fewer) and value
+widths, boolean, additive and causal masks, in float32 and float64: the largest absolute difference
+must lie within a tolerance set in advance, 64 machine epsilons of the dtype times the largest |output|
+(a softmax-weighted sum of d_k products, each rounded once); a NaN anywhere counts as an infinite
+difference. Every boolean and additive case has fully masked query rows (a row of False, or a row of
+-inf), for which torch returns zeros (torch 2.13) and a plain softmax gives 0/0 = NaN. Negative
+controls: the same comparison rejects the formula without the 1/sqrt(d_k) scaling, the mask turned
+the wrong way (query i sees keys j >= i, the future), and a plain softmax without the guard for
+fully masked rows (the implementation before that guard).
 """
 
 from __future__ import annotations
@@ -74,22 +78,52 @@ def line_count() -> int:
     return sum(1 for ln in src if ln.strip() and not ln.strip().startswith(("#", '"""')))
 
 
+def _dead_rows(batch, L, gen, dev):
+    """Queries to mask out entirely: each with probability 1/4, and always the middle one."""
+    dead = torch.rand(*batch, L, 1, generator=gen, device=dev) < 0.25
+    dead[..., L // 2, :] = True
+    return dead
+
+
 def _case(shape, mask, dtype, gen, dev):
     batch, L, S, dk, dv = shape
-    if mask == "causal":
-        S = L
     rnd = lambda *sz: torch.randn(*sz, generator=gen, device=dev, dtype=torch.float64).to(dtype)  # noqa: E731
     q, k, v = rnd(*batch, L, dk), rnd(*batch, S, dk), rnd(*batch, S, dv)
     kw = {}
     if mask == "bool":
         keep = torch.rand(*batch, L, S, generator=gen, device=dev) < 0.7
-        keep[..., 0] = True  # every query keeps a key (a fully masked row is NaN in both)
-        kw["attn_mask"] = keep
+        kw["attn_mask"] = keep & ~_dead_rows(batch, L, gen, dev)  # some queries keep no key at all
     elif mask == "additive":
-        kw["attn_mask"] = rnd(L, S)  # broadcasts over the batch dims
+        off = (torch.rand(L, S, generator=gen, device=dev) < 0.3) | _dead_rows((), L, gen, dev)
+        kw["attn_mask"] = rnd(L, S).masked_fill(off, float("-inf"))  # broadcasts over the batch dims
     elif mask == "causal":
-        kw["is_causal"] = True
+        kw["is_causal"] = True  # top-left aligned, also for L != S
     return q, k, v, kw
+
+
+def _fully_masked(q, k, kw) -> int:
+    """How many query rows of the case have every key masked."""
+    m = kw.get("attn_mask")
+    if m is None:
+        return 0
+    off = ~m if m.dtype == torch.bool else m == float("-inf")
+    return int(off.expand(*q.shape[:-1], k.size(-2)).all(dim=-1).sum())
+
+
+def _unguarded(q, k, v, attn_mask=None, is_causal=False):
+    """Control: the same formula with a plain softmax, which is 0/0 = NaN on a fully masked row."""
+    s = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+    if is_causal:
+        s = s.masked_fill(~torch.ones(s.shape[-2:], dtype=torch.bool, device=s.device).tril(), float("-inf"))
+    if attn_mask is not None:
+        s = s.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else s + attn_mask
+    return s.softmax(dim=-1) @ v
+
+
+def _miss(out, ref) -> float:
+    """max |out - ref|, with a NaN anywhere counted as an infinite miss."""
+    d = (out - ref).abs()
+    return math.inf if bool(d.isnan().any()) else d.max().item()
 
 
 def check(device=None, samples: int = DEFAULT_SAMPLES, seed: int = 0) -> CheckResult:
@@ -100,19 +134,25 @@ def check(device=None, samples: int = DEFAULT_SAMPLES, seed: int = 0) -> CheckRe
     res = CheckResult(CLAIM, describe(dev), samples * len(SHAPES) * len(MASKS) * 2, seed)
     n = line_count()
     res.claims.append(Bound.of("lines in the hand-written body lie in [0, 9], i.e. fewer than 10", n, 4.5, 4.5))
+    controls = ("unscaled", "anti-causal", "no guard")
     for dtype in (torch.float32, torch.float64):
-        worst = {"claim": (0.0, 0.0), "unscaled": (0.0, 0.0), "anti-causal": (0.0, 0.0)}
+        worst = {key: (0.0, 0.0) for key in ("claim", *controls)}
+        dead_rows = 0
         for shape in SHAPES:
             for mask in MASKS:
                 for _ in range(samples):
                     q, k, v, kw = _case(shape, mask, dtype, gen, dev)
                     ref = F.scaled_dot_product_attention(q, k, v, **kw)
                     tol = 64 * torch.finfo(dtype).eps * max(1.0, ref.abs().max().item())
-                    diffs = {"claim": (by_hand(q, k, v, **kw) - ref).abs().max().item()}
-                    diffs["unscaled"] = (by_hand(q * math.sqrt(q.size(-1)), k, v, **kw) - ref).abs().max().item()
+                    dead = _fully_masked(q, k, kw)
+                    dead_rows += dead
+                    diffs = {"claim": _miss(by_hand(q, k, v, **kw), ref)}
+                    diffs["unscaled"] = _miss(by_hand(q * math.sqrt(q.size(-1)), k, v, **kw), ref)
                     if mask == "causal" and shape[1] > 1:
-                        future = torch.ones(shape[1], shape[1], dtype=torch.bool, device=dev).triu()
-                        diffs["anti-causal"] = (by_hand(q, k, v, attn_mask=future) - ref).abs().max().item()
+                        future = torch.ones(shape[1], shape[2], dtype=torch.bool, device=dev).triu()
+                        diffs["anti-causal"] = _miss(by_hand(q, k, v, attn_mask=future), ref)
+                    if dead:  # the guard only matters where a whole row is masked
+                        diffs["no guard"] = _miss(_unguarded(q, k, v, **kw), ref)
                     for key, dv in diffs.items():
                         if key == "claim":
                             worst[key] = max(worst[key], (dv, tol))
@@ -120,14 +160,22 @@ def check(device=None, samples: int = DEFAULT_SAMPLES, seed: int = 0) -> CheckRe
                             prev = worst[key]
                             worst[key] = (dv, tol) if prev == (0.0, 0.0) or dv < prev[0] else prev
         name = str(dtype).replace("torch.", "")
-        res.table.append({"dtype": name, "max |hand - torch|": worst["claim"][0], "tolerance": worst["claim"][1]})
+        res.table.append(
+            {
+                "dtype": name,
+                "max |hand - torch|": worst["claim"][0],
+                "tolerance": worst["claim"][1],
+                "fully masked rows": dead_rows,
+            }
+        )
         res.claims.append(
             Bound.of(f"{name}: max |hand - torch| over all cases", worst["claim"][0], 0, worst["claim"][1])
         )
-        for key in ("unscaled", "anti-causal"):
+        for key in controls:
             dv, tol = worst[key]
             res.controls.append(Bound.of(f"{name}: {key} formula matches torch (smallest miss)", dv, 0, tol))
     res.notes.append(f"function body: {n} lines; cases: shapes {SHAPES} x masks {MASKS} x {samples} draws")
+    res.notes.append("fully masked rows: torch gives zeros there; a NaN counts as an infinite miss")
     return res
 
 
