@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 import time
 
 import torch
 
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}
+
+
+UNUSED = ("out", "resume", "max_iters", "eval_interval", "eval_iters", "eval_train", "target_loss", "log_interval")
+UNUSED += ("progress",)
 
 
 def peak_tflops(device: torch.device) -> float | None:
@@ -30,26 +33,33 @@ def flops_per_token(n_params: int, n_layer: int, block_size: int, n_embd: int) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models.cli import positive_int
-    from models.data import CharData
-    from models.train import Run, build_parser, configs_from_args
+    from models.cli import finite_float, guard, positive_int
+    from models.train import FLAGS, build_parser
 
     p = build_parser()
     p.prog = "python -m models.bench"
-    p.add_argument("--steps", type=positive_int("steps"), default=30, help="timed steps (default 30)")
-    p.add_argument("--warmup", type=positive_int("warmup"), default=5, help="untimed steps first (default 5)")
-    p.add_argument("--peak-tflops", type=float, default=None, help="peak FLOP/s of the device, in TFLOP/s")
+    p.add_argument("--steps", type=positive_int(), default=30, help="timed steps (default 30)")
+    p.add_argument("--warmup", type=positive_int(), default=5, help="untimed steps first (default 5)")
+    p.add_argument(
+        "--peak-tflops", type=finite_float(0, lo_open=True), default=None, help="peak FLOP/s of the device, in TFLOP/s"
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     args = p.parse_args(argv)
-    try:
-        mc, tc = configs_from_args(args)
-        data = CharData.load(tc.data)
-        from dataclasses import replace
+    return guard(lambda: _bench(args), FLAGS)
 
-        run = Run(replace(mc, vocab_size=data.vocab_size), replace(tc, progress=False), data)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+
+def _bench(args) -> int:
+    from dataclasses import replace
+
+    from models.data import CharData
+    from models.train import Run, configs_from_args
+
+    for name in UNUSED:  # accepted by the trainer's parser, but a benchmark neither evaluates nor saves
+        if getattr(args, name, None) is not None:
+            raise ValueError(f"{name}: not used by the benchmark (it times --steps training steps and writes nothing)")
+    mc, tc = configs_from_args(args)
+    data = CharData.load(tc.data)
+    run = Run(replace(mc, vocab_size=data.vocab_size), replace(tc, progress=False), data)
     cuda = run.device.type == "cuda"
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     t0 = time.perf_counter()

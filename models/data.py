@@ -30,18 +30,39 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def read_corpus(path: Path, what: str = "data") -> str:
+    """The UTF-8 text of ``path``; a ValueError naming ``what`` and the file when it is empty,
+    binary (not UTF-8, or holding NUL bytes) or unreadable."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ValueError(f"{what}: cannot read {str(path)!r} ({e.strerror or e})") from None
+    if not raw:
+        raise ValueError(f"{what}: {str(path)!r} is empty")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"{what}: {str(path)!r} is not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start})"
+        ) from None
+    if "\x00" in text:
+        raise ValueError(f"{what}: {str(path)!r} holds NUL bytes: a binary file, not text")
+    return text
+
+
 def find_text(path: str | os.PathLike | None = None, download: bool = True) -> str:
-    """Return the text of tiny Shakespeare, or raise FileNotFoundError saying what was tried."""
+    """Return the text of tiny Shakespeare, or raise FileNotFoundError saying what was tried
+    (ValueError naming the file when it is there but empty or binary)."""
     if path is not None:  # an explicit path must exist: no silent fallback
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"data: no file at {str(p)!r}")
-        return p.read_text(encoding="utf-8")
+        return read_corpus(p)
     tried = []
     env = os.environ.get(ENV_VAR)
     if env:
         if Path(env).is_file():
-            return Path(env).read_text(encoding="utf-8")
+            return read_corpus(Path(env), f"data (${ENV_VAR})")
         tried.append(f"${ENV_VAR}={env!r} (no such file)")
     else:
         tried.append(f"${ENV_VAR} (not set)")
@@ -76,24 +97,37 @@ class CharData:
     chars: str
     train: torch.Tensor
     val: torch.Tensor
+    source: str = "text"  # where the corpus came from, for messages
 
     @classmethod
-    def from_text(cls, text: str, val_fraction: float = 0.1) -> CharData:
+    def from_text(cls, text: str, val_fraction: float = 0.1, source: str = "text") -> CharData:
         if not 0 < val_fraction < 1:
             raise ValueError(f"val_fraction: must lie in (0, 1), got {val_fraction}")
         chars = "".join(sorted(set(text)))
         if len(chars) > 256:
-            raise ValueError(f"text: {len(chars)} distinct characters do not fit uint8")
+            raise ValueError(f"{source}: {len(chars)} distinct characters do not fit a uint8 vocabulary")
+        if len(text) < 2:
+            raise ValueError(f"{source}: {len(text)} characters: too short to split into train and val")
         utf32 = bytearray(text.encode("utf-32-le", "surrogatepass"))  # one 4-byte code point per character
         points = torch.frombuffer(utf32, dtype=torch.int32)
         vocab = torch.tensor([ord(c) for c in chars], dtype=torch.int32)  # sorted, so its index is the id
         ids = torch.searchsorted(vocab, points).to(torch.uint8)
-        n = int(len(ids) * (1 - val_fraction))
-        return cls(chars, ids[:n], ids[n:])
+        n = min(max(int(len(ids) * (1 - val_fraction)), 1), len(ids) - 1)  # neither split empty
+        return cls(chars, ids[:n], ids[n:], source)
 
     @classmethod
     def load(cls, path=None, download: bool = True) -> CharData:
-        return cls.from_text(find_text(path, download))
+        source = f"data: {str(path)!r}" if path is not None else "data: tiny Shakespeare"
+        return cls.from_text(find_text(path, download), source=source)
+
+    def check_block(self, block_size: int) -> None:
+        """ValueError naming block_size and the corpus when a split cannot hold one block plus its target."""
+        short = min(len(self.train), len(self.val))
+        if block_size >= short:
+            raise ValueError(
+                f"block_size: {block_size} does not fit the corpus ({self.source}): its shorter split has "
+                f"{short} characters, and a block needs block_size + 1"
+            )
 
     @property
     def vocab_size(self) -> int:
@@ -111,7 +145,7 @@ class CharData:
 
     def to(self, device) -> CharData:
         """The same corpus with its token tensors on ``device`` (1 MB: batches are then cut there)."""
-        return CharData(self.chars, self.train.to(device), self.val.to(device))
+        return CharData(self.chars, self.train.to(device), self.val.to(device), self.source)
 
     def batch(self, split: str, batch_size: int, block_size: int, gen: torch.Generator):
         """Random blocks x (B, T) and targets y = x shifted by one, int64 on the corpus's device.

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 import time
 
 import torch
 
-from models.cli import OneLineParser, positive_int
+from models.budget import require_memory
+from models.cli import OneLineParser, guard, positive_int, text
 from models.device import describe, pick_device
 from models.gpt import GPT, GPTConfig
 
@@ -54,43 +54,62 @@ def measure(cfg: GPTConfig, batch: int, prompt: int, new: int, repeats: int, dev
 
 def main(argv: list[str] | None = None) -> int:
     p = OneLineParser(prog="python -m models.decode_bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--layers", type=positive_int("layers"), default=12)
-    p.add_argument("--heads", type=positive_int("heads"), default=12)
-    p.add_argument("--n-embd", type=positive_int("n_embd"), default=768)
-    p.add_argument("--kv-heads", default="12,4,1", help="comma-separated KV head counts (default 12,4,1)")
-    p.add_argument("--batch", type=positive_int("batch"), default=1)
-    p.add_argument("--prompt", type=positive_int("prompt"), default=64)
-    p.add_argument("--new", type=positive_int("new"), default=192, help="tokens to generate (default 192)")
-    p.add_argument("--repeats", type=positive_int("repeats"), default=3)
+    p.add_argument("--layers", type=positive_int(), default=12)
+    p.add_argument("--heads", type=positive_int(), default=12)
+    p.add_argument("--n-embd", type=positive_int(), default=768)
+    p.add_argument("--kv-heads", type=text(), default="12,4,1", help="comma-separated KV head counts (default 12,4,1)")
+    p.add_argument("--batch", type=positive_int(), default=1)
+    p.add_argument("--prompt", type=positive_int(), default=64)
+    p.add_argument("--new", type=positive_int(), default=192, help="tokens to generate (default 192)")
+    p.add_argument("--repeats", type=positive_int(), default=3)
     p.add_argument(
         "--dtype",
         choices=["float32", "bfloat16", "float16"],
         default=None,
         help="default: bfloat16 on CUDA, float32 on CPU",
     )
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", type=text(), default=None)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
+    flags = {"n_layer": "--layers", "n_head": "--heads", "n_embd": "--n-embd", "n_kv_head": "--kv-heads"}
+    flags |= {"block_size": "--prompt/--new", "device": "--device", "kv_heads": "--kv-heads"}
+    return guard(lambda: _bench(args), flags)
+
+
+def _kv_heads(s: str) -> list[int]:
     try:
-        dev = pick_device(args.device)
-        dtype = getattr(torch, args.dtype or ("bfloat16" if dev.type == "cuda" else "float32"))
-        kvs = [int(k) for k in args.kv_heads.split(",")]
-        cfgs = [
-            GPTConfig(
-                n_layer=args.layers,
-                n_head=args.heads,
-                n_embd=args.n_embd,
-                n_kv_head=k,
-                pos="rope",
-                block_size=args.prompt + args.new,
-                vocab_size=65,
-                bias=False,
-            )
-            for k in kvs
-        ]
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        kvs = [int(k) for k in s.split(",")]
+    except ValueError:
+        raise ValueError(f"kv_heads: expected comma-separated integers like 12,4,1, got {s!r}") from None
+    if len(kvs) > 64:
+        raise ValueError(f"kv_heads: at most 64 configurations, got {len(kvs)}")
+    return kvs
+
+
+def _bench(args) -> int:
+    dev = pick_device(args.device)
+    dtype = getattr(torch, args.dtype or ("bfloat16" if dev.type == "cuda" else "float32"))
+    kvs = _kv_heads(args.kv_heads)
+    cfgs = [
+        GPTConfig(
+            n_layer=args.layers,
+            n_head=args.heads,
+            n_embd=args.n_embd,
+            n_kv_head=k,
+            pos="rope",
+            block_size=args.prompt + args.new,
+            vocab_size=65,
+            bias=False,
+        )
+        for k in kvs
+    ]
+    for c in cfgs:  # weights (untied head: two V x d tables) and the cache, per model, one at a time
+        weights = c.vocab_size * c.n_embd * 2 + c.n_layer * 12 * c.n_embd**2
+        cache = kv_bytes_formula(c, args.batch, args.prompt + args.new, dtype)
+        elem = torch.empty((), dtype=dtype).element_size()
+        require_memory(
+            f"--n-embd {c.n_embd} x --layers {c.n_layer} x --batch/--prompt/--new", weights * elem + cache, dev
+        )
     rows = [measure(c, args.batch, args.prompt, args.new, args.repeats, dev, dtype) for c in cfgs]
     base = rows[0]
     for r in rows:

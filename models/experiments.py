@@ -19,7 +19,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from models.files import replace_dir
+from models.files import check_replaceable, replace_dir
 
 EXPERIMENTS = {
     "positional": ("13.21", {"sinusoidal": dict(pos="sinusoidal"), "learned": dict(pos="learned")}),
@@ -192,6 +192,7 @@ def run_experiment(
     a seed fixes the weights' init, the dropout masks and the training batches, the same for every
     variant) and write its results folder whole."""
     from models.data import CharData
+    from models.device import pick_device
     from models.gpt import GPTConfig
     from models.train import MODEL_PRESETS, TRAIN_PRESETS, Run, TrainConfig
 
@@ -201,13 +202,26 @@ def run_experiment(
         raise ValueError(f"preset: unknown {preset!r}; choose from {sorted(MODEL_PRESETS)}")
     if seeds < 1:
         raise ValueError(f"seeds: must be positive, got {seeds}")
+    if threshold is not None and not (math.isfinite(threshold) and threshold > 0):
+        raise ValueError(f"threshold: must be a positive finite loss, got {threshold}")
     number, variants = EXPERIMENTS[name]
-    data = data or CharData.load()
     tkw = dict(TRAIN_PRESETS[preset], seed=seed, device=device, progress=None)
     if steps is not None:
         tkw |= dict(max_iters=steps, lr_decay_iters=steps)
     tkw |= {k: v for k, v in dict(eval_interval=eval_interval, eval_iters=eval_iters).items() if v is not None}
     tc = TrainConfig(**tkw)
+    for sd in (seed, seed + seeds - 1):
+        replace(tc, seed=sd)  # every seed of the list is in range
+    if tc.eval_interval >= tc.max_iters:  # the comparison needs curves: two evaluations at least
+        raise ValueError(
+            f"eval_interval: must be shorter than the run ({tc.max_iters} steps) so that each variant "
+            f"is evaluated at least twice, got {tc.eval_interval}"
+        )
+    check_replaceable(Path(out) / name, "out")  # refused now, not after hours of training
+    pick_device(device)
+    for switches in variants.values():  # every variant's config is valid before the first trains
+        GPTConfig(**(MODEL_PRESETS[preset] | switches))
+    data = data or CharData.load()
     runs, meta = {}, {}
     seed_list = [seed + i for i in range(seeds)]
     for k, switches in variants.items():
@@ -251,8 +265,8 @@ def run_experiment(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models.cli import OneLineParser, positive_int
-    from models.train import MODEL_PRESETS
+    from models.cli import OneLineParser, finite_float, guard, int_in, output_dir, positive_int, text
+    from models.train import FLAGS, MODEL_PRESETS
 
     p = OneLineParser(prog="python -m models.experiments", description=__doc__.split("\n\n")[0])
     p.add_argument("experiment", choices=sorted(EXPERIMENTS))
@@ -262,36 +276,44 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="gpu or cpu (default: gpu when CUDA is present, else cpu)",
     )
-    p.add_argument("--steps", type=positive_int("steps"), default=5000, help="training steps (default 5000)")
-    p.add_argument("--eval-interval", type=positive_int("eval_interval"), default=None)
-    p.add_argument("--eval-iters", type=positive_int("eval_iters"), default=None)
+    p.add_argument("--steps", type=positive_int(), default=5000, help="training steps (default 5000)")
+    p.add_argument("--eval-interval", type=positive_int(), default=None)
+    p.add_argument("--eval-iters", type=positive_int(), default=None)
     p.add_argument(
-        "--threshold", type=float, default=None, help="val loss to time (default: the worse mid-run val loss)"
+        "--threshold",
+        type=finite_float(0, lo_open=True),
+        default=None,
+        help="val loss to time (default: the worse mid-run val loss)",
     )
-    p.add_argument("--seed", type=int, default=1337, help="first seed (default 1337)")
-    p.add_argument("--seeds", type=positive_int("seeds"), default=1, help="seeds per variant (default 1)")
-    p.add_argument("--device", default=None)
-    p.add_argument("--out", default="runs/experiments", help="output folder (default runs/experiments)")
+    p.add_argument("--seed", type=int_in(0), default=1337, help="first seed (default 1337)")
+    p.add_argument(
+        "--seeds", type=positive_int(1000, "seeds per variant"), default=1, help="seeds per variant (default 1)"
+    )
+    p.add_argument("--device", type=text(), default=None)
+    p.add_argument(
+        "--out", type=output_dir(), default="runs/experiments", help="output folder (default runs/experiments)"
+    )
     args = p.parse_args(argv)
-    try:
-        import torch
+    flags = FLAGS | {"steps": "--steps", "max_iters": "--steps", "lr_decay_iters": "--steps", "seeds": "--seeds"}
+    return guard(lambda: _main(args), flags)
 
-        preset = args.preset or ("gpu" if torch.cuda.is_available() and args.device != "cpu" else "cpu")
-        r = run_experiment(
-            args.experiment,
-            preset,
-            args.steps,
-            args.out,
-            args.seed,
-            args.device,
-            args.eval_interval,
-            args.eval_iters,
-            args.threshold,
-            seeds=args.seeds,
-        )
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+
+def _main(args) -> int:
+    import torch
+
+    preset = args.preset or ("gpu" if torch.cuda.is_available() and args.device != "cpu" else "cpu")
+    r = run_experiment(
+        args.experiment,
+        preset,
+        args.steps,
+        args.out,
+        args.seed,
+        args.device,
+        args.eval_interval,
+        args.eval_iters,
+        args.threshold,
+        seeds=args.seeds,
+    )
     print(
         _markdown(
             args.experiment,

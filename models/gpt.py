@@ -61,6 +61,8 @@ class GPTConfig:
             raise ValueError(f"mlp_hidden: must be positive, got {self.mlp_hidden}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout: must lie in [0, 1), got {self.dropout}")
+        if not (math.isfinite(self.rope_base) and self.rope_base > 0):  # frequencies base^(-2i/d_head)
+            raise ValueError(f"rope_base: must be a positive finite number, got {self.rope_base}")
         for f, ok in CHOICES.items():
             if getattr(self, f) not in ok:
                 raise ValueError(f"{f}: unknown {getattr(self, f)!r}; choose from {ok}")

@@ -14,9 +14,11 @@ T_LAUNCH = time.time()  # "time from launch" is measured from here (after interp
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
+import gc  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
+import signal  # noqa: E402
 import sys  # noqa: E402
 from dataclasses import asdict, dataclass, fields, replace  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -24,9 +26,11 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
-from models.cli import OneLineParser  # noqa: E402
+from models.budget import require_memory  # noqa: E402
+from models.cli import MAX_SEED, OneLineParser, check_range, finite_float, flag_of, guard, int_in, output_dir, text  # noqa: E402
 from models.data import CharData  # noqa: E402
 from models.device import describe, pick_device  # noqa: E402
+from models.files import check_output_dir, write_atomic  # noqa: E402
 from models.gpt import CHOICES, GPT, GPTConfig  # noqa: E402
 from models.optim import AdamW  # noqa: E402
 
@@ -69,17 +73,62 @@ class TrainConfig:
     progress: bool | None = None  # None = a progress bar when stderr is a terminal
 
     def __post_init__(self):
+        """Every field is checked here, so a bad value fails before any data is read or model built."""
         for f in ("batch_size", "max_iters", "grad_accum", "eval_interval", "eval_iters", "log_interval"):
-            if getattr(self, f) <= 0:
-                raise ValueError(f"{f}: must be positive, got {getattr(self, f)}")
-        if self.lr <= 0 or self.min_lr < 0:
-            raise ValueError(f"lr: must be positive (and min_lr non-negative), got {self.lr}, {self.min_lr}")
+            if isinstance(getattr(self, f), bool) or not isinstance(getattr(self, f), int) or getattr(self, f) <= 0:
+                raise ValueError(f"{f}: must be a positive integer, got {getattr(self, f)!r}")
+        for f in ("warmup_iters", "lr_decay_iters"):
+            if isinstance(getattr(self, f), bool) or not isinstance(getattr(self, f), int) or getattr(self, f) < 0:
+                raise ValueError(f"{f}: must be a non-negative integer, got {getattr(self, f)!r}")
+        if self.lr_decay_iters < 1:
+            raise ValueError(
+                f"lr_decay_iters: must be at least 1 (the step the decay ends at), got {self.lr_decay_iters}"
+            )
+        check_range(self.lr, 0, None, lo_open=True, name="lr")
+        check_range(self.min_lr, 0, self.lr, name="min_lr")  # cosine decay runs from lr down to min_lr
+        check_range(self.weight_decay, 0, None, name="weight_decay")
+        check_range(self.beta1, 0, 1, hi_open=True, name="beta1")
+        check_range(self.beta2, 0, 1, hi_open=True, name="beta2")
+        check_range(self.grad_clip, 0, None, name="grad_clip")  # 0 turns clipping off
+        if self.target_loss is not None:
+            check_range(self.target_loss, 0, None, lo_open=True, name="target_loss")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED // 2:
+            raise ValueError(f"seed: must be an integer in [0, {MAX_SEED // 2}], got {self.seed!r}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"dtype: unknown {self.dtype!r}")
         if self.compile not in ("auto", "none", "blocks", "model"):
             raise ValueError(f"compile: unknown {self.compile!r}")
         if self.resume and not self.out:
             raise ValueError("resume: needs --out, the folder holding the checkpoint")
+        if self.out is not None:
+            check_output_dir(self.out, "out")
+            held = [n for n in ("ckpt.pt", "log.json") if (Path(self.out) / n).exists()]
+            if held and not self.resume:
+                raise ValueError(
+                    f"out: {self.out!r} already holds {' and '.join(held)}; pass --resume to continue that run, "
+                    "or give another folder"
+                )
+
+
+CHECKPOINT_KEYS = {"model_config", "train_config", "step", "model", "optimizer", "history", "best", "scaler", "rng"}
+
+
+ADVICE = "lower --lr, or keep --grad-clip above 0"
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def train_bytes(mc: GPTConfig, batch_size: int) -> int:
+    """A lower estimate of the bytes one training step needs: float32 weights, gradients and AdamW's
+    two moments (16 bytes a parameter), plus activations (about 8 numbers per layer and position
+    of the width, the logits and their gradient, and the full score matrices of manual attention)."""
+    d, L, T, V = mc.n_embd, mc.n_layer, mc.block_size, mc.vocab_size
+    hidden = mc.mlp_hidden or 4 * d
+    params = V * d + T * d + L * (2 * d * d + 2 * d * mc.head_dim * mc.n_kv_head + 2 * d * hidden)
+    acts = batch_size * T * (8 * L * d + 2 * V) + (batch_size * mc.n_head * T * T * L if mc.attn == "manual" else 0)
+    return 16 * params + 4 * acts
 
 
 def lr_at(step: int, tc: TrainConfig) -> float:
@@ -146,6 +195,11 @@ class Run:
         data = data or CharData.load(tc.data)
         if data.vocab_size != mc.vocab_size:
             raise ValueError(f"vocab_size: data has {data.vocab_size} characters, model {mc.vocab_size}")
+        data.check_block(mc.block_size)
+        sizes = dict(n_embd=mc.n_embd, n_layer=mc.n_layer, block_size=mc.block_size, batch_size=tc.batch_size)
+        sizes |= {"mlp_hidden": mc.mlp_hidden} if mc.mlp_hidden else {}
+        what = ", ".join(f"{flag_of(k)} {v:,}" for k, v in sizes.items())
+        require_memory(what, train_bytes(mc, tc.batch_size), self.device)
         self.data = data.to(self.device)
         torch.manual_seed(tc.seed + self.rank)  # dropout masks and the weights' init
         self.model = GPT(mc).to(self.device)
@@ -204,27 +258,38 @@ class Run:
         }
         path = self._ckpt()
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(state, path.with_suffix(".tmp"))
-        os.replace(path.with_suffix(".tmp"), path)
+        write_atomic(path, lambda p: torch.save(state, p), "out")
 
     def _load(self) -> None:
+        """Restore a checkpoint. It is read with ``weights_only=True``: tensors and plain types only, so a
+        crafted file cannot run code; a damaged or foreign one is a ValueError naming the file."""
         path = self._ckpt()
         if not path.is_file():
             raise ValueError(f"resume: no checkpoint at {str(path)!r}")
-        s = torch.load(path, map_location=self.device, weights_only=False)
+        try:
+            s = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as e:  # pickle, zip, EOF, and the weights-only unpickler's refusals all land here
+            raise ValueError(f"resume: {str(path)!r} is not a readable checkpoint ({type(e).__name__})") from None
+        if not isinstance(s, dict) or not CHECKPOINT_KEYS <= set(s):
+            raise ValueError(f"resume: {str(path)!r} is not a checkpoint of this trainer (keys missing)")
         if s["model_config"] != asdict(self.mc):
             raise ValueError("resume: the checkpoint's model config differs from the one asked for")
-        self.model.load_state_dict(s["model"])
-        self.opt.load_state_dict(s["optimizer"])
-        self.step, self.history, self.best = s["step"], s["history"], s["best"]
-        self.scaler.load_state_dict(s["scaler"])
         if len(s["rng"]) != self.world:
             raise ValueError(f"resume: checkpoint written by {len(s['rng'])} processes, resumed with {self.world}")
-        gen, cpu, cuda = s["rng"][self.rank]
-        self.gen.set_state(gen.cpu())
-        torch.set_rng_state(cpu.cpu())
-        if cuda is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state(cuda.cpu(), self.device)
+        try:
+            self.model.load_state_dict(s["model"])
+            self.opt.load_state_dict(s["optimizer"])
+            self.scaler.load_state_dict(s["scaler"])
+            gen, cpu, cuda = s["rng"][self.rank]
+            self.gen.set_state(gen.cpu())
+            torch.set_rng_state(cpu.cpu())
+            if cuda is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(cuda.cpu(), self.device)
+        except (RuntimeError, KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ValueError(
+                f"resume: {str(path)!r} does not fit this model and trainer ({type(e).__name__})"
+            ) from None
+        self.step, self.history, self.best = int(s["step"]), list(s["history"]), float(s["best"])
 
     # -- evaluation ------------------------------------------------------------------
     @torch.inference_mode()
@@ -275,8 +340,11 @@ class Run:
         return loss.detach()
 
     def _record_eval(self) -> bool:
-        """Evaluate, log, checkpoint; return True when the target loss is reached."""
+        """Evaluate, log, checkpoint; return True when the target loss is reached. A non-finite
+        loss raises :class:`Diverged` before the checkpoint is written."""
         ev = self.evaluate()
+        if not all(math.isfinite(ev[k]) for k in ("train", "val") if k in ev):
+            raise Diverged(f"training diverged: val loss {ev['val']} at step {self.step}; {ADVICE}")
         rec = {
             "step": self.step,
             **ev,
@@ -311,12 +379,16 @@ class Run:
         losses, times = [], []
         self.model.train()
         reached = False
+        self.interrupted = False
+        restore = self._catch_interrupt()
         try:
-            while self.step < tc.max_iters and not reached:
+            while self.step < tc.max_iters and not reached and not self.interrupted:
                 t0 = time.perf_counter()
                 loss = self.train_step()
                 if self.step % tc.log_interval == 0 or self.step == tc.max_iters:
                     losses.append((self.step, loss.item()))  # .item() syncs: only now and then
+                    if not math.isfinite(losses[-1][1]):
+                        raise Diverged(f"training diverged: loss {losses[-1][1]} at step {self.step}; {ADVICE}")
                     if self.bar is not None:
                         self.bar.set_postfix(loss=f"{losses[-1][1]:.4f}", refresh=False)
                 times.append(time.perf_counter() - t0)
@@ -324,10 +396,30 @@ class Run:
                     self.bar.update(1)
                 if self.step % tc.eval_interval == 0 or self.step == tc.max_iters:
                     reached = self._record_eval()
+            if self.interrupted:
+                self.save()  # between two steps, so the checkpoint resumes exactly
         finally:
+            restore()
             if self.bar is not None:
                 self.bar.close()
         return self.summary(losses, times)
+
+    def _catch_interrupt(self):
+        """Make Ctrl-C stop after the current step (a second one stops at once); return the undo.
+        Not under DDP, where ranks could stop at different steps: there Ctrl-C ends the processes."""
+        if self.ddp:
+            return lambda: None
+
+        def stop(signum, frame):
+            if self.interrupted:
+                raise KeyboardInterrupt
+            self.interrupted = True
+
+        try:
+            old = signal.signal(signal.SIGINT, stop)
+        except ValueError:  # not the main thread
+            return lambda: None
+        return lambda: signal.signal(signal.SIGINT, old)
 
     def summary(self, losses, times) -> dict:
         hit = next(
@@ -341,6 +433,7 @@ class Run:
             "world_size": self.world,
             "params": self.model.num_params(),
             "steps": self.step,
+            "interrupted": self.interrupted,
             "history": self.history,
             "train_losses": losses,
             "best_val": min((h["val"] for h in self.history), default=None),
@@ -360,19 +453,24 @@ class Run:
         if self.master and self.tc.out:
             p = Path(self.tc.out) / "log.json"
             p.parent.mkdir(parents=True, exist_ok=True)
-            p.with_suffix(".tmp").write_text(json.dumps(out, indent=1))
-            os.replace(p.with_suffix(".tmp"), p)
+            write_atomic(p, lambda f: f.write_text(json.dumps(out, indent=1)), "out")
         return out
 
     def close(self) -> None:
+        """Tear DDP down in order. The DDP wrapper's reducer holds the process group and gloo's
+        pending work (with tensors that refer back to Python); left to the interpreter's exit, the
+        group's worker threads were destroyed while finalisation was under way and a rank aborted
+        ("terminate called without an active exception"). So: drop the wrapper and collect it, wait
+        for every rank, then destroy the group, all while the interpreter is whole."""
         if self.ddp and dist.is_initialized():
+            self.fwd = self.model
+            gc.collect()
             dist.barrier()  # no rank may tear down its sockets while another is still in a collective
             dist.destroy_process_group()
 
 
 # -- command line ----------------------------------------------------------------------
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+FLAGS = {f.name: flag_of(f.name) for f in (*fields(GPTConfig), *fields(TrainConfig))} | {"vocab_size": "--data"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -382,21 +480,29 @@ def build_parser() -> argparse.ArgumentParser:
     for f in fields(GPTConfig):
         if f.name in ("vocab_size",):
             continue
-        if f.type in ("bool", bool):
-            m.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=None)
-        elif f.name in CHOICES:
-            m.add_argument(_flag(f.name), choices=CHOICES[f.name], default=None)
-        else:
-            conv = {"int": int, "float": float, "int | None": int}.get(str(f.type), float)
-            m.add_argument(_flag(f.name), type=conv, default=None)
+        _add_flag(m, f)
     t = p.add_argument_group("training (TrainConfig; default: the preset's)")
     for f in fields(TrainConfig):
-        if str(f.type).startswith("bool"):
-            t.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=None)
-        else:
-            conv = {"int": int, "float": float, "float | None": float}.get(str(f.type), str)
-            t.add_argument(_flag(f.name), type=conv, default=None)
+        _add_flag(t, f)
     return p
+
+
+def _add_flag(group, f) -> None:
+    """One flag per config field; types refuse non-numbers and non-finite numbers at parse time,
+    the configs check ranges when they are built."""
+    kind = str(f.type)
+    if kind.startswith("bool"):
+        group.add_argument(flag_of(f.name), action=argparse.BooleanOptionalAction, default=None)
+    elif f.name in CHOICES:
+        group.add_argument(flag_of(f.name), choices=CHOICES[f.name], default=None)
+    elif f.name == "out":
+        group.add_argument(flag_of(f.name), type=output_dir(), default=None, metavar="DIR")
+    elif kind.startswith("int"):
+        group.add_argument(flag_of(f.name), type=int_in(), default=None)
+    elif kind.startswith("float"):
+        group.add_argument(flag_of(f.name), type=finite_float(), default=None)
+    else:
+        group.add_argument(flag_of(f.name), type=text(), default=None)
 
 
 def configs_from_args(args, vocab_size: int = 65) -> tuple[GPTConfig, TrainConfig]:
@@ -409,18 +515,25 @@ def configs_from_args(args, vocab_size: int = 65) -> tuple[GPTConfig, TrainConfi
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        mc, tc = configs_from_args(args)  # validate the flags before reading any data
-        data = CharData.load(tc.data)
-        mc = replace(mc, vocab_size=data.vocab_size)
-        run = Run(mc, tc, data)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return guard(lambda: _train(args), FLAGS)
+
+
+def _train(args) -> int:
+    mc, tc = configs_from_args(args)  # validate the flags before reading any data
+    data = CharData.load(tc.data)
+    mc = replace(mc, vocab_size=data.vocab_size)
+    run = Run(mc, tc, data)
     try:
         s = run.fit()
+    except Diverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     finally:
         run.close()
+    if s["interrupted"]:
+        where = f"; checkpoint in {tc.out} (continue with --resume)" if tc.out else ""
+        print(f"interrupted at step {s['steps']}{where}", file=sys.stderr)
+        return 130
     if run.master:
         tgt = s["target_reached_at"]
         print(

@@ -48,7 +48,7 @@ class CheckResult:
 
     name: str
     device: str
-    samples: int
+    samples: int | None  # None: the check draws nothing at random
     seed: int
     claims: list[Finding] = field(default_factory=list)
     controls: list[Finding] = field(default_factory=list)
@@ -78,9 +78,10 @@ class CheckResult:
         }
 
     def text(self) -> str:
-        out = [f"Check: {self.name}", f"  device: {self.device}; samples: {self.samples:,}; seed: {self.seed}"]
+        drawn = f"samples: {self.samples:,}" if self.samples is not None else "nothing drawn at random"
+        out = [f"Check: {self.name}", f"  device: {self.device}; {drawn}; seed: {self.seed}"]
         if self.table:
-            out.append(_format_table(self.table))
+            out.append(format_table(self.table))
         out.append("  Claims (each must agree):")
         out += [f"    {c}" for c in self.claims]
         if self.controls:
@@ -100,7 +101,8 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _format_table(rows: list[dict]) -> str:
+def format_table(rows: list[dict]) -> str:
+    """Rows of dicts as aligned text columns, the keys of the first row as the header."""
     cols = list(rows[0])
     cells = [[_fmt(r.get(c, "")) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]

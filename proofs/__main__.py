@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 import time
 
-from models.cli import OneLineParser
+from models.cli import OneLineParser, guard, output_dir, seed_int, text
 from proofs import ALIASES, REGISTRY, load, numbers
 
 
@@ -47,24 +46,29 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd")
     a = sub.add_parser("all", help="run every derivation and check")
     r = sub.add_parser("report", help="write a page per exercise, an index and results.json")
-    r.add_argument("--out", default="report", help="output folder (default ./report)")
+    r.add_argument(
+        "--out",
+        type=output_dir(),
+        default="report",
+        help="output folder (default ./report): new, empty, or an earlier report; a folder of yours is refused",
+    )
     for q in (a, r):
-        q.add_argument("--device", help="cpu or cuda (default: $PROOFS_DEVICE, else cuda if present)")
-        q.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+        q.add_argument("--device", type=text(), help="cpu or cuda (default: $PROOFS_DEVICE, else cuda if present)")
+        q.add_argument("--seed", type=seed_int(), default=0, help="seed (default 0)")
     args = p.parse_args(argv)
-    try:
-        if args.cmd == "all":
-            return _all(args)
-        if args.cmd == "report":
-            from proofs.report import write_report
+    return guard(lambda: _main(args), {"out": "--out", "device": "--device", "seed": "--seed"})
 
-            out = write_report(args.out, device=args.device, seed=args.seed)
-            print(f"Report written to {out}")
-            return 0
-        return _list()
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+
+def _main(args) -> int:
+    if args.cmd == "all":
+        return _all(args)
+    if args.cmd == "report":
+        from proofs.report import write_report
+
+        out = write_report(args.out, device=args.device, seed=args.seed)
+        print(f"Report written to {out}")
+        return 0
+    return _list()
 
 
 if __name__ == "__main__":

@@ -198,6 +198,15 @@ def answers(cfg: Config) -> list[dict]:
     return rows
 
 
+def answer(**options) -> list[str]:
+    """The calculator's table and its summary for the options asked (what ``--no-check`` prints)."""
+    from numeric.check import format_table
+
+    cfg = validate(**options)
+    rows = answers(cfg)
+    return format_table(rows).splitlines() + summary(cfg, rows)
+
+
 def summary(cfg: Config, rows: list[dict]) -> list[str]:
     main = rows[0]
     b = main["bytes/token"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from numeric.device import describe, pick_device
 from proofs import REGISTRY, numbers
-from proofs.files import replace_dir
+from proofs.files import check_replaceable, replace_dir
 from proofs.run import run_one
 
 
@@ -30,6 +30,7 @@ def _page(r: dict, fig: str | None) -> str:
 def write_report(out: str | Path = "report", device=None, seed: int = 0) -> Path:
     """Run every registered exercise and write the report folder ``out`` whole."""
     dev = pick_device(device)
+    check_replaceable(out, "out")  # a user's folder is refused before the exercises run
 
     def build(tmp: Path) -> None:
         results, index = (

@@ -37,7 +37,7 @@ from proofs.cli import Option
 
 NUMBER = "13.15"
 CLAIM = "For d_model = 4: PE(0) = (0, 1, 0, 1) and PE(1) = (sin 1, cos 1, sin(1/100), cos(1/100))."
-DEFAULT_SAMPLES = 1  # nothing random: one exact table
+DEFAULT_SAMPLES = None  # nothing random: one exact table
 OPTIONS = [
     Option("--d-model", int, 4, "model width (even)"),
     Option("--positions", str, "0,1", "comma-separated positions >= 0"),
@@ -114,6 +114,24 @@ def exact_table(positions: list[int], ws: list) -> tuple[torch.Tensor, list[list
     return vals, exprs
 
 
+def answer(d_model=4, positions="0,1", base=10000.0) -> list[str]:
+    """The exact table PE(pos, i) for the options asked, with decimals (what ``--no-check`` prints)."""
+    from numeric.check import format_table
+
+    pos = validate(d_model, positions, base)
+    vals, exprs = exact_table(pos, frequencies(d_model, base))
+    return format_table(table_rows(pos, vals, exprs)).splitlines()
+
+
+def table_rows(pos: list[int], vals: torch.Tensor, exprs: list[list]) -> list[dict]:
+    """One row per (position, dimension): the exact expression and its value."""
+    return [
+        {"pos": p, "dim": c, "pair i": c // 2, "exact": sp.sstr(exprs[r][c]), "value": float(vals[r, c])}
+        for r, p in enumerate(pos)
+        for c in range(len(exprs[r]))
+    ]
+
+
 def tolerance(max_pos: int, base: float) -> float:
     """w_i = b^(-2i/d) by pow in float64: the exponent's rounding scales by ln b, pow adds an ulp; the
     angle pos w_i one more rounding; sin/cos an ulp; the reference half an ulp. Doubled for safety."""
@@ -129,11 +147,7 @@ def check(device=None, samples=DEFAULT_SAMPLES, seed=0, d_model=4, positions="0,
     ws = frequencies(d_model, base)
     want, exprs = exact_table(pos, ws)
     got = {dt: sinusoidal_table(max(pos) + 1, d_model, base, dt, dev)[pos].double().cpu() for dt in (F64, F32)}
-    for r, p in enumerate(pos):
-        for c in range(d_model):
-            res.table.append(
-                {"pos": p, "dim": c, "pair i": c // 2, "exact": sp.sstr(exprs[r][c]), "value": float(want[r, c])}
-            )
+    res.table = table_rows(pos, want, exprs)
     tol = tolerance(max(pos), base)
     tols = {F64: tol, F32: tol + torch.finfo(F32).eps / 2}  # |entries| <= 1: float32 adds half an ulp
     for dt in (F64, F32):

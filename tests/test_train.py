@@ -7,7 +7,9 @@ import subprocess
 
 import pytest
 import torch
+from helpers import cli_exit
 
+import models.train as train_module
 from models.data import CharData
 from models.gpt import GPTConfig
 from models.train import Run, TrainConfig, lr_at, main
@@ -85,9 +87,9 @@ def test_target_loss_stops_early():
 def test_cli_bad_input_exits_2(capsys):
     assert main(["--n-head", "3", "--n-embd", "128"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: n_head")
+    assert len(err) == 1 and err[0].startswith("error: --n-head")
     assert main(["--max-iters", "0"]) == 2
-    assert capsys.readouterr().err.startswith("error: max_iters")
+    assert capsys.readouterr().err.startswith("error: --max-iters")
     assert main(["--resume"]) == 2
     with pytest.raises(SystemExit) as e:
         main(["--pos", "alibi"])
@@ -96,7 +98,7 @@ def test_cli_bad_input_exits_2(capsys):
 
 def test_cli_missing_data_exits_2(tmp_path, capsys):
     assert main(["--data", str(tmp_path / "none.txt"), "--max-iters", "1"]) == 2
-    assert capsys.readouterr().err.startswith("error: data: no file")
+    assert capsys.readouterr().err.startswith("error: --data: no file")
 
 
 def _torchrun(tmp_path, out, steps, resume=False):
@@ -158,3 +160,181 @@ def test_ddp_two_processes_gloo_and_resume(tmp_path):
 def test_val_only_evaluation():
     s = _run(max_iters=10, eval_train=False).fit()
     assert [set(h) >= {"val", "val_se"} and "train" not in h for h in s["history"]] == [True]
+
+
+# -- hardening: checkpoints run no code, damaged ones fail in one line, nothing is overwritten ----------
+
+
+class _Payload:
+    """Unpickling this object calls os.system: a checkpoint that holds it must not run it."""
+
+    def __init__(self, flag):
+        self.flag = flag
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.flag}",))
+
+
+def _ckpt_run(tmp_path, **kw):
+    out = tmp_path / "run"
+    _run(out=str(out), max_iters=10, eval_interval=10).fit()
+    return out
+
+
+def test_resume_never_unpickles_code(tmp_path, capsys):
+    out = _ckpt_run(tmp_path)
+    flag = tmp_path / "payload-ran"
+    state = torch.load(out / "ckpt.pt", weights_only=True)
+    state["history"] = _Payload(flag)  # a plausible place for an attacker's object
+    torch.save(state, out / "ckpt.pt")
+    with pytest.raises(ValueError, match=r"^resume: .*ckpt\.pt.* not a readable checkpoint"):
+        _run(out=str(out), resume=True, max_iters=20)
+    assert not flag.exists()
+    # control: the same file, unpickled the unsafe way, does run the payload (so the test can see it)
+    torch.load(out / "ckpt.pt", weights_only=False)
+    assert flag.exists()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda b: b[: len(b) // 2],  # truncated
+        lambda b: bytes(range(256)) * 64,  # random bytes
+        lambda b: b"",  # empty
+        lambda b: b"PK\x03\x04" + b"\0" * 100,  # a broken zip header
+    ],
+    ids=["truncated", "random", "empty", "bad-zip"],
+)
+def test_damaged_checkpoint_is_one_line_naming_the_file(tmp_path, capsys, damage):
+    out = _ckpt_run(tmp_path)
+    ck = out / "ckpt.pt"
+    ck.write_bytes(damage(ck.read_bytes()))
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT)
+    argv = ["--data", str(corpus), "--out", str(out), "--resume", "--device", "cpu", "--no-progress"]
+    argv += ["--n-layer", "2", "--n-head", "2", "--n-embd", "32", "--block-size", "16", "--max-iters", "20"]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --resume:") and "ckpt.pt" in err[0], err
+
+
+def test_foreign_checkpoint_is_refused(tmp_path):
+    out = _ckpt_run(tmp_path)
+    torch.save({"weights": torch.zeros(3)}, out / "ckpt.pt")  # a valid torch file, not ours
+    with pytest.raises(ValueError, match="keys missing"):
+        _run(out=str(out), resume=True, max_iters=20)
+    torch.save({"x": 1}, out / "ckpt.pt")
+    state = torch.load(out / "ckpt.pt", weights_only=True)
+    assert state == {"x": 1}  # control: the refusal above came from the contents, not the loading
+
+
+def test_out_holding_a_run_is_not_overwritten_without_resume(tmp_path):
+    out = _ckpt_run(tmp_path)
+    before = (out / "ckpt.pt").read_bytes()
+    with pytest.raises(ValueError, match=r"^out: .* already holds ckpt\.pt"):
+        _run(out=str(out), max_iters=10)
+    assert (out / "ckpt.pt").read_bytes() == before
+    # a user's folder with other files is written beside, nothing removed
+    user = tmp_path / "thesis"
+    user.mkdir()
+    (user / "thesis.tex").write_text("chapter 1")
+    _run(out=str(user), max_iters=10).fit()
+    assert (user / "thesis.tex").read_text() == "chapter 1" and (user / "ckpt.pt").is_file()
+
+
+def test_out_into_a_file_or_unwritable_place_is_refused_before_training(tmp_path, capsys):
+    f = tmp_path / "afile"
+    f.write_text("mine")
+    for out in (str(f), str(f / "sub"), "/proc/no-such-dir/run"):
+        assert cli_exit(train_module, ["--out", out, "--max-iters", "1"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--out" in err[0] and "Traceback" not in err[0], err
+    assert f.read_text() == "mine"
+
+
+def test_divergence_stops_with_a_clear_error(tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT)
+    argv = ["--data", str(corpus), "--device", "cpu", "--no-progress", "--n-layer", "1", "--n-head", "2"]
+    argv += ["--n-embd", "32", "--block-size", "16", "--max-iters", "30", "--log-interval", "1"]
+    argv += ["--lr", "1e30", "--min-lr", "0", "--grad-clip", "0", "--warmup-iters", "0", "--eval-interval", "30"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: training diverged") and "step" in err[-1]
+    # control: the same run at a sane learning rate ends normally
+    assert main([a if a != "1e30" else "1e-3" for a in argv]) == 0
+
+
+def test_ctrl_c_stops_after_a_step_with_a_checkpoint_that_resumes(tmp_path):
+    import signal
+    import threading
+
+    out = tmp_path / "cut"
+    run = _run(out=str(out), max_iters=10_000, eval_interval=5_000)
+    real_step = run.train_step
+
+    def step():
+        if run.step == 7:
+            threading.Thread(target=lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+            threading.Event().wait(0.2)  # let the signal land mid-step
+        return real_step()
+
+    run.train_step = step
+    s = run.fit()
+    assert s["interrupted"] and 8 <= s["steps"] < 20
+    resumed = _run(out=str(out), resume=True, max_iters=s["steps"] + 5, eval_interval=5_000)
+    assert resumed.step == s["steps"]  # the checkpoint was written between two steps
+    full = _run(max_iters=s["steps"] + 5, eval_interval=5_000).fit()
+    tail = [loss for st, loss in full["train_losses"] if st > s["steps"]]
+    assert [loss for st, loss in resumed.fit()["train_losses"] if st > s["steps"]] == tail
+
+
+@pytest.mark.parametrize(
+    "flag,value",
+    [
+        ("--lr", "inf"),
+        ("--lr", "nan"),
+        ("--lr", "0"),
+        ("--weight-decay", "nan"),
+        ("--weight-decay", "-1"),
+        ("--min-lr", "1"),  # above --lr
+        ("--warmup-iters", "-1"),
+        ("--lr-decay-iters", "0"),
+        ("--target-loss", "nan"),
+        ("--target-loss", "0"),
+        ("--grad-clip", "-1"),
+        ("--grad-clip", "nan"),
+        ("--beta1", "2"),
+        ("--beta2", "1"),
+        ("--rope-base", "0"),
+        ("--rope-base", "-1"),
+        ("--rope-base", "nan"),
+        ("--rope-base", "inf"),
+        ("--dropout", "nan"),
+        ("--seed", "-1"),
+        ("--n-embd", "1000000000000"),
+        ("--block-size", "1000000000000"),
+        ("--batch-size", "1000000000000"),
+        ("--n-layer", "1000000000000"),
+        ("--mlp-hidden", "1000000000000"),
+    ],
+)
+def test_nonsense_numbers_are_refused_naming_the_flag(flag, value, capsys, tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT)
+    rc = cli_exit(train_module, ["--data", str(corpus), flag, value] + (["--pos", "rope"] if "rope" in flag else []))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and flag in err[0] and "Traceback" not in err[0], err
+
+
+@pytest.mark.parametrize(
+    "content,why",
+    [(b"", "is empty"), (b"\x00\x01\x02\xff\xfe" * 100, "not UTF-8"), (b"ab\x00cd" * 50, "NUL"), (b"abc" * 5, "block")],
+)
+def test_bad_data_files_are_one_line_naming_the_file(tmp_path, capsys, content, why):
+    f = tmp_path / "corpus.bin"
+    f.write_bytes(content)
+    assert main(["--data", str(f), "--max-iters", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and why in err[0] and "corpus.bin" in err[0], err

@@ -1,0 +1,150 @@
+"""Outputs are written whole or not at all, and nothing the user owns is deleted, moved or overwritten."""
+
+import os
+import stat
+
+import pytest
+from helpers import cli_exit
+
+from models.files import MARKER, check_replaceable, replace_dir, write_atomic
+
+QUICK = {"13.30": "mha_params"}
+
+
+def _tree(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _build(text="new"):
+    return lambda tmp: (tmp / "index.md").write_text(text)
+
+
+@pytest.fixture
+def quick(monkeypatch):
+    import sys
+
+    import proofs.__main__  # noqa: F401
+    import proofs.report  # noqa: F401
+    import proofs.run  # noqa: F401
+
+    monkeypatch.setattr(proofs, "REGISTRY", dict(QUICK))
+    for mod in ("proofs.__main__", "proofs.run", "proofs.report"):
+        monkeypatch.setattr(sys.modules[mod], "REGISTRY", dict(QUICK), raising=False)
+
+
+def test_report_into_a_users_folder_keeps_every_file(tmp_path, capsys, quick):
+    import proofs.__main__ as cli
+
+    user = tmp_path / "thesis"
+    (user / "figs").mkdir(parents=True)
+    (user / "thesis.tex").write_text("\\chapter{mine}")
+    (user / "figs" / "a.png").write_bytes(b"\x89PNG mine")
+    before = _tree(user)
+    assert cli_exit(cli, ["report", "--out", str(user), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --out:") and "did not write" in err[0], err
+    assert _tree(user) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thesis"]  # nothing moved aside or left behind
+
+
+def test_report_onto_a_users_file_is_refused_and_the_file_stays(tmp_path, capsys, quick):
+    import proofs.__main__ as cli
+
+    f = tmp_path / "notes.txt"
+    f.write_text("mine")
+    assert cli_exit(cli, ["report", "--out", str(f)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--out" in err[0] and "is a file" in err[0], err
+    assert f.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_report_replaces_only_its_own_earlier_report(tmp_path, quick):
+    from proofs.report import write_report
+
+    out = write_report(tmp_path / "rep", device="cpu")
+    assert (out / MARKER).is_file() and (out / "mha_params.md").is_file()
+    (out / "stale.md").write_text("from the earlier run")
+    out2 = write_report(tmp_path / "rep", device="cpu")  # ours: replaced whole
+    assert out2 == out and not (out / "stale.md").exists() and (out / "index.md").is_file()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert (write_report(empty, device="cpu") / "index.md").is_file()  # an empty folder is fine
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "rep"]
+
+
+def test_a_failed_build_keeps_the_earlier_output(tmp_path):
+    target = replace_dir(tmp_path / "out", _build("first"))
+
+    def boom(tmp):
+        (tmp / "index.md").write_text("half")
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError):
+        replace_dir(target, boom)
+    assert (target / "index.md").read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_stale_temporaries_of_ours_are_removed_and_nothing_else(tmp_path):
+    dead = tmp_path / ".out.deadbeef"  # what a killed run leaves: our marker with a pid that is gone
+    dead.mkdir()
+    (dead / MARKER).write_text("999999999\n")
+    live = tmp_path / ".out.alive123"  # a run still writing
+    live.mkdir()
+    (live / MARKER).write_text(f"{os.getpid()}\n")
+    users = tmp_path / ".out.backup"  # the user's own dot-folder of the same shape, no marker
+    users.mkdir()
+    (users / "keep.txt").write_text("mine")
+    replace_dir(tmp_path / "out", _build())
+    assert not dead.exists() and live.is_dir() and (users / "keep.txt").read_text() == "mine"
+
+
+def test_outputs_get_the_usual_permissions(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        d = replace_dir(tmp_path / "out", _build())
+        f = write_atomic(tmp_path / "f.txt", lambda p: p.write_text("x"))
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(d.stat().st_mode) == 0o755 and stat.S_IMODE(f.stat().st_mode) == 0o644
+    assert stat.S_IMODE((d / "index.md").stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize("where", ["afile/x", "/proc/no-such/x"])
+def test_unwritable_places_are_refused_before_any_work(tmp_path, where):
+    (tmp_path / "afile").write_text("mine")
+    target = where if where.startswith("/") else tmp_path / where
+    called = []
+    with pytest.raises(ValueError, match=r"^out: "):
+        replace_dir(target, lambda tmp: called.append(tmp))
+    assert not called and (tmp_path / "afile").read_text() == "mine"
+
+
+def test_a_missing_folder_under_a_writable_one_is_made(tmp_path):
+    assert (replace_dir(tmp_path / "missing" / "sub", _build()) / "index.md").is_file()
+
+
+def test_write_atomic_leaves_nothing_on_failure(tmp_path):
+    def boom(p):
+        p.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        write_atomic(tmp_path / "f.txt", boom)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="is a folder"):
+        write_atomic(tmp_path, lambda p: None)
+
+
+def test_experiments_refuse_a_users_folder_before_training(tmp_path, capsys):
+    import models.experiments as ex
+
+    user = tmp_path / "mine"
+    (user / "positional").mkdir(parents=True)
+    (user / "positional" / "data.csv").write_text("1,2")
+    rc = cli_exit(ex, ["positional", "--out", str(user), "--steps", "20", "--eval-interval", "10", "--device", "cpu"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("error: --out:") and "[positional]" not in err[0]
+    assert (user / "positional" / "data.csv").read_text() == "1,2"
+    with pytest.raises(ValueError):
+        check_replaceable(user / "positional")
