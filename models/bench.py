@@ -52,12 +52,14 @@ def _bench(args) -> int:
     from dataclasses import replace
 
     from models.data import CharData
+    from models.device import pick_device
     from models.train import Run, configs_from_args
 
     for name in UNUSED:  # accepted by the trainer's parser, but a benchmark neither evaluates nor saves
         if getattr(args, name, None) is not None:
             raise ValueError(f"{name}: not used by the benchmark (it times --steps training steps and writes nothing)")
     mc, tc = configs_from_args(args)
+    pick_device(tc.device)
     data = CharData.load(tc.data)
     run = Run(replace(mc, vocab_size=data.vocab_size), replace(tc, progress=False), data)
     cuda = run.device.type == "cuda"

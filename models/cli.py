@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import sys
 from collections.abc import Callable, Mapping
@@ -144,8 +145,8 @@ def name_flags(message: str, flags: Mapping[str, str]) -> str:
     """Rewrite a leading ``name:`` (an API parameter) as the flag the user typed, ``--flag:``."""
     m = re.match(r"(\w+):", message)
     if m and m[1] in flags:
-        return flags[m[1]] + message[m.end(1) :]
-    return message
+        message = flags[m[1]] + message[m.end(1) :]
+    return re.sub(r"\b(\w+)=", lambda g: (flags.get(g[1]) or g[1]) + "=", message)  # "n_embd=128" too
 
 
 def _one_line(s: str) -> str:
@@ -167,6 +168,9 @@ def guard(body: Callable[[], int], flags: Mapping[str, str] | None = None) -> in
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, as Python's docs advise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (ValueError, FileNotFoundError) as e:
         msg = name_flags(_one_line(e), flags)
         print(f"error: {msg}", file=sys.stderr)

@@ -520,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _train(args) -> int:
     mc, tc = configs_from_args(args)  # validate the flags before reading any data
+    pick_device(tc.device)
     data = CharData.load(tc.data)
     mc = replace(mc, vocab_size=data.vocab_size)
     run = Run(mc, tc, data)
