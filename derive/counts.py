@@ -4,8 +4,10 @@ Every function takes sizes as sympy symbols or plain integers and returns a symp
 so the same formula is displayed in a derivation and substituted to an exact integer for a
 check. The module-level symbols are positive integers: ``d`` (model width, ``n_embd``), ``h``
 (query heads), ``h_kv`` (key/value heads), ``L`` (layers), ``V`` (vocabulary), ``n_ctx``
-(context length) and ``d_ff`` (MLP hidden width). That ``h`` divides ``d`` (and ``h_kv``
-divides ``h``) is an assumption sympy never checks: concrete integers are validated here.
+(context length) and ``d_ff`` (MLP hidden width). The head size is ``d / h`` unless a ``d_head``
+is given (as in Gemma, whose 16 heads of 256 make 4096, not d = 3072). That ``h`` divides ``d``
+(when ``d_head`` is not given) and ``h_kv`` divides ``h`` is an assumption sympy never checks:
+concrete integers are validated here.
 
 The layouts follow ``models.gpt``: attention has Q, K, V and an output projection (fused or
 not, the count is the same); the GELU MLP is ``d -> d_ff -> d``; SwiGLU has three ``d x d_ff``
@@ -28,6 +30,8 @@ are not counted.
 24*L*d**2 + 2*L*d*n_ctx + 2*V*d
 >>> attention_params(512, 8)
 1050624
+>>> attention_params(3072, 16, bias=False, d_head=256)  # Gemma-7B: 16 heads of 256, not d/h = 192
+50331648
 """
 
 from __future__ import annotations
@@ -67,20 +71,28 @@ def head_dim(d=d, h=h):
     return d / h
 
 
-def attention_head_params(d=d, h=h):
-    """W_Q^i, W_K^i, W_V^i of one head: three d x (d/h) matrices, 3 d^2 / h weights."""
-    return 3 * _int_or_expr("d", d) * head_dim(d, h)
+def _head_size(d, h, d_head):
+    """d_head as given, or d / h (then h must divide d)."""
+    return head_dim(d, h) if d_head is None else _int_or_expr("d_head", d_head)
 
 
-def attention_params(d=d, h=h, bias: bool = True, n_kv=None):
-    """Q (d x d), K and V (d x n_kv d_head each) and the output projection (d x d), plus
-    their biases when ``bias``. ``n_kv=None`` means n_kv = h (standard multi-head attention)."""
+def attention_head_params(d=d, h=h, d_head=None):
+    """W_Q^i, W_K^i, W_V^i of one head: three d x d_head matrices (d_head = d/h by default, 3 d^2 / h weights)."""
+    return 3 * _int_or_expr("d", d) * _head_size(d, h, d_head)
+
+
+def attention_params(d=d, h=h, bias: bool = True, n_kv=None, d_head=None):
+    """Q (d x h d_head), K and V (d x n_kv d_head each) and the output projection (h d_head x d), plus
+    their biases when ``bias``. ``n_kv=None`` means n_kv = h (standard multi-head attention);
+    ``d_head=None`` means d_head = d / h, so Q and the output projection are d x d. A given
+    ``d_head`` need not be d / h (h then need not divide d)."""
     d, h = _int_or_expr("d", d), _int_or_expr("h", h)
-    dk = head_dim(d, h)
+    dk = _head_size(d, h, d_head)
     kv = h if n_kv is None else _int_or_expr("n_kv", n_kv)
     _check_divides("n_kv", kv, "h", h)
-    weights = d * d + 2 * d * kv * dk + d * d
-    biases = d + 2 * kv * dk + d if bias else 0
+    q = d if d_head is None else h * dk  # width of Q and of the output projection's input
+    weights = d * q + 2 * d * kv * dk + q * d
+    biases = q + 2 * kv * dk + d if bias else 0
     return sp.expand(weights + biases)
 
 
@@ -117,17 +129,19 @@ def embedding_params(V=V, d=d, n_ctx=n_ctx, pos: str = "learned"):
     return V * d + (_int_or_expr("n_ctx", n_ctx) * d if pos == "learned" else 0)
 
 
-def block_params(d=d, h=h, bias: bool = True, mlp: str = "gelu", norm: str = "layernorm", n_kv=None, d_ff=None):
+def block_params(
+    d=d, h=h, bias: bool = True, mlp: str = "gelu", norm: str = "layernorm", n_kv=None, d_ff=None, d_head=None
+):
     """One Transformer block: attention, MLP and two norms."""
     return sp.expand(
-        attention_params(d, h, bias, n_kv) + mlp_params(d, d_ff, bias, mlp) + 2 * norm_params(d, norm, bias)
+        attention_params(d, h, bias, n_kv, d_head) + mlp_params(d, d_ff, bias, mlp) + 2 * norm_params(d, norm, bias)
     )
 
 
-def block_matmul_params(d=d, h=h, mlp: str = "gelu", n_kv=None, d_ff=None):
+def block_matmul_params(d=d, h=h, mlp: str = "gelu", n_kv=None, d_ff=None, d_head=None):
     """The weights of one block that multiply activations (no biases, no norm gains): the N of
     Kaplan et al. per layer, 12 d^2 for standard attention and a 4d GELU MLP."""
-    return sp.expand(attention_params(d, h, False, n_kv) + mlp_params(d, d_ff, False, mlp))
+    return sp.expand(attention_params(d, h, False, n_kv, d_head) + mlp_params(d, d_ff, False, mlp))
 
 
 def non_embedding_params(
@@ -142,13 +156,14 @@ def non_embedding_params(
     d_ff=None,
     prenorm: bool = True,
     tie: bool = True,
+    d_head=None,
 ):
     """L blocks, the final norm (pre-norm models only) and an untied output layer (V x d, no bias);
     the same split as ``GPT.num_params(non_embedding=True)``."""
     L = _int_or_expr("L", L)
     final = norm_params(d, norm, bias) if prenorm else 0
     head = 0 if tie else _int_or_expr("V", V) * _int_or_expr("d", d)
-    return sp.expand(L * block_params(d, h, bias, mlp, norm, n_kv, d_ff) + final + head)
+    return sp.expand(L * block_params(d, h, bias, mlp, norm, n_kv, d_ff, d_head) + final + head)
 
 
 def model_params(
@@ -165,11 +180,11 @@ def model_params(
     prenorm: bool = True,
     tie: bool = True,
     pos: str = "learned",
+    d_head=None,
 ):
     """Every parameter once: embeddings plus :func:`non_embedding_params`."""
-    return sp.expand(
-        embedding_params(V, d, n_ctx, pos) + non_embedding_params(L, d, h, V, bias, mlp, norm, n_kv, d_ff, prenorm, tie)
-    )
+    rest = non_embedding_params(L, d, h, V, bias, mlp, norm, n_kv, d_ff, prenorm, tie, d_head)
+    return sp.expand(embedding_params(V, d, n_ctx, pos) + rest)
 
 
 def attention_flops_per_token(L=L, n_ctx=n_ctx, d=d, attention: str = "kaplan"):

@@ -146,7 +146,7 @@ def name_flags(message: str, flags: Mapping[str, str]) -> str:
     m = re.match(r"(\w+):", message)
     if m and m[1] in flags:
         message = flags[m[1]] + message[m.end(1) :]
-    return re.sub(r"\b(\w+)=", lambda g: (flags.get(g[1]) or g[1]) + "=", message)  # "n_embd=128" too
+    return re.sub(r"(?<![\w-])(\w+)=", lambda g: (flags.get(g[1]) or g[1]) + "=", message)  # "n_embd=128" too
 
 
 def _one_line(s: str) -> str:

@@ -234,6 +234,8 @@ def run_experiment(
             run = Run(mc, replace(tc, seed=sd), data)
             res = run.fit()
             run.close()
+            if res["interrupted"]:  # Ctrl-C ends the whole experiment, not just this run
+                raise KeyboardInterrupt
             runs[k].append(res["history"])
             steps_ms.append(res["median_step_ms"])
         meta[k] = {

@@ -28,12 +28,22 @@ The answers differ because the fitted loss has a smaller exponent ($a = \\beta/(
 while (a) and (c) lean on Chinchilla's 20 tokens per parameter; and because the loss is flat near
 its minimum, so small differences in the fit move the argmin a lot at little cost in loss.
 
-The check minimises the fitted loss numerically along each iso-FLOP line (scipy's bounded Brent in
-$\\log N$ over $e^{-50} \\le N \\le e^{50} C/6$, no use of the closed form) and compares with the closed form
-at a relative tolerance of $10^{-6}$ (float64 flatness allows about $10^{-7}$), and finds the root
-of $\\ell'$ in $\\log N$ by bracketing (relative tolerance $10^{-12}$). The same comparison rejects
-the closed form without the 1/6 ($C = ND$), with $\\alpha$ and $\\beta$ swapped, and the 20-tokens
-rule as the minimiser of the fitted loss.
+The check works in $x = \\log N$ on the logarithm of the reducible loss $L - E$, a log-sum-exp of
+the two power-law terms, each linear in $x$ (built from ``derive.scaling``'s loss, never from the
+closed form), so that no flag value overflows float64. It brackets the minimum from the sign of
+$d \\log(L-E)/dx$, stepping out from $N = D$ by doubling steps; minimises there with scipy's
+bounded Brent, re-centred on each estimate, where the loss difference is computed as
+$\\log(1 + \\sum_i w_i (e^{\\Delta_i} - 1))$ to relative precision (so that the flatness of the loss,
+curvature $\\alpha\\beta$ in $x$, does not limit it to $\\sqrt{\\epsilon}$); and finds the root of the
+derivative by bracketing. Both are compared with the closed form (evaluated at 30 digits) at a
+relative tolerance of $10^{-9}$ (argmin) and $10^{-12}$ (root), or 64 times float64's error where
+the terms cross, $\\epsilon (16 + \\sum_i |\\log t_i| + \\sum_i |s_i x|)/(\\alpha + \\beta)$, where that is larger.
+The same comparison rejects the closed form without the 1/6 ($C = ND$), with $\\alpha$ and $\\beta$
+swapped, and the 20-tokens rule as the minimiser of the fitted loss, each kept only where it differs
+from the closed form by more than 10 tolerances. Every flag must be a finite number (positive; $E \\ge 0$;
+exponents in (0, 1)), and the answers at the budget asked must lie within $10^{\\pm 150}$ so that
+$N$, $D$, $D/N$ and the loss are float64 numbers; the other budgets checked are skipped where the
+fitted optimum leaves that range.
 """
 
 from __future__ import annotations
@@ -69,9 +79,14 @@ OPTIONS = [
     Option("--anchor-tokens", float, float(sc.CHINCHILLA["D"]), "(c) anchor model's tokens D0 (Chinchilla)"),
 ]
 NAMES = {o.dest: o.default for o in OPTIONS}
+FLAGS = {o.dest: o.flag for o in OPTIONS} | {"samples": "--samples"}
+EXPONENTS = ("alpha", "beta", "a_approach1", "a_approach2")
 BUDGETS = [10.0**k for k in (18, 20, 22, 24, 26)]
-REL_TOL, ROOT_TOL = 1e-6, 1e-12
-SPAN = 50.0  # the numerical search runs over e^-50 <= N <= e^50 C/6
+REL_TOL, ROOT_TOL = 1e-9, 1e-12  # argmin and root, relative in N (absolute in log N)
+COND_FACTOR = 64  # tolerance = max(REL_TOL or ROOT_TOL, COND_FACTOR x float64's error in log N): see conditioning()
+DECADES = 150  # N and D must lie in 10^-150..10^150: then N, D, D/N, N/N_b and the loss are float64 numbers
+DIGITS = 30  # the closed form is evaluated at this many digits, so its own rounding is negligible
+EPS = sys.float_info.epsilon
 SOURCE = [
     "constants: Hoffmann et al. 2022, 'Training Compute-Optimal Large Language Models' (arXiv:2203.15556): "
     "E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28 are the Approach 3 fit (sec. 3.3, the values of its eq. 10); "
@@ -83,23 +98,62 @@ SOURCE = [
 ]
 
 
+def _number(k: str, x) -> float:
+    """One option as a float, or a one-line ValueError naming its flag."""
+    flag = FLAGS[k]
+    if k in EXPONENTS:
+        ok, want = isinstance(x, (int, float)) and 0 < x < 1, "a finite number in (0, 1) (an exponent of a power law)"
+    elif k == "E":
+        ok, want = isinstance(x, (int, float)) and 0 <= x < math.inf, "a finite number >= 0 (an irreducible loss)"
+    else:
+        ok, want = isinstance(x, (int, float)) and 0 < x < math.inf, "a positive finite number"
+    if isinstance(x, bool) or not ok:  # NaN fails every comparison above
+        raise ValueError(f"{flag}: must be {want}, got {x!r}")
+    return float(x)
+
+
+def log_answers(o: dict, c: float) -> list[tuple[str, tuple[str, ...], float, float]]:
+    """(which answer, the options it depends on, log N, log D) for each answer at budget ``c``,
+    in log space so that nothing overflows: (a), (b) (from the closed form) and (c1), (c2)."""
+    lc = math.log(c) - math.log(6)  # log(C / 6) = log N + log D
+    na = 0.5 * (lc - math.log(o["tokens_per_param"]))
+    al, be = o["alpha"], o["beta"]
+    nb = (math.log(al / be) + math.log(o["A"]) - math.log(o["B"]) + be * lc) / (al + be)
+    out = [
+        ("(a), the rule of thumb,", ("flops", "tokens_per_param"), na, lc - na),
+        ("(b), the fitted loss's optimum,", ("flops", "A", "B", "alpha", "beta"), nb, lc - nb),
+    ]
+    n0, d0 = math.log(o["anchor_params"]), math.log(o["anchor_tokens"])
+    for k in ("a_approach1", "a_approach2"):
+        nc = n0 + o[k] * (lc - n0 - d0)
+        out.append((f"(c{k[-1]}), the anchored exponent,", ("flops", k, "anchor_params", "anchor_tokens"), nc, lc - nc))
+    return out
+
+
+def in_range(log_n: float, log_d: float) -> bool:
+    return max(abs(log_n), abs(log_d)) <= DECADES * math.log(10)
+
+
 def validate(samples=DEFAULT_SAMPLES, **opts) -> dict:
-    """All options as floats (ValueError naming the first bad one)."""
-    v = NAMES | opts
-    for k, x in v.items():
-        if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
-            raise ValueError(f"{k}: must be a finite number, got {x!r}")
-        if k in ("alpha", "beta", "a_approach1", "a_approach2"):
-            if not 0 < x < 1:
-                raise ValueError(f"{k}: an exponent must lie in (0, 1), got {x!r}")
-        elif k == "E":
-            if x < 0:
-                raise ValueError(f"E: the irreducible loss must be non-negative, got {x!r}")
-        elif x <= 0:
-            raise ValueError(f"{k}: must be positive, got {x!r}")
+    """All options as floats (ValueError naming the first bad one, by its flag): each a finite number
+    (positive; E >= 0; exponents in (0, 1)), and together such that every answer at the budget
+    asked lies within 10^-150..10^150, where float64 holds N, D, D/N and the loss."""
+    unknown = sorted(opts.keys() - NAMES.keys())
+    if unknown:
+        raise TypeError(f"unexpected options {unknown}")
+    o = {k: _number(k, x) for k, x in (NAMES | opts).items()}
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ValueError(f"samples: must be a positive integer, got {samples!r}")
-    return {k: float(x) for k, x in v.items()}
+        raise ValueError(f"--samples: must be a positive integer, got {samples!r}")
+    for what, keys, ln_n, ln_d in log_answers(o, o["flops"]):
+        if not in_range(ln_n, ln_d):
+            changed = [k for k in keys if o[k] != NAMES[k]] or list(keys)
+            rest = ", ".join(f"{FLAGS[k]} {o[k]:g}" for k in keys if k != changed[0])
+            raise ValueError(
+                f"{FLAGS[changed[0]]}: must keep every answer's N and D within 10^-{DECADES}..10^{DECADES} "
+                f"(where float64 holds N, D, D/N and the loss), got {o[changed[0]]:g}: with {rest}, {what} "
+                f"would be N = 10^{ln_n / math.log(10):.1f}, D = 10^{ln_d / math.log(10):.1f}"
+            )
+    return o
 
 
 # -- the answers ---------------------------------------------------------------------------------
@@ -109,11 +163,20 @@ def fit(o: dict) -> dict:
     return {E: o["E"], A: o["A"], B: o["B"], alpha: o["alpha"], beta: o["beta"]}
 
 
-def fitted_optimum(c: float, o: dict) -> tuple[float, float]:
-    """(b): the closed form of derive.scaling, evaluated in float64."""
+def closed_form(c: float, o: dict, swap: bool = False) -> tuple[sp.Float, sp.Float]:
+    """(b): the closed form of derive.scaling at ``DIGITS`` digits (sympy Floats: no overflow, and
+    rounding far below float64's); ``swap`` exchanges alpha and beta (a negative control)."""
     n, d = sc.optimum(C, A, B, alpha, beta)
-    sub = fit(o) | {C: c}
-    return float(n.subs(sub)), float(d.subs(sub))
+    al, be = (o["beta"], o["alpha"]) if swap else (o["alpha"], o["beta"])
+    f = lambda v: sp.Float(v, DIGITS)
+    sub = {A: f(o["A"]), B: f(o["B"]), alpha: f(al), beta: f(be), C: f(c)}
+    return n.subs(sub), d.subs(sub)
+
+
+def fitted_optimum(c: float, o: dict) -> tuple[float, float]:
+    """(b): the closed form of derive.scaling, rounded to float64."""
+    n, d = closed_form(c, o)
+    return float(n), float(d)
 
 
 def answers(o: dict) -> list[dict]:
@@ -123,7 +186,7 @@ def answers(o: dict) -> list[dict]:
     a3 = o["beta"] / (o["alpha"] + o["beta"])
     r = o["tokens_per_param"]
     cands = [
-        (f"(a) C = 6ND, D = {r:g}N", "rule of thumb", 0.5, *map(float, sc.rule_of_thumb(c, sp.nsimplify(r)))),
+        (f"(a) C = 6ND, D = {r:g}N", "rule of thumb", 0.5, *map(float, sc.rule_of_thumb(c, sp.Float(r, DIGITS)))),
         ("(b) fitted loss, closed form", "Approach 3 fit", a3, nb, db),
     ]
     for k, name in (("a_approach1", "(c1) Approach 1 exponent"), ("a_approach2", "(c2) Approach 2 exponent")):
@@ -138,6 +201,15 @@ def answers(o: dict) -> list[dict]:
     return rows
 
 
+def answer(**options) -> list[str]:
+    """The three answers and their summary for the options asked (what ``--no-check`` prints)."""
+    from numeric.check import format_table
+
+    o = validate(**options)
+    rows = answers(o)
+    return format_table(rows).splitlines() + summary(o, rows)
+
+
 def summary(o: dict, rows: list[dict]) -> list[str]:
     a, b = rows[0], rows[1]
     out = [f"C = {o['flops']:.4g} FLOPs:"]
@@ -145,7 +217,8 @@ def summary(o: dict, rows: list[dict]) -> list[str]:
     out.append(
         f"difference: (a) has {a['N'] / b['N']:.3g}x the parameters and {a['D'] / b['D']:.3g}x the tokens of (b); "
         f"under the fitted loss it costs {a['L(N,D)'] - b['L(N,D)']:.3g} nats "
-        f"({100 * (a['L(N,D)'] / b['L(N,D)'] - 1):.2g}%) more: the loss is flat near its minimum"
+        f"({100 * (a['L(N,D)'] / b['L(N,D)'] - 1) if b['L(N,D)'] > 0 else math.nan:.2g}%) more: "
+        "the loss is flat near its minimum"
     )
     ratio = o["anchor_tokens"] / o["anchor_params"]
     out.append(
@@ -272,42 +345,131 @@ def derivation() -> Derivation:
 # -- the check -----------------------------------------------------------------------------------
 
 
-def numeric_tools(o: dict):
-    """float64 functions of x = log N on the line C = 6 N D, built from derive.scaling's loss (not
-    from the closed form): the reducible loss L - E (E does not move the argmin and only costs
-    float64 resolution) and its derivative in x."""
-    cs, xs = sp.symbols("c x", real=True)
-    red = sc.isoflop_loss(sp.exp(xs), cs, 0, o["A"], o["B"], o["alpha"], o["beta"])
-    return sp.lambdify((xs, cs), red, "math"), sp.lambdify((xs, cs), sp.diff(red, xs), "math")
+def _lse(v: list[float]) -> float:
+    m = max(v)
+    return m + math.log(sum(math.exp(x - m) for x in v))
 
 
-def search_interval(c: float) -> tuple[float, float]:
-    """log N from e^-50 parameters to e^50 tokens' worth: far wider than any optimum, finite in float64."""
-    return -SPAN, math.log(c / 6) + SPAN
+class IsoflopLogLoss:
+    """log(L - E) along the line C = 6 N D as a float64 function of x = log N, built from
+    derive.scaling's loss (never from the closed form). The reducible loss is a sum of power laws,
+    so its log is a log-sum-exp of terms log t_i linear in x with slopes s_i: computed this way,
+    nothing overflows for any finite positive constants. E does not move the argmin and is left out."""
+
+    def __init__(self, o: dict):
+        cs, xs, ts = sp.symbols("c x t", real=True)
+        red = sc.isoflop_loss(sp.exp(xs), cs, 0, o["A"], o["B"], o["alpha"], o["beta"])
+        logs = [sp.expand_log(sp.log(t), force=True) for t in sp.Add.make_args(sp.expand(red))]
+        steps = [sp.expand(e.subs(xs, xs + ts) - e) for e in logs]
+        if not all(st.free_symbols <= {ts} for st in steps):  # each log-term must be linear in x
+            raise AssertionError(f"the loss's terms are not power laws in N: {logs}")
+        self.terms = [sp.lambdify((xs, cs), e, "math") for e in logs]
+        self.slopes = [float(sp.diff(st, ts)) for st in steps]
+
+    def logs(self, x: float, c: float) -> list[float]:
+        return [f(x, c) for f in self.terms]
+
+    def __call__(self, x: float, c: float) -> float:
+        """log(L - E) at log N = x."""
+        return _lse(self.logs(x, c))
+
+    def slope(self, x: float, c: float) -> float:
+        """d log(L - E) / d log N: each term's slope weighted by its share of L - E."""
+        p = self.logs(x, c)
+        m = _lse(p)
+        return sum(s * math.exp(v - m) for s, v in zip(self.slopes, p))
+
+    def centred(self, xr: float, c: float):
+        """t -> log(L - E)(xr + t) - log(L - E)(xr): near t = 0 as log1p(sum_i w_i expm1(s_i t)),
+        with w_i the terms' shares at xr, which float64 resolves to relative precision however
+        flat the loss is; further out (|s_i t| >= 1/2) by log-sum-exp, which cannot overflow."""
+        p = self.logs(xr, c)
+        m = _lse(p)
+        lw = [v - m for v in p]
+        w = [math.exp(v) for v in lw]
+        sl = self.slopes
+
+        def h(t: float) -> float:
+            d = [s * t for s in sl]
+            if max(abs(v) for v in d) < 0.5:
+                return math.log1p(sum(wi * math.expm1(di) for wi, di in zip(w, d)))
+            return _lse([a + b for a, b in zip(lw, d)])
+
+        return h
+
+    def conditioning(self, x: float, c: float) -> float:
+        """float64's error in log N where the terms cross: eps times the size of the log-terms (and
+        16 for sympy's rounding of the constants it folds) over how fast their difference moves."""
+        size = 16 + sum(abs(v) for v in self.logs(x, c)) + sum(abs(s) for s in self.slopes) * abs(x)
+        return EPS * size / (max(self.slopes) - min(self.slopes))
 
 
-def numeric_argmin(c: float, f) -> float:
-    """argmin of (L - E)(log N) by scipy's bounded Brent method on :func:`search_interval`."""
+def numeric_tools(o: dict) -> IsoflopLogLoss:
+    return IsoflopLogLoss(o)
+
+
+def bracket(c: float, f: IsoflopLogLoss) -> tuple[float, float] | None:
+    """An interval of log N where d log(L - E)/d log N changes sign (so it holds the minimum of the
+    convex loss), from N = D stepping out by 1, 2, 4, ... in log N; None if 64 doublings find none."""
+    x0 = 0.5 * math.log(c / 6)
+    d0 = f.slope(x0, c)
+    if d0 == 0:
+        return x0 - 1, x0 + 1
+    way, prev, step = (1 if d0 < 0 else -1), x0, 1.0
+    for _ in range(64):
+        x = x0 + way * step
+        if (f.slope(x, c) < 0) != (d0 < 0):
+            return min(prev, x), max(prev, x)
+        prev, step = x, 2 * step
+    return None
+
+
+def numeric_argmin_log(c: float, f: IsoflopLogLoss) -> float:
+    """log N minimising L(N, C/6N): scipy's bounded Brent on :func:`bracket`, re-centred on each
+    estimate (:meth:`IsoflopLogLoss.centred`) until the step is below 1e-13; NaN on failure."""
     from scipy.optimize import minimize_scalar
 
-    lo, hi = search_interval(c)
-    mid = (lo + hi) / 2  # search in t = log N - mid: Brent's step floor sqrt(eps) |t| is then small
-    r = minimize_scalar(
-        lambda t: f(t + mid, c), bounds=(lo - mid, hi - mid), method="bounded", options={"xatol": 1e-12}
-    )
-    return math.exp(r.x + mid) if r.success else math.nan
+    br = bracket(c, f)
+    if br is None:
+        return math.nan
+    lo, hi = br
+    x = (lo + hi) / 2
+    for _ in range(12):
+        h = f.centred(x, c)
+        r = minimize_scalar(h, bounds=(lo - x, hi - x), method="bounded", options={"xatol": 1e-15, "maxiter": 2000})
+        if not r.success:
+            return math.nan
+        x += r.x
+        if abs(r.x) <= 1e-13 * max(1.0, abs(x)):
+            return x
+    return x
 
 
-def numeric_root(c: float, df) -> float:
-    """The root of d(L - E)/d log N by bracketing (brentq) on :func:`search_interval`; NaN if the
-    derivative does not change sign there."""
+def numeric_argmin(c: float, f: IsoflopLogLoss) -> float:
+    return math.exp(numeric_argmin_log(c, f))
+
+
+def numeric_root_log(c: float, f: IsoflopLogLoss) -> float:
+    """The root of d log(L - E)/d log N by brentq on :func:`bracket`; NaN if there is none."""
     from scipy.optimize import brentq
 
-    try:
-        x = brentq(lambda t: df(t, c), *search_interval(c), xtol=1e-14, rtol=4 * sys.float_info.epsilon)
-    except ValueError:
+    br = bracket(c, f)
+    if br is None:
         return math.nan
-    return math.exp(x)
+    return brentq(lambda t: f.slope(t, c), *br, xtol=1e-300, rtol=4 * EPS, maxiter=500)
+
+
+def numeric_root(c: float, f: IsoflopLogLoss) -> float:
+    return math.exp(numeric_root_log(c, f))
+
+
+def _ratio(dx: float) -> float:
+    """N / N' = e^(log N - log N'), inf where that overflows."""
+    return math.exp(dx) if dx < 700 else math.inf
+
+
+def _b_in_range(c: float, o: dict) -> bool:
+    return in_range(*log_answers(o, c)[1][2:])
 
 
 def check(device=None, samples: int = DEFAULT_SAMPLES, seed: int = 0, **options):
@@ -316,42 +478,67 @@ def check(device=None, samples: int = DEFAULT_SAMPLES, seed: int = 0, **options)
     o = validate(samples, **options)
     res = CheckResult(CLAIM, "cpu (scipy, float64; no device needed)", samples, seed)
     res.table = answers(o)
-    f, df = numeric_tools(o)
-    budgets = list(dict.fromkeys([o["flops"]] + BUDGETS))[:samples]
-    worst = None
-    for c in budgets:
-        n_closed = fitted_optimum(c, o)[0]
-        n_num = numeric_argmin(c, f)
-        res.claims.append(
-            Bound.of(f"C = {c:.3g}: numerical argmin of L(N, C/6N) / closed-form N_opt", n_num / n_closed, 1.0, REL_TOL)
+    f = numeric_tools(o)
+    extra = [b for b in BUDGETS if b != o["flops"]]
+    skipped = [b for b in extra if not _b_in_range(b, o)]
+    budgets = ([o["flops"]] + [b for b in extra if b not in skipped])[:samples]
+    if skipped:
+        res.notes.append(
+            f"budgets left out: {', '.join(f'{b:.0e}' for b in skipped)} (the fitted optimum there lies beyond "
+            f"10^+-{DECADES}, outside float64's comfortable range)"
         )
-        r = numeric_root(c, df) / n_closed
-        worst = (r, 1.0) if worst is None or not abs(r - 1) <= abs(worst[0] - 1) else worst
+    worst, tols = None, {}
+    for c in budgets:
+        x_closed = math.log(fitted_optimum(c, o)[0])
+        x_num = numeric_argmin_log(c, f)
+        tols[c] = max(REL_TOL, COND_FACTOR * f.conditioning(x_num, c))
+        res.claims.append(
+            Bound.of(
+                f"C = {c:.3g}: numerical argmin of L(N, C/6N) / closed-form N_opt",
+                _ratio(x_num - x_closed),
+                1.0,
+                tols[c],
+            )
+        )
+        x_root = numeric_root_log(c, f)
+        tol = max(ROOT_TOL, COND_FACTOR * f.conditioning(x_root, c))
+        r = _ratio(x_root - x_closed)
+        score = abs(r - 1) / tol if math.isfinite(r) else math.inf
+        if worst is None or not score <= worst[0]:
+            worst = (score, r, tol)
     res.claims.append(
-        Bound.of(f"root of dL/dlog N / closed-form N_opt (worst of {len(budgets)} budgets)", *worst, ROOT_TOL)
+        Bound.of(f"root of dL/dlog N / closed-form N_opt (worst of {len(budgets)} budgets)", worst[1], 1.0, worst[2])
     )
 
-    c = o["flops"]
-    n_num = numeric_argmin(c, f)
-    wrong = {
-        "closed form without the 1/6 (C = N D)": float(sc.optimum(C, A, B, alpha, beta)[0].subs(fit(o) | {C: 6 * c})),
-    }
+    c, tol = o["flops"], tols[o["flops"]]
+    x_num = numeric_argmin_log(c, f)
+    x_right = float(sp.log(closed_form(c, o)[0]))
+    wrong = {"closed form without the 1/6 (C = N D)": float(sp.log(closed_form(6 * c, o)[0]))}
     if o["alpha"] != o["beta"]:
-        swapped = fit(o) | {alpha: o["beta"], beta: o["alpha"], C: c}
-        wrong["closed form with alpha and beta swapped"] = float(sc.optimum()[0].subs(swapped))
+        wrong["closed form with alpha and beta swapped"] = float(sp.log(closed_form(c, o, swap=True)[0]))
     else:
         res.notes.append("alpha = beta: the swapped-exponent control equals the claim and is left out")
-    wrong[f"(a) the {o['tokens_per_param']:g}-tokens rule as the fitted loss's minimiser"] = res.table[0]["N"]
-    for name, n_wrong in wrong.items():
-        res.controls.append(Bound.of(f"C = {c:.3g}: numerical argmin / {name}", n_num / n_wrong, 1.0, REL_TOL))
+    wrong[f"(a) the {o['tokens_per_param']:g}-tokens rule as the fitted loss's minimiser"] = math.log(res.table[0]["N"])
+    for name, x_wrong in wrong.items():
+        if abs(x_wrong - x_right) <= 10 * tol:
+            res.notes.append(
+                f"control left out: the {name} is within 10 tolerances of the closed form here "
+                f"(relative difference {abs(_ratio(x_wrong - x_right) - 1):.2g}), so no comparison could reject it"
+            )
+            continue
+        res.controls.append(Bound.of(f"C = {c:.3g}: numerical argmin / {name}", _ratio(x_num - x_wrong), 1.0, tol))
 
     res.notes = summary(o, res.table) + SOURCE + res.notes
     res.notes += [
-        f"tolerance {REL_TOL:g} relative: near the minimum L changes by L''(dx)^2/2, so float64 (eps ~ 2e-16 on "
-        "L - E ~ 0.5, L'' ~ 0.04 in log N) resolves log N to about 1e-7; the bracketed root of L' is resolved "
-        f"to {ROOT_TOL:g}",
-        "the numerical search sees only the loss L(N, C/(6N)) (from derive.scaling.isoflop_loss) on "
-        f"e^-{SPAN:g} <= N <= e^{SPAN:g} C/6, never the closed form",
+        f"tolerance: relative {REL_TOL:g} for the argmin and {ROOT_TOL:g} for the root of L', or {COND_FACTOR} times "
+        "float64's error in log N where the loss's terms cross, eps (16 + sum |log t_i| + sum |s_i log N|) / "
+        "(alpha + beta), where that is larger (at these values: "
+        + ", ".join(f"{t:.2g} at C = {b:.3g}" for b, t in tols.items())
+        + "); the argmin is re-centred on each estimate and the loss difference computed to relative precision, "
+        "so the flatness of the loss (curvature alpha beta in log N) does not limit it to sqrt(eps)",
+        "the numerical search sees only the loss L(N, C/(6N)) (from derive.scaling.isoflop_loss, as a log-sum-exp "
+        "of its power-law terms in log N, which no flag value can overflow), bracketed by the sign of its "
+        "derivative stepping out from N = D; never the closed form",
     ]
     return res
 
@@ -367,9 +554,9 @@ def figure(path, device=None, seed: int = 0, **options):
 
     o = validate(**options)
     lossf = sp.lambdify((N, D), sc.loss(N, D, o["E"], o["A"], o["B"], o["alpha"], o["beta"]), "numpy")
-    f, _ = numeric_tools(o)
+    f = numeric_tools(o)
     fig, ax = plt.subplots(figsize=(6.8, 4.4))
-    budgets = sorted(set([10.0**k for k in range(20, 25)] + [o["flops"]]))
+    budgets = sorted(set([c for c in (10.0**k for k in range(20, 25)) if _b_in_range(c, o)] + [o["flops"]]))
     opt = []
     for c in budgets:
         n_opt, d_opt = fitted_optimum(c, o)

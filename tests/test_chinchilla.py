@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from derive.engine import PROVED
@@ -121,30 +121,224 @@ def test_cli_json_follows_the_options(capsys):
     assert math.isclose(rows[2]["N"], 70e9, rel_tol=1e-12)  # at Chinchilla's budget (c) is Chinchilla
 
 
+FLOAT_FLAGS = {
+    "flops": "--flops",
+    "tokens_per_param": "--tokens-per-param",
+    "E": "--E",
+    "A": "--A",
+    "B": "--B",
+    "alpha": "--alpha",
+    "beta": "--beta",
+    "a_approach1": "--a-approach1",
+    "a_approach2": "--a-approach2",
+    "anchor_params": "--anchor-params",
+    "anchor_tokens": "--anchor-tokens",
+}
+
+
+def test_every_float_flag_is_an_option():
+    assert {o.dest: o.flag for o in ex.OPTIONS} == FLOAT_FLAGS
+
+
+@pytest.mark.parametrize("dest", sorted(FLOAT_FLAGS))
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, -1.0, "1e22", None, True])
+def test_nan_inf_and_non_numbers_are_refused_by_every_flag(dest, bad):
+    with pytest.raises(ValueError) as e:
+        ex.validate(**{dest: bad})
+    msg = str(e.value)
+    assert msg.startswith(f"{FLOAT_FLAGS[dest]}: must be ") and "\n" not in msg and repr(bad) in msg
+
+
 @pytest.mark.parametrize(
     "opts, name",
     [
-        ({"flops": 0.0}, "flops"),
-        ({"flops": -1e22}, "flops"),
-        ({"flops": math.inf}, "flops"),
-        ({"alpha": 0.0}, "alpha"),
-        ({"beta": 1.5}, "beta"),
-        ({"A": -1.0}, "A"),
-        ({"B": math.nan}, "B"),
-        ({"E": -0.1}, "E"),
-        ({"tokens_per_param": 0.0}, "tokens_per_param"),
-        ({"a_approach2": 1.0}, "a_approach2"),
-        ({"anchor_tokens": 0.0}, "anchor_tokens"),
-        ({"samples": 0}, "samples"),
+        ({"flops": 0.0}, "--flops"),
+        ({"flops": -1e22}, "--flops"),
+        ({"flops": math.inf}, "--flops"),
+        ({"alpha": 0.0}, "--alpha"),
+        ({"beta": 1.5}, "--beta"),
+        ({"beta": 1.0}, "--beta"),
+        ({"A": -1.0}, "--A"),
+        ({"A": 0.0}, "--A"),
+        ({"B": math.nan}, "--B"),
+        ({"E": -0.1}, "--E"),
+        ({"tokens_per_param": 0.0}, "--tokens-per-param"),
+        ({"a_approach1": 0.0}, "--a-approach1"),
+        ({"a_approach2": 1.0}, "--a-approach2"),
+        ({"anchor_params": -7e10}, "--anchor-params"),
+        ({"anchor_tokens": 0.0}, "--anchor-tokens"),
+        ({"samples": 0}, "--samples"),
+        # together out of float64's range: the answer would not be a float64 number
+        ({"A": 1e300}, "--A"),
+        ({"B": 1e-300, "alpha": 1e-3}, "--B"),
+        ({"flops": 1e300}, "--flops"),
+        ({"tokens_per_param": 1e-300}, "--tokens-per-param"),
+        ({"anchor_params": 1e-300}, "--anchor-params"),
     ],
 )
 def test_bad_options_raise_naming_parameter(opts, name):
-    with pytest.raises(ValueError, match=rf"^{name}:"):
+    with pytest.raises(ValueError, match=rf"^{name}:") as e:
         ex.check(**opts)
+    assert "\n" not in str(e.value)
 
 
-def test_cli_bad_input_subprocess():
-    out = subprocess.run([sys.executable, "-m", "proofs.chinchilla", "--alpha", "0"], capture_output=True, text=True)
+def test_out_of_range_message_gives_the_reason():
+    with pytest.raises(ValueError) as e:
+        ex.validate(A=1e300)
+    msg = str(e.value)
+    assert msg.startswith("--A: must keep every answer's N and D within 10^-150..10^150")
+    assert "float64" in msg and "got 1e+300" in msg and "N = 10^489.4" in msg
+
+
+def test_nan_message():
+    with pytest.raises(ValueError) as e:
+        ex.validate(A=math.nan)
+    assert str(e.value) == "--A: must be a positive finite number, got nan"
+
+
+@pytest.mark.parametrize(
+    "argv, flag", [(["--alpha", "0"], "--alpha"), (["--A", "nan"], "--A"), (["--B", "1e300"], "--B")]
+)
+def test_cli_bad_input_subprocess(argv, flag):
+    out = subprocess.run([sys.executable, "-m", "proofs.chinchilla", *argv], capture_output=True, text=True)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: alpha:") and "Traceback" not in out.stderr
+    assert len(lines) == 1 and flag + ":" in lines[0] and "Traceback" not in out.stderr
+
+
+def test_cli_prints_the_api_message_as_is():
+    with pytest.raises(ValueError) as e:
+        ex.validate(B=1e300)
+    out = subprocess.run([sys.executable, "-m", "proofs.chinchilla", "--B", "1e300"], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.strip() == f"error: {e.value}"
+
+
+# -- robustness over the whole range the flags allow --------------------------------------------
+
+
+def log_uniform(lo, hi):
+    """10^u for u uniform in [lo, hi] (hypothesis shrinks u, not the float)."""
+    return st.floats(lo, hi).map(lambda u: 10.0**u)
+
+
+def exponent():
+    """An exponent in (0, 1): log-uniform down to 1e-6, or uniform up to 0.999."""
+    return st.one_of(log_uniform(-6, 0).map(lambda x: min(x, 0.999)), st.floats(0.01, 0.999))
+
+
+def assert_sound(res, o):
+    """Every claim agrees; every control kept is rejected, and each one left out says why."""
+    assert res.passed, res.text()
+    assert all(c.agrees for c in res.claims) and len(res.claims) >= 2
+    assert not any(c.agrees for c in res.controls)
+    left_out = [n for n in res.notes if n.startswith("control left out") or n.startswith("alpha = beta")]
+    assert len(res.controls) + len(left_out) == 3
+
+
+@settings(max_examples=60, deadline=None)
+@given(log_uniform(-300, 300), log_uniform(-300, 300), exponent(), exponent(), log_uniform(-300, 300))
+def test_check_passes_or_refuses_cleanly_over_the_whole_range(A, B, alpha, beta, flops):
+    """A, B and the budget log-uniform over float64, the exponents over (0, 1): the check either
+    refuses the values in one line naming a flag of the fit (the answer would leave 10^+-150), or passes."""
+    opts = dict(A=A, B=B, alpha=alpha, beta=beta, flops=flops)
+    try:
+        o = ex.validate(**opts)
+    except ValueError as e:
+        msg = str(e)
+        assert "\n" not in msg and "10^-150..10^150" in msg
+        assert msg.split(":")[0] in ("--A", "--B", "--alpha", "--beta", "--flops")
+        event("refused")
+        return
+    event("accepted")
+    assert_sound(ex.check(samples=3, **opts), o)
+
+
+@settings(max_examples=60, deadline=None)
+@given(log_uniform(-30, 30), log_uniform(-30, 30), st.floats(0.3, 0.99), st.floats(0.3, 0.99), log_uniform(10, 28))
+def test_check_passes_with_every_control_in_a_wide_box(A, B, alpha, beta, flops):
+    """In this box (A, B in 1e-30..1e30, exponents in 0.3..0.99, 1e10..1e28 FLOPs) no value is refused,
+    the check passes at every budget, and the three controls (two when alpha = beta) are rejected."""
+    o = ex.validate(A=A, B=B, alpha=alpha, beta=beta, flops=flops)
+    res = ex.check(A=A, B=B, alpha=alpha, beta=beta, flops=flops)
+    assert_sound(res, o)
+    assert len(res.claims) == len({flops, *ex.BUDGETS}) + 1 and not any("budgets left out" in n for n in res.notes)
+    assert len(res.controls) == (2 if alpha == beta else 3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.floats(-300, 300),
+    exponent(),
+    exponent(),
+    st.floats(-300, 300),
+    st.floats(-150, 150),
+    st.floats(-150, 150),
+)
+def test_check_passes_across_the_accepted_range(log_a, alpha, beta, log_c, log_n, log_d):
+    """Every accepted value, sampled across its whole extent: A log-uniform over 1e-300..1e300, the
+    exponents over (0, 1), the answer N, D anywhere in 10^-150..10^150 (so C = 6ND), and B the
+    coefficient that puts the optimum there. The check passes and its controls are rejected."""
+    from hypothesis import assume
+
+    ln10 = math.log(10)
+    flops = 6 * 10.0 ** (log_n + log_d)
+    assume(abs(math.log10(flops / 6) - (log_n + log_d)) < 1e-9 and 0 < flops < math.inf)
+    A = 10.0**log_a
+    # x* (alpha + beta) = log(alpha A / (beta B)) + beta log(C/6), solved for log B
+    log_b = (
+        math.log(alpha / beta) + log_a * ln10 + beta * (log_n + log_d) * ln10 - log_n * ln10 * (alpha + beta)
+    ) / ln10
+    assume(-300 < log_b < 300)
+    opts = dict(A=A, B=10.0**log_b, alpha=alpha, beta=beta, flops=flops)
+    try:
+        o = ex.validate(**opts)
+    except ValueError:  # at the edge of 10^+-150 after rounding, or (a) outside it at the smallest budgets
+        assume(False)
+        return
+    event("accepted")
+    assert_sound(ex.check(samples=2, **opts), o)
+
+
+EXTREMES = [
+    dict(A=1e30),
+    dict(B=1e30),
+    dict(A=1e30, B=1e30),
+    dict(A=1e-30),
+    dict(B=1e-30, flops=1e40),
+    dict(alpha=1e-4),
+    dict(beta=1e-4, B=1e-3),
+    dict(alpha=0.999, beta=0.999),
+    dict(alpha=1e-6, beta=1e-6, B=406.4),  # nearly flat: curvature alpha beta = 1e-12 in log N
+    dict(alpha=1e-6, beta=0.9, A=1e-100),
+    dict(flops=1e-100, A=1e-40),
+    dict(flops=1e200, A=5e8),
+    dict(A=5e-324, B=1e-280, alpha=0.5, beta=0.5),  # the smallest positive float: subnormal
+]
+
+
+@pytest.mark.parametrize("opts", EXTREMES)
+def test_extremes_pass_and_a_wrong_closed_form_still_fails(opts, monkeypatch):
+    res = ex.check(**opts)
+    assert_sound(res, ex.validate(**opts))
+    assert len(res.controls) >= 1
+    right = ex.fitted_optimum
+    monkeypatch.setattr(ex, "fitted_optimum", lambda c, o: tuple(1.01 * v for v in right(c, o)))
+    bad = ex.check(**opts)
+    assert not bad.passed and not any(c.agrees for c in bad.claims)
+
+
+@pytest.mark.parametrize("opts", [dict(A=1e30), dict(B=1e30), dict(A=1e-30), dict(flops=1e40, B=1e-30)])
+def test_the_check_sees_a_one_in_a_million_error_at_extremes(opts, monkeypatch):
+    right = ex.fitted_optimum
+    monkeypatch.setattr(ex, "fitted_optimum", lambda c, o: tuple((1 + 1e-6) * v for v in right(c, o)))
+    res = ex.check(**opts)
+    assert not res.passed and not any(c.agrees for c in res.claims)
+
+
+def test_the_reported_failure_a_1e30_now_passes():
+    """--A 1e30 put the optimum at N = 7.8e53, far outside the old search interval e^-50..e^50 C/6."""
+    res = ex.check(A=1e30)
+    assert res.passed and len(res.controls) == 3
+    n_b = res.table[1]["N"]
+    assert math.isclose(n_b, bisect_root(1e22, 1e30, 410.7, 0.34, 0.28), rel_tol=1e-12)
+    assert 7.79e53 < n_b < 7.8e53

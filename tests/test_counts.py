@@ -94,6 +94,40 @@ def test_gqa_count(pk, bias):
     assert (int(got) == counts.attention_params(dd, hh, bias)) == (kv == hh)
 
 
+@given(
+    st.integers(1, 300),
+    st.integers(1, 16).flatmap(lambda n: st.tuples(st.just(n), st.sampled_from(counts_divisors(n)))),
+    st.integers(1, 64),
+    st.booleans(),
+)
+def test_head_size_other_than_d_over_h(dd, hk, dh, bias):
+    """A given d_head: Q is d x h d_head, K and V d x kv d_head, the output projection h d_head x d;
+    h need not divide d."""
+    hh, kv = hk
+    got = counts.attention_params(dd, hh, bias, n_kv=kv, d_head=dh)
+    want = 2 * dd * hh * dh + 2 * dd * kv * dh + ((hh * dh + 2 * kv * dh + dd) if bias else 0)
+    assert got.is_Integer and int(got) == want
+    assert int(counts.attention_head_params(dd, hh, d_head=dh)) == 3 * dd * dh
+    if dd % hh == 0:  # d_head = d / h is the default
+        assert counts.attention_params(dd, hh, bias, kv, dd // hh) == counts.attention_params(dd, hh, bias, kv)
+
+
+def test_head_size_through_the_totals():
+    dh = sp.Symbol("d_head", positive=True, integer=True)
+    att = counts.attention_params(bias=False, n_kv=h_kv, d_head=dh)
+    assert sp.expand(att - (2 * d * h * dh + 2 * d * h_kv * dh)) == 0
+    assert sp.simplify(att.subs(dh, d / h) - counts.attention_params(bias=False, n_kv=h_kv)) == 0
+    total = counts.model_params(d_head=dh)
+    assert sp.expand(total - counts.model_params() - L * (counts.attention_params(d_head=dh) - 4 * d**2 - 4 * d)) == 0
+    assert counts.attention_params(3072, 16, bias=False, d_head=256) == 50_331_648  # Gemma-7B
+    gemma = counts.model_params(
+        28, 3072, 16, 256000, 1, False, "swiglu", "rmsnorm", None, 24576, True, True, "rope", 256
+    )
+    assert gemma == 8_537_680_896
+    llama2 = counts.model_params(80, 8192, 64, 32000, 1, False, "swiglu", "rmsnorm", 8, 28672, True, False, "rope")
+    assert llama2 == 68_976_648_192
+
+
 @pytest.mark.parametrize(
     "call, name",
     [
@@ -106,6 +140,9 @@ def test_gqa_count(pk, bias):
         (lambda: counts.embedding_params(pos="alibi"), "pos"),
         (lambda: counts.attention_flops_per_token(attention="half"), "attention"),
         (lambda: counts.mlp_params(8, d_ff=-1), "d_ff"),
+        (lambda: counts.attention_params(64, 4, d_head=0), "d_head"),
+        (lambda: counts.attention_params(64, 4, d_head=sp.Rational(3, 2)), "d_head"),
+        (lambda: counts.attention_params(64, 5, d_head=16, n_kv=2), "n_kv"),
     ],
 )
 def test_bad_input_names_parameter(call, name):

@@ -33,6 +33,45 @@ def llama_by_hand(L, d, V, ff):
     return L * (4 * d * d + 3 * d * ff + 2 * d) + d + V * d + d * V
 
 
+def attention_by_hand(d, h, kv, dh, bias):
+    """q d x h dh, k and v d x kv dh, o h dh x d; biases q h dh, k and v kv dh, o d."""
+    return d * h * dh + 2 * d * kv * dh + h * dh * d + ((h * dh + 2 * kv * dh + d) if bias else 0)
+
+
+def gpt2_general_by_hand(L, d, V, h, n, kv, dh, gff, tie, bias):
+    ln = 2 * d if bias else d
+    block = attention_by_hand(d, h, kv, dh, bias) + 2 * d * gff + ((gff + d) if bias else 0) + 2 * ln
+    return V * d + n * d + L * block + ln + (0 if tie else V * d)
+
+
+def llama_general_by_hand(L, d, V, h, kv, dh, ff, tie, bias):
+    block = attention_by_hand(d, h, kv, dh, bias) + 3 * d * ff + ((2 * ff + d) if bias else 0) + 2 * d
+    return V * d + L * block + d + (0 if tie else V * d)
+
+
+# Llama-2-70B (Hugging Face meta-llama/Llama-2-70b-hf): L=80, d=8192, V=32000, 64 query heads of 128,
+# 8 key/value heads, SwiGLU width 28672, RMSNorm, untied embeddings. Counted term by term.
+L70, D70, V70, FF70 = 80, 8192, 32000, 28672
+LLAMA2_70B = (
+    V70 * D70  # token embedding
+    + V70 * D70  # untied lm_head
+    + L70
+    * (
+        D70 * D70  # q_proj
+        + D70 * 1024  # k_proj: 8 heads x 128
+        + D70 * 1024  # v_proj
+        + D70 * D70  # o_proj
+        + 3 * D70 * FF70  # gate, up, down
+        + 2 * D70  # two RMSNorm gains
+    )
+    + D70  # final norm
+)
+LLAMA2_70B_AS_MHA = LLAMA2_70B + L70 * 2 * D70 * (D70 - 1024)  # k_proj and v_proj d x d
+LLAMA2_70B_FLAGS = dict(layers=80, d_model=8192, vocab=32000, heads=64, kv_heads=8, swiglu_hidden=28672)
+LLAMA2_70B_ARGV = ["--layers", "80", "--d-model", "8192", "--vocab", "32000", "--heads", "64", "--kv-heads", "8"]
+LLAMA2_70B_ARGV += ["--swiglu-hidden", "28672", "--tie-embeddings", "no"]
+
+
 def shapes():
     return st.tuples(
         st.integers(1, 3),
@@ -81,6 +120,133 @@ def test_model_counts_match_hand_counts(s):
     assert ex.gpt_llama(**s) == ex.torch_llama(**s) == llama_by_hand(L, d, V, ff) == ex._formula("llama", s)
     mats, total = ex.gpt_rule_shaped(L, d, V, h)
     assert mats == rule_by_hand(L, d, V) and total == mats + (2 * L + 1) * d
+
+
+def general_shapes():
+    """Shapes with every option drawn: kv a divisor of h, a head size d/h or an independent even one,
+    GELU and SwiGLU widths, tying and biases."""
+
+    def build(t):
+        L, h, k, m, V, n, ff, gff, free_dh, dh2, tie, bias = t
+        divisors = [x for x in range(1, h + 1) if h % x == 0]
+        d = h * 2 * m
+        dh = 2 * dh2 if free_dh else d // h
+        return dict(L=L, d=d, V=V, h=h, n=n, ff=ff, kv=divisors[k % len(divisors)], dh=dh, gff=gff, tie=tie, bias=bias)
+
+    return st.tuples(
+        st.integers(1, 3),
+        st.integers(1, 6),
+        st.integers(0, 5),
+        st.integers(1, 6),
+        st.integers(1, 200),
+        st.integers(1, 40),
+        st.integers(1, 64),
+        st.integers(1, 64),
+        st.booleans(),
+        st.integers(1, 8),
+        st.sampled_from([None, True, False]),
+        st.sampled_from([None, True, False]),
+    ).map(build)
+
+
+@settings(max_examples=40, deadline=None)
+@given(general_shapes())
+def test_every_option_counts_match_hand_counts(s):
+    L, d, V, h, n, ff, kv, dh, gff = (s[k] for k in ("L", "d", "V", "h", "n", "ff", "kv", "dh", "gff"))
+    tie2 = True if s["tie"] is None else s["tie"]
+    bias2 = True if s["bias"] is None else s["bias"]
+    tie3 = False if s["tie"] is None else s["tie"]
+    bias3 = False if s["bias"] is None else s["bias"]
+    g = gpt2_general_by_hand(L, d, V, h, n, kv, dh, gff, tie2, bias2)
+    m = llama_general_by_hand(L, d, V, h, kv, dh, ff, tie3, bias3)
+    assert ex.torch_gpt2(**s) == ex._formula("gpt2", s) == g
+    assert ex.torch_llama(**s) == ex._formula("llama", s) == m
+    if dh * h == d:  # the project's GPT builds only d_head = d / h
+        assert ex.gpt_gpt2(**s) == g and ex.gpt_llama(**s) == m
+    else:
+        assert ex.gpt_gpt2(**s) is None and ex.gpt_llama(**s) is None
+    if kv != h:  # grouped-query attention is counted, not silently taken as multi-head
+        assert ex._formula("llama", s | {"kv": h}) - m == L * 2 * (d + bias3) * (h - kv) * dh
+
+
+def test_llama2_70b_by_hand_through_the_api_and_cli(capsys):
+    assert LLAMA2_70B == 68_976_648_192 and LLAMA2_70B_AS_MHA == 78_371_889_152
+    assert llama_general_by_hand(80, 8192, 32000, 64, 8, 128, 28672, False, False) == LLAMA2_70B
+    # the models, built on the meta device, and the formula
+    s = dict(L=80, d=8192, V=32000, h=64, n=4096, ff=28672, kv=8)
+    assert ex.gpt_llama(**s) == ex.torch_llama(**s) == ex._formula("llama", s) == LLAMA2_70B
+    assert ex.gpt_llama(**(s | {"kv": None})) == LLAMA2_70B_AS_MHA  # what the module said before --kv-heads
+    # the check, through the API
+    res = ex.check(device="cpu", samples=1, **LLAMA2_70B_FLAGS)
+    assert res.passed, res.text()
+    row = [r for r in res.table if r["model"].startswith("LLaMA")][0]
+    assert row["exact"] == LLAMA2_70B and "kv=8/64" in row["model"]
+    mine = [c for c in res.claims if c.claim.startswith("custom") and "LLaMA style" in c.claim]
+    assert len(mine) == 2 and all(c.agrees and c.measured == LLAMA2_70B for c in mine)  # GPT and torch.nn
+    # negative control: the same exact comparison rejects the multi-head count
+    mha = [c for c in res.controls if "LLaMA style torch.nn" in c.claim and "without --kv-heads" in c.claim]
+    assert len(mha) == 1 and mha[0].target == LLAMA2_70B_AS_MHA and mha[0].measured == LLAMA2_70B
+    assert not mha[0].agrees and mha[0].tol == 0
+    anchor = [c for c in res.controls if c.claim.startswith("Llama-2-70B") and "without --kv-heads" in c.claim]
+    assert len(anchor) == 1 and anchor[0].measured == LLAMA2_70B_AS_MHA and anchor[0].target == LLAMA2_70B
+    assert not anchor[0].agrees
+    # the same exact comparison would have rejected the old count as Llama-2-70B's
+    assert not ex.Bound.of("old", LLAMA2_70B_AS_MHA, LLAMA2_70B, 0).agrees
+    # and through the command line
+    assert ex.main(["--json", "--samples", "1", *LLAMA2_70B_ARGV]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["verdict"] == "PASS"
+    rows = [r for r in out["check"]["table"] if r["model"].startswith("LLaMA")]
+    assert [r["exact"] for r in rows] == [LLAMA2_70B]
+
+
+def test_llama_7b_still_right():
+    by_hand = llama_general_by_hand(32, 4096, 32000, 32, 32, 128, 11008, False, False)
+    assert by_hand == llama_by_hand(32, 4096, 32000, 11008) == 6_738_415_616
+    flags = dict(layers=32, d_model=4096, vocab=32000, heads=32, swiglu_hidden=11008)
+    for res in (ex.check(device="cpu", samples=1, exercise="13.17"), ex.check(device="cpu", samples=1, **flags)):
+        assert res.passed
+        assert [r["exact"] for r in res.table if r["model"].startswith("LLaMA")] == [6_738_415_616]
+    # kv-heads equal to heads is multi-head attention: the same count
+    assert ex.check(device="cpu", samples=1, kv_heads=32, **flags).table[2]["exact"] == 6_738_415_616
+
+
+def test_gemma_7b_head_size_and_tying():
+    """Gemma-7B: 16 heads of 256 on d = 3072, tied embeddings; the GPT cannot build it, torch.nn can."""
+    by_hand = llama_general_by_hand(28, 3072, 256000, 16, 16, 256, 24576, True, False)
+    assert by_hand == 8_537_680_896 and by_hand - 256000 * 3072 == 7_751_248_896  # the Gemma report's non-embedding
+    flags = dict(layers=28, d_model=3072, vocab=256000, heads=16, head_dim=256, swiglu_hidden=24576)
+    res = ex.check(device="cpu", samples=1, tie_embeddings="yes", **flags)
+    assert res.passed, res.text()
+    assert [r["exact"] for r in res.table if r["model"].startswith("LLaMA")] == [by_hand]
+    assert not any(c.claim.startswith("custom") and " GPT = its formula" in c.claim for c in res.claims)
+    assert any("built from torch.nn only" in n for n in res.notes)
+    ctl = [c for c in res.controls if c.claim.startswith("custom") and "LLaMA" in c.claim and "--head-dim" in c.claim]
+    assert len(ctl) == 1 and not ctl[0].agrees
+    assert ctl[0].target == llama_general_by_hand(28, 3072, 256000, 16, 16, 192, 24576, True, False)
+    # heads need not divide d_model once the head size is given
+    assert ex.check(device="cpu", samples=1, d_model=1000, heads=3, head_dim=64).passed
+
+
+def test_check_covers_gqa_and_head_sizes_by_default():
+    """Without any flag the check still counts grouped-query attention and free head sizes exactly."""
+    res = ex.check(device="cpu", samples=4)
+    names = " ".join(c.claim for c in res.claims if c.agrees)
+    assert "Llama-2-70B: LLaMA style GPT = published" in names and "Gemma-7B: LLaMA style torch.nn" in names
+    rand = ex.random_shapes(8, 0)
+    assert any(s["kv"] != s["h"] for s in rand) and any(s["dh"] * s["h"] != s["d"] for s in rand)
+
+
+def test_a_count_that_ignores_kv_heads_fails_the_check(monkeypatch):
+    """If the torch.nn builder ignored --kv-heads (K and V d x d, as before), the check fails."""
+    right = ex.torch_llama
+    monkeypatch.setattr(ex, "torch_llama", lambda **s: right(**(s | {"kv": None})))
+    monkeypatch.setitem(ex.BUILDERS, "llama", (ex.gpt_llama, ex.torch_llama))
+    res = ex.check(device="cpu", samples=1, **LLAMA2_70B_FLAGS)
+    assert not res.passed
+    bad = [c for c in res.claims if not c.agrees]
+    assert any("LLaMA style from torch.nn = its formula" in c.claim for c in bad)
+    assert any("Llama-2-70B: LLaMA style torch.nn = published" in c.claim for c in bad)
 
 
 def test_meta_counts_equal_real_allocation():
@@ -144,23 +310,41 @@ def test_check_is_seeded():
 @pytest.mark.parametrize(
     "opts, name",
     [
-        ({"layers": 0}, "layers"),
-        ({"layers": -3}, "layers"),
-        ({"d_model": -5}, "d_model"),
-        ({"vocab": 0}, "vocab"),
-        ({"heads": 5}, "heads"),
-        ({"d_model": 96, "heads": 32}, "heads"),  # head size 3: odd, no RoPE
-        ({"n_ctx": 0}, "n_ctx"),
-        ({"swiglu_hidden": -1}, "swiglu_hidden"),
-        ({"layers": True}, "layers"),
-        ({"exercise": "13.5"}, "exercise"),
-        ({"samples": 0}, "samples"),
+        ({"layers": 0}, "--layers"),
+        ({"layers": -3}, "--layers"),
+        ({"d_model": -5}, "--d-model"),
+        ({"vocab": 0}, "--vocab"),
+        ({"heads": 5}, "--heads"),
+        ({"d_model": 96, "heads": 32}, "--heads"),  # head size 3: odd, no RoPE
+        ({"n_ctx": 0}, "--n-ctx"),
+        ({"swiglu_hidden": -1}, "--swiglu-hidden"),
+        ({"gelu_hidden": 0}, "--gelu-hidden"),
+        ({"layers": True}, "--layers"),
+        ({"kv_heads": 0}, "--kv-heads"),
+        ({"kv_heads": 3}, "--kv-heads"),  # 13.12's 16 heads
+        ({"heads": 8, "kv_heads": 16}, "--kv-heads"),
+        ({"kv_heads": 2.0}, "--kv-heads"),
+        ({"head_dim": 0}, "--head-dim"),
+        ({"head_dim": 63}, "--head-dim"),  # odd: no RoPE
+        ({"head_dim": 1 << 17}, "--head-dim"),
+        ({"tie_embeddings": "maybe"}, "--tie-embeddings"),
+        ({"tie_embeddings": ""}, "--tie-embeddings"),
+        ({"bias": 1}, "--bias"),
+        ({"exercise": "13.5"}, "--exercise"),
+        ({"samples": 0}, "--samples"),
         ({"device": "tpu"}, "device"),
     ],
 )
 def test_bad_options_raise_naming_parameter(opts, name):
-    with pytest.raises(ValueError, match=rf"^{name}:"):
+    with pytest.raises(ValueError, match=rf"^{name}:") as e:
         ex.check(**({"device": "cpu"} | opts))
+    assert "\n" not in str(e.value)
+
+
+def test_kv_heads_message():
+    with pytest.raises(ValueError) as e:
+        ex.validate(heads=64, kv_heads=7)
+    assert str(e.value) == "--kv-heads: must divide --heads (64), got 7"
 
 
 def test_cli_json(capsys):
@@ -172,10 +356,24 @@ def test_cli_json(capsys):
 
 
 @pytest.mark.parametrize(
-    "argv, name", [(["--layers", "0"], "layers"), (["--heads", "5"], "heads"), (["--d-model", "-4"], "d_model")]
+    "argv, name",
+    [
+        (["--layers", "0"], "--layers"),
+        (["--heads", "5"], "--heads"),
+        (["--d-model", "-4"], "--d-model"),
+        (["--heads", "64", "--kv-heads", "7"], "--kv-heads"),
+        (["--head-dim", "5"], "--head-dim"),
+        (["--tie-embeddings", "maybe"], "--tie-embeddings"),
+    ],
 )
 def test_cli_bad_input_subprocess(argv, name):
     out = subprocess.run([sys.executable, "-m", "proofs.param_count", *argv], capture_output=True, text=True)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {name}:") and "Traceback" not in out.stderr
+
+
+def test_cli_kv_heads_subprocess_message():
+    argv = [sys.executable, "-m", "proofs.param_count", "--heads", "64", "--kv-heads", "7"]
+    out = subprocess.run(argv, capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.strip() == "error: --kv-heads: must divide --heads (64), got 7"

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import cli_exit
 
 import proofs
 import proofs.run
@@ -80,7 +81,7 @@ def test_report_failure_leaves_the_old_report_intact(quick, tmp_path, monkeypatc
 
 def test_bad_arguments_exit_2(capsys):
     assert main(["report", "--device", "tpu"]) == 2
-    assert capsys.readouterr().err.strip().startswith("error: device")
+    assert capsys.readouterr().err.strip().startswith("error: --device")
     with pytest.raises(SystemExit) as e:
         main(["frobnicate"])
     assert e.value.code == 2
@@ -122,3 +123,58 @@ def test_a_disproved_step_fails_with_one_line(capsys, monkeypatch):
     assert mod.main(["--device", "cpu"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["FAILED: step 3 (sum over heads) fails: differs by 1"]
+
+
+# -- every flag is used or refused; a run without a check never says PASS ------------------------------
+
+
+def test_no_check_prints_the_answer_for_the_options_given(capsys):
+    import proofs.kv_cache as kv
+
+    argv = ["--layers", "32", "--heads", "32", "--head-dim", "128", "--context", "2048", "--no-check"]
+    assert kv.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "1,073,741,824" in out and "NOT CHECKED" in out and "PASS" not in out
+    assert kv.main(argv + ["--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["verdict"] == "NOT CHECKED" and res["check"] is None
+    assert any("1,073,741,824" in line for line in res["answer"])
+    # control: the textbook's own numbers (80 layers, 64 heads) do not contain that answer
+    assert kv.main(["--no-check"]) == 0
+    assert "1,073,741,824" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "name,argv,answer",
+    [
+        ("param_count", ["--layers", "80", "--d-model", "8192", "--vocab", "32000", "--heads", "64"], "68,976,648,192"),
+        ("sinusoidal_values", ["--d-model", "6", "--positions", "2"], "cos(2/21.5443469003188)"),
+        ("chinchilla", ["--flops", "1e24"], "C = 1e+24 FLOPs"),
+    ],
+)
+def test_every_calculator_answers_without_its_check(name, argv, answer, capsys):
+    mod = proofs.load(name)
+    extra = ["--kv-heads", "8", "--swiglu-hidden", "28672"] if name == "param_count" else []
+    assert mod.main(argv + extra + ["--no-check"]) == 0
+    out = capsys.readouterr().out
+    assert "NOT CHECKED" in out and "Verdict: PASS" not in out
+    assert answer.split("(")[0] in out, out[-1500:]
+
+
+@pytest.mark.parametrize(
+    "name,argv,flag",
+    [
+        ("dot_product_variance", ["--max-dk", "8", "--no-check"], "--max-dk"),
+        ("rope_relative", ["--dim", "8", "--no-check"], "--dim"),
+        ("dot_product_variance", ["--samples", "20000", "--no-check"], "--samples"),
+        ("mha_params", ["--seed", "3", "--no-check"], "--seed"),
+        ("rope_matrix", ["--device", "cpu", "--no-check"], "--device"),
+        ("sinusoidal_values", ["--samples", "5"], "--samples"),  # draws nothing at random
+        ("attention_by_hand", ["--samples", "2"], "--samples"),
+    ],
+)
+def test_flags_that_would_be_ignored_are_refused(name, argv, flag, capsys):
+    mod = proofs.load(name)
+    assert cli_exit(mod, argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {flag}:"), err
