@@ -44,18 +44,37 @@ from proofs.cli import Option
 NUMBER = "13.29"
 CLAIM = "Inference costs about 2N FLOPs per token (N non-embedding parameters), plus 2 L n_ctx d for attention."
 DEFAULT_SAMPLES = 3  # KV-cache decode positions measured per (width, context): first, middle, last
-OPTIONS = [
-    Option("--widths", str, "64,256", "comma-separated model widths d (multiples of the 4 heads)"),
-    Option("--contexts", str, "16,64,256", "comma-separated context lengths n_ctx"),
-    Option("--layers", int, 2, "number of layers L"),
-]
 N_HEAD = 4
 VOCAB = 65  # the character vocabulary of tiny Shakespeare
 EPS = 0.10  # relative tolerance of the "about 2N" claim
-MAX_WIDTH, MAX_CONTEXT, MAX_LAYERS = 2048, 2048, 48
+MAX_WIDTH, MAX_CONTEXT, MAX_LAYERS, MAX_COUNT = 2048, 2048, 48, 16
+# Cost on 2 CPU cores, measured: a GPT of 12 L d^2 float32 weights is built per width (L 8, d 2,048: 1.6 GB, 14 s);
+# a counted full forward runs ~2.5e10 FLOP/s (d 1,024, n 2,048, L 2: 1.4e11 FLOPs, 6 s with the build); each counted
+# decode step costs 6 ms (idle) to 110 ms (busy) of overhead on top of its FLOPs (2,048 positions at n 2,048, d 64:
+# 14 s idle, 224 s on a busy machine), 0.1 s in the estimate. check_cost() turns these into an estimate, bounded
+# by MAX_SECONDS and MAX_BYTES (the weights of the last two models, alive together while the next is built, and the
+# n x n scores).
+MAX_SECONDS, MAX_BYTES = 420, 4 * 10**9
+# a decode position per (width, context) is measured at most once per position: more than the longest context
+# (2,048) would be dropped, so that is the cap
+MAX_SAMPLES = MAX_CONTEXT
+SAMPLES_WHY = "one KV-cache decode position per position of the longest context; up to 0.1 s per position and width"
+OPTIONS = [
+    Option("--widths", str, "64,256", "comma-separated model widths d (multiples of the 4 heads, at most 2048)"),
+    Option("--contexts", str, "16,64,256", "comma-separated context lengths n_ctx (at most 2048)"),
+    Option(
+        "--layers",
+        int,
+        2,
+        "number of layers L",
+        lo=1,
+        hi=MAX_LAYERS,
+        why="the module's range; the weights and time are bounded with the widths (12 L d^2 float32 per model)",
+    ),
+]
 
 
-def _sizes(name: str, value, multiple: int = 1, maximum: int = 1 << 30) -> list[int]:
+def _sizes(name: str, value, multiple: int = 1, maximum: int = 1 << 30, why: str = "") -> list[int]:
     """Parse '64,128' (or a list of ints) into sorted unique positive ints; ValueError names ``name``."""
     parts = value.split(",") if isinstance(value, str) else list(value)
     out = []
@@ -63,25 +82,67 @@ def _sizes(name: str, value, multiple: int = 1, maximum: int = 1 << 30) -> list[
         try:
             v = int(str(p).strip())
         except ValueError:
-            raise ValueError(f"{name}: expected comma-separated integers, got {value!r}") from None
-        if v <= 0 or v > maximum:
-            raise ValueError(f"{name}: each must lie in [1, {maximum}], got {v}")
+            raise ValueError(f"{name}: expected comma-separated integers, got {str(value)[:80]!r}") from None
+        if v <= 0:
+            raise ValueError(f"{name}: each must be at least 1, got {v:,}")
+        if v > maximum:
+            raise ValueError(f"{name}: each must be at most {maximum:,}{f' ({why})' if why else ''}, got {v:,}")
         if v % multiple:
             raise ValueError(f"{name}: each must be a multiple of {multiple}, got {v}")
         out.append(v)
     if not out:
         raise ValueError(f"{name}: give at least one value")
-    return sorted(set(out))
+    out = sorted(set(out))
+    if len(out) > MAX_COUNT:
+        raise ValueError(f"{name}: at most {MAX_COUNT} distinct values (each adds models or passes), got {len(out):,}")
+    return out
+
+
+def check_cost(ws: list[int], cs: list[int], layers: int, samples: int) -> tuple[float, float]:
+    """(seconds on 2 CPU cores, peak bytes) the check should take, from the measured rates above."""
+    secs, nmax = 0.0, max(cs)
+    for w in ws:
+        n_blocks = 12 * layers * w * w
+        secs += 3.4e-8 * n_blocks  # building the model
+        per_tok = 2 * n_blocks + 2 * w * VOCAB
+        for n in cs:
+            steps = len(_positions(n, min(samples, n)))
+            flops = n * per_tok + 4 * layers * n * n * w + steps * (per_tok + 4 * layers * w * n)
+            secs += flops / 2.5e10 + 0.1 * steps
+    alive = sum(w * w for w in ws[-2:])  # the next width's model is built while the last one is still held
+    nbytes = 4 * 12 * layers * alive + 3 * 4 * N_HEAD * nmax * nmax + 4 * 16 * nmax * max(ws)
+    return secs, nbytes
 
 
 def _validate(widths, contexts, layers, samples):
-    ws = _sizes("widths", widths, N_HEAD, MAX_WIDTH)
-    cs = _sizes("contexts", contexts, 1, MAX_CONTEXT)
+    ws = _sizes("widths", widths, N_HEAD, MAX_WIDTH, "a GPT of 12 L d^2 weights is built for each")
+    cs = _sizes("contexts", contexts, 1, MAX_CONTEXT, "4 L n^2 d attention FLOPs per forward, n x n scores")
     if isinstance(layers, bool) or not isinstance(layers, int) or not 1 <= layers <= MAX_LAYERS:
         raise ValueError(f"layers: must be an integer in [1, {MAX_LAYERS}], got {layers!r}")
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 3:
         raise ValueError(f"samples: need at least 3 decode positions (first, middle, last), got {samples!r}")
+    if samples > min(cs):  # positions are distinct: a context of n tokens has only n of them
+        raise ValueError(
+            f"samples: decode positions per context must be at most the shortest context ({min(cs)}), got {samples:,}"
+        )
+    secs, nbytes = check_cost(ws, cs, layers, samples)
+    sizes = f"widths {','.join(map(str, ws))}, contexts {','.join(map(str, cs))}, L {layers}, {samples:,} positions"
+    if nbytes > MAX_BYTES:
+        raise ValueError(
+            f"layers: {sizes} would hold ~{nbytes / 1e9:.1f} GB (the last two models' 12 L d^2 float32 weights, "
+            f"the n x n scores); at most {MAX_BYTES / 1e9:.0f} GB"
+        )
+    if secs > MAX_SECONDS:
+        raise ValueError(
+            f"samples: {sizes} would take ~{secs:,.0f} s on 2 CPU cores (model builds, counted forwards, ~0.1 s per "
+            f"decode step); at most {MAX_SECONDS} s: give fewer or smaller sizes or --samples"
+        )
     return ws, cs
+
+
+def validate(widths="64,256", contexts="16,64,256", layers=2, samples=DEFAULT_SAMPLES) -> None:
+    """Refuse bad options before any work (the CLI calls this before the derivation)."""
+    _validate(widths, contexts, layers, samples)
 
 
 def derivation() -> Derivation:

@@ -47,7 +47,18 @@ OPTIONS = [
     Option("--heads", str, "", "comma-separated head counts (each must divide every d; empty: all divisors)"),
 ]
 MAX_D = 2048
+MAX_COUNT = 16  # widths (and head counts) listed: each width builds 4 modules per head count plus the GQA ones
+# Time: building the modules dominates, about 5e-9 s per weight built on 2 CPU cores (measured: d = 2048, all 12
+# divisors and 66 GQA pairs, 3.0e9 weights in 14 s; d = 1680, 40 divisors, 1.0e10 in 37 s). MAX_WEIGHTS = 8e10
+# built weights take ~7 minutes.
+MAX_WEIGHTS = 8 * 10**10
 RANDOM_D = 256  # random widths are drawn from 1..RANDOM_D
+# each random (d, h) builds 4 modules of at most 4 x 256^2 weights: measured 2.5 s at 1,024, 9.9 s at 4,096 and 34 s
+# at 16,384 samples on 2 idle CPU cores, ~2 ms each; every sample also keeps a table row (~1 kB)
+MAX_SAMPLES = 50_000
+SAMPLES_WHY = (
+    "the check's time grows linearly: ~2 ms per sample on 2 idle CPU cores (50,000: ~2 minutes), a table row each"
+)
 WRONG = {  # plausible wrong formulas for the bias-free count
     "4 d^2 / h": lambda dd, hh: 4 * dd * dd / hh,
     "3 d^2 + d^2 h": lambda dd, hh: 3 * dd * dd + dd * dd * hh,
@@ -59,7 +70,7 @@ def divisors(n: int) -> list[int]:
     return [k for k in range(1, n + 1) if n % k == 0]
 
 
-def _ints(name: str, value, maximum: int) -> list[int]:
+def _ints(name: str, value, maximum: int, why: str) -> list[int]:
     parts = value.split(",") if isinstance(value, str) else list(value)
     parts = [p for p in parts if str(p).strip() != ""]
     out = []
@@ -67,25 +78,52 @@ def _ints(name: str, value, maximum: int) -> list[int]:
         try:
             v = int(str(p).strip())
         except ValueError:
-            raise ValueError(f"{name}: expected comma-separated integers, got {value!r}") from None
-        if not 1 <= v <= maximum:
-            raise ValueError(f"{name}: each must lie in [1, {maximum}], got {v}")
+            raise ValueError(f"{name}: expected comma-separated integers, got {str(value)[:80]!r}") from None
+        if v < 1:
+            raise ValueError(f"{name}: each must be at least 1, got {v:,}")
+        if v > maximum:
+            raise ValueError(f"{name}: each must be at most {maximum:,} ({why}), got {v:,}")
         out.append(v)
-    return sorted(set(out))
+    out = sorted(set(out))
+    if len(out) > MAX_COUNT:
+        raise ValueError(f"{name}: at most {MAX_COUNT} distinct values (each builds its own modules), got {len(out):,}")
+    return out
+
+
+def weights_built(ds: list[int], hs: list[int], samples: int) -> int:
+    """Weights the check builds: per width, 4 modules of ~4 d^2 per head count, 2 GQA modules per (h, h_kv < h),
+    and 4 modules of 4 d^2 per random sample, E[d^2] ~ RANDOM_D^2 / 3 (the time is proportional to it)."""
+    total = 0
+    for dd in ds:
+        hl = hs or divisors(dd)
+        total += 4 * dd * dd * (4 * len(hl) + 2 * sum(len(divisors(hh)) - 1 for hh in hl))
+    return total + samples * 16 * RANDOM_D * RANDOM_D // 3
 
 
 def _validate(d_list, heads, samples):
-    ds = _ints("d", d_list, MAX_D)
+    ds = _ints("d", d_list, MAX_D, "4 d^2 weights per module, built for every divisor: 2,048 takes ~15 s")
     if not ds:
         raise ValueError("d: give at least one width")
-    hs = _ints("heads", heads, MAX_D)
+    hs = _ints("heads", heads, MAX_D, "each must divide every d")
     for hh in hs:
         for dd in ds:
             if dd % hh:
                 raise ValueError(f"heads: {hh} does not divide d={dd}")
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples: must be a positive integer, got {samples!r}")
+    n = weights_built(ds, hs, samples)
+    if n > MAX_WEIGHTS:
+        raise ValueError(
+            f"d: the check would build {n:.3g} weights (4 d^2 per module, every divisor h of every d and "
+            f"every GQA pair); at most {MAX_WEIGHTS:.0g} (~5e-9 s each on 2 CPU cores: ~7 minutes); "
+            "give fewer or smaller widths, --heads, or fewer --samples"
+        )
     return ds, hs
+
+
+def validate(d="64,96,128,512", heads="", samples=DEFAULT_SAMPLES) -> None:
+    """Refuse bad options before any work (the CLI calls this before the derivation)."""
+    _validate(d, heads, samples)
 
 
 def derivation() -> Derivation:

@@ -43,9 +43,33 @@ from proofs.cli import Option
 NUMBER = "13.26"
 CLAIM = "PE(pos + k) = M_k PE(pos) with M_k a block-diagonal rotation that depends on k and the frequencies only."
 DEFAULT_SAMPLES = 8192  # random (pos, k) draws, on top of every position for the edge-case offsets
+# Memory: the (2P + 1) x d float64 table and a few (P + 1) x d temporaries per edge-case offset, 40 to 86 bytes
+# per max_pos x d_model (measured 0.18 GB at 4,096 x 512, 1.3 GB and 51 s at 65,536 x 512): MAX_AREA = 2^25.
+# Time: 5 predictions (claim and 4 controls) of (8 (P + 1) + samples) rows of d values, measured 215 s for
+# 10^6 samples at d = 512 on 2 busy CPU cores: ~4e-7 s per row x dim (12 s at 2.6 x 10^5 idle, ~1e-7); MAX_WORK = 2^30
+# takes 2 to 7 minutes.
+MAX_D, MAX_POS, MAX_AREA, MAX_WORK = 8192, 1 << 16, 1 << 25, 1 << 30
+MAX_SAMPLES = 2 * 10**6
+SAMPLES_WHY = "the check's time grows linearly: 46 s (idle) to 215 s (busy) per 10^6 at d-model 512 on 2 CPU cores"
 OPTIONS = [
-    Option("--d-model", int, 512, "model width (even)"),
-    Option("--max-pos", int, 4096, "largest position pos; offsets k range over [-max_pos, max_pos]"),
+    Option(
+        "--d-model",
+        int,
+        512,
+        "model width (even)",
+        lo=2,
+        hi=MAX_D,
+        why="chunks of 4,096 x d float64 rows, several at once: 8,192 needs ~2 GB",
+    ),
+    Option(
+        "--max-pos",
+        int,
+        4096,
+        "largest position pos; offsets k range over [-max_pos, max_pos]",
+        lo=4,
+        hi=MAX_POS,
+        why="a (2 max-pos + 1) x d-model float64 table and its temporaries: 2^16 x 512 took 1.3 GB and 51 s",
+    ),
 ]
 EPS = torch.finfo(torch.float64).eps  # 2**-52
 BASE = 10000.0
@@ -54,8 +78,26 @@ BASE = 10000.0
 def _validate(d_model, max_pos) -> None:
     if not isinstance(d_model, int) or d_model <= 0 or d_model % 2:
         raise ValueError(f"d_model: must be a positive even integer, got {d_model!r}")
-    if not isinstance(max_pos, int) or max_pos < 4:
-        raise ValueError(f"max_pos: must be an integer >= 4, got {max_pos!r}")
+    if d_model > MAX_D:
+        raise ValueError(f"d_model: must be at most {MAX_D:,} (4,096-row float64 chunks of width d), got {d_model:,}")
+    if not isinstance(max_pos, int) or not 4 <= max_pos <= MAX_POS:
+        raise ValueError(f"max_pos: must be an integer in [4, {MAX_POS:,}], got {max_pos!r}")
+    if max_pos * d_model > MAX_AREA:
+        raise ValueError(
+            f"max_pos: max_pos x d_model must be at most {MAX_AREA:,} (a float64 table of 2 max_pos + 1 rows and "
+            f"its temporaries, 40 to 86 bytes each: up to 3 GB), got {max_pos:,} x {d_model:,}"
+        )
+
+
+def validate(d_model=512, max_pos=4096, samples=DEFAULT_SAMPLES) -> None:
+    """Refuse bad options before any work; the time grows like d_model x (8 max_pos + samples)."""
+    _validate(d_model, max_pos)
+    work = d_model * (8 * (max_pos + 1) + samples)
+    if work > MAX_WORK:
+        raise ValueError(
+            f"samples: d_model x (8 (max_pos + 1) + samples) must be at most {MAX_WORK:,} (~4e-7 s each on 2 CPU "
+            f"cores: ~7 minutes), got {d_model:,} x (8 x {max_pos + 1:,} + {samples:,}) = {work:,}"
+        )
 
 
 def offset_block(k, omega) -> sp.Matrix:
@@ -216,7 +258,7 @@ def fit_tolerance(n: int, e_x: float, e_y: float, sigma_min: torch.Tensor) -> fl
 def check(
     device=None, samples: int = DEFAULT_SAMPLES, seed: int = 0, d_model: int = 512, max_pos: int = 4096
 ) -> CheckResult:
-    _validate(d_model, max_pos)
+    validate(d_model, max_pos, samples)
     dev = pick_device(device)
     gen = generator(dev, seed)
     P = max_pos

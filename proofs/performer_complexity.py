@@ -47,7 +47,7 @@ from numeric.check import Bound, CheckResult
 from numeric.device import describe, generator, pick_device
 from numeric.flops import count_flops
 from numeric.stats import z_for
-from proofs.cli import Option, positive_int
+from proofs.cli import Option
 
 NUMBER = "13.32"
 CLAIM = (
@@ -55,17 +55,47 @@ CLAIM = (
     "linear in n, where exact softmax attention costs Theta(n^2 d) time and Theta(n^2) memory."
 )
 DEFAULT_SAMPLES = 24  # feature redraws per r in the error-versus-r part
+N_MIN, N_CAP = 64, 1 << 15  # n grid: N_MIN * 2^i <= max_n; N_CAP keeps the n x n reference in memory
+# exact attention holds about 3 n x n float32 tensors (scores, scaled scores, softmax): 12 GB at 2^15, fine on a GPU;
+# on the CPU (and its shared memory) the grid stops at 2^14: measured 2.2 GB and 110 s for the whole check there.
+N_CAP_CPU = 1 << 14
+MAX_CPU_SECONDS = 480  # the estimate of cpu_seconds() allowed on the CPU (a GPU is not bounded by time here)
+MAX_FEATURES, MAX_DIM = 1 << 13, 256
+# the error part redraws 6 feature matrices per sample (n = 128): measured on 2 busy CPU cores 21 s at 24 samples
+# and 49 s at 96 (d = 64), about 0.4 s per sample on top of the cost part; 3.6 s at 240 when idle (~0.01 s each)
+MAX_SAMPLES = 1000
+SAMPLES_WHY = (
+    "the check's time grows linearly: 0.01 s (idle) to 0.4 s (busy) per sample on 2 CPU cores: up to 7 minutes"
+)
 OPTIONS = [
-    Option("--features", positive_int("features"), 128, "random features r of the FLOP, memory and time part"),
-    Option("--dim", positive_int("dim"), 64, "head dimension d"),
+    Option(
+        "--features",
+        int,
+        128,
+        "random features r of the FLOP, memory and time part",
+        lo=1,
+        hi=MAX_FEATURES,
+        why="phi(Q), phi(K) are n x r float32, a few alive at once: 2^13 features at n = 2^14 need ~2 GB",
+    ),
+    Option(
+        "--dim",
+        int,
+        64,
+        "head dimension d",
+        lo=1,
+        hi=MAX_DIM,
+        why="exact attention's 4 n^2 d FLOPs, timed 8 times per n: d = 256 at n = 2^14 takes minutes on 2 CPU cores",
+    ),
     Option(
         "--max-n",
-        positive_int("max_n"),
+        int,
         None,
         "largest n of the grid 64, 128, ..., max_n (None: 2048 on the CPU, 16384 on CUDA)",
+        lo=2 * N_MIN,
+        hi=N_CAP,
+        why="exact attention holds ~3 n x n float32 tensors: 2^15 needs 12 GB (a GPU's; the CPU stops at 2^14)",
     ),
 ]
-N_MIN, N_CAP = 64, 1 << 15  # n grid: N_MIN * 2^i <= max_n; N_CAP keeps the n x n reference in memory
 R_GRID = (16, 32, 64, 128, 256, 512)  # features of the error-versus-r part
 N_ERR = 128  # sequence length of the error-versus-r part
 RATE = 1e-9  # false-alarm rate of the Monte Carlo comparison: z = 6.11
@@ -350,16 +380,47 @@ def _error_part(dev, gen, samples: int, d: int) -> list[dict]:
 _CACHE: dict = {}
 
 
-def _validate(samples, features, dim, max_n, dev):
-    for name, v in (("samples", samples), ("features", features), ("dim", dim)):
+def validate(features=128, dim=64, max_n=None, samples=DEFAULT_SAMPLES) -> None:
+    """The checks that do not depend on the device (the CLI runs them before the derivation)."""
+    why = {o.dest: o.why for o in OPTIONS} | {"samples": SAMPLES_WHY}
+    for name, v, hi in (("samples", samples, MAX_SAMPLES), ("features", features, MAX_FEATURES), ("dim", dim, MAX_DIM)):
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise ValueError(f"{name}: must be a positive integer, got {v!r}")
+        if v > hi:
+            raise ValueError(f"{name}: must be at most {hi:,} ({why[name]}), got {v:,}")
     if samples < 2:
         raise ValueError(f"samples: need at least 2 feature redraws for a standard error, got {samples}")
+    if max_n is not None and (isinstance(max_n, bool) or not isinstance(max_n, int) or not 2 * N_MIN <= max_n <= N_CAP):
+        raise ValueError(f"max_n: must be an integer in [{2 * N_MIN}, {N_CAP}], got {max_n!r}")
+    if max_n is not None and _grid(max_n)[-1] != max_n:  # never round a size down in silence
+        raise ValueError(f"max_n: must be {N_MIN} times a power of two (the grid 64, 128, ..., max_n), got {max_n:,}")
+
+
+def cpu_seconds(samples: int, features: int, dim: int, max_n: int) -> tuple[float, float]:
+    """The check's time on 2 CPU cores, estimated, as (cost part, error part): each n of the grid is run ~8 times
+    (counted, warm-up, timed) at ~7.5 GFLOP/s (exact 4 n^2 d and FAVOR+ 8 n r d; measured 110 s at n = 2^14,
+    r = 128, d = 64), and each redraw of the error part takes ~0.4 s + 3e-4 d s (measured 0.4 s at d = 64)."""
+    cost = sum(4 * n * n * dim + 8 * n * features * dim for n in _grid(max_n))
+    return 8 * cost / 7.5e9, samples * (0.4 + 3e-4 * dim)
+
+
+def _validate(samples, features, dim, max_n, dev):
+    validate(features, dim, max_n, samples)
     if max_n is None:
         max_n = 16384 if dev.type == "cuda" else 2048
-    if isinstance(max_n, bool) or not isinstance(max_n, int) or not 2 * N_MIN <= max_n <= N_CAP:
-        raise ValueError(f"max_n: must be an integer in [{2 * N_MIN}, {N_CAP}], got {max_n!r}")
+    if dev.type != "cuda" and max_n > N_CAP_CPU:
+        raise ValueError(
+            f"max_n: on the CPU at most {N_CAP_CPU:,} (exact attention holds ~3 n x n float32 tensors: "
+            f"{N_CAP:,} needs 12 GB, and its timed calls would take long), got {max_n:,}"
+        )
+    cost_s, error_s = cpu_seconds(samples, features, dim, max_n)
+    if dev.type != "cuda" and cost_s + error_s > MAX_CPU_SECONDS:
+        raise ValueError(
+            f"{'max_n' if cost_s >= error_s else 'samples'}: on the CPU, max_n {max_n:,} with {features:,} features, "
+            f"dim {dim} and {samples:,} redraws would take ~{cost_s + error_s:,.0f} s (8 runs of 4 n^2 d + 8 n r d "
+            f"FLOPs per n at ~7.5 GFLOP/s, ~0.4 s per redraw); at most {MAX_CPU_SECONDS} s: give smaller sizes or "
+            "run on a GPU"
+        )
     return max_n
 
 

@@ -41,9 +41,32 @@ from proofs.cli import Option
 NUMBER = "13.31"
 CLAIM = "Pre-norm x + f(LN(x)) and post-norm LN(x + f(x)) give different outputs for the same weights."
 DEFAULT_SAMPLES = 4  # random trials: fresh weights and inputs for each
+# Per trial the check builds 7 float64 Blocks (12 d^2 weights each) and state dicts, and attention scores of
+# 2 x 4 heads x T^2 float64 in several copies. Measured on 2 CPU cores (one trial): d 2,048, T 8: 13 s, 3.4 GB;
+# d 32, T 2,048: 8.5 s, 0.84 GB; d 1,024, T 1,024: 21 s, 1.2 GB; defaults: ~0.35 s (9 ms when idle). So about
+# 820 d^2 + 200 T^2 + 130 T d bytes and 0.35 + 3.1e-6 d^2 + 2e-6 T^2 + 1.4e-8 T d^2 seconds per trial.
+MAX_D, MAX_T, MAX_BYTES, MAX_SECONDS = 2048, 4096, 1 << 32, 420
+MAX_SAMPLES = 1000
+SAMPLES_WHY = "the check's time grows linearly: 9 ms (idle) to 0.35 s (busy) per trial at the defaults on 2 CPU cores"
 OPTIONS = [
-    Option("--d-model", int, 32, "block width d (a multiple of 4, the number of heads)"),
-    Option("--tokens", int, 8, "sequence length T of the random inputs"),
+    Option(
+        "--d-model",
+        int,
+        32,
+        "block width d (a multiple of 4, the number of heads)",
+        lo=4,
+        hi=MAX_D,
+        why="7 float64 Blocks of 12 d^2 weights and their state dicts, ~820 bytes per d^2: 2,048 needs 3.4 GB",
+    ),
+    Option(
+        "--tokens",
+        int,
+        8,
+        "sequence length T of the random inputs",
+        lo=1,
+        hi=MAX_T,
+        why="2 x 4 heads x T^2 float64 attention scores in copies, ~200 bytes per T^2: 4,096 needs 3.4 GB",
+    ),
 ]
 N_HEAD = 4
 BATCH = 2
@@ -238,15 +261,37 @@ def _normalisation_errors(y) -> tuple[float, float]:
     return float(mu.abs().max()), float((var - 1).abs().max())
 
 
+def trial_cost(d_model: int, tokens: int) -> tuple[float, float]:
+    """(bytes, seconds) of one trial on 2 CPU cores, from the measurements above."""
+    d, t = d_model, tokens
+    return 820 * d * d + 200 * t * t + 130 * t * d, 0.35 + 3.1e-6 * d * d + 2e-6 * t * t + 1.4e-8 * t * d * d
+
+
 def _validate(d_model, tokens, samples):
     if isinstance(d_model, bool) or not isinstance(d_model, int) or d_model <= 0 or d_model % N_HEAD:
         raise ValueError(f"d_model: must be a positive multiple of {N_HEAD}, got {d_model!r}")
-    if d_model > 4096:
-        raise ValueError(f"d_model: at most 4096, got {d_model}")
-    if isinstance(tokens, bool) or not isinstance(tokens, int) or not 1 <= tokens <= 4096:
-        raise ValueError(f"tokens: must be an integer in [1, 4096], got {tokens!r}")
+    if d_model > MAX_D:
+        raise ValueError(f"d_model: must be at most {MAX_D:,} ({OPTIONS[0].why}), got {d_model:,}")
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or not 1 <= tokens <= MAX_T:
+        raise ValueError(f"tokens: must be an integer in [1, {MAX_T:,}], got {tokens!r}")
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples: must be a positive integer, got {samples!r}")
+    nbytes, seconds = trial_cost(d_model, tokens)
+    if nbytes > MAX_BYTES:
+        raise ValueError(
+            f"tokens: d_model {d_model:,} with {tokens:,} tokens would hold ~{nbytes / 1e9:.1f} GB (820 d^2 + 200 T^2 "
+            f"+ 130 T d bytes: Blocks, scores, activations); at most {MAX_BYTES / 1e9:.1f} GB"
+        )
+    if samples * seconds > MAX_SECONDS:
+        raise ValueError(
+            f"samples: {samples:,} trials at d_model {d_model:,}, {tokens:,} tokens would take "
+            f"~{samples * seconds:,.0f} s on 2 CPU cores ({seconds:.2g} s each); at most {MAX_SECONDS} s"
+        )
+
+
+def validate(d_model=32, tokens=8, samples=DEFAULT_SAMPLES) -> None:
+    """Refuse bad options before any work (the CLI calls this before the derivation)."""
+    _validate(d_model, tokens, samples)
 
 
 def trial(d_model: int, tokens: int, gen, dev) -> dict:

@@ -22,6 +22,7 @@ the transpose $R(-m)$ (rotation the wrong way) and the other layout's formula.
 from __future__ import annotations
 
 import math
+import re
 import sys
 
 import mpmath
@@ -30,6 +31,7 @@ import torch
 
 from derive.engine import Derivation
 from derive.rotation import half_permutation, rope_matrix, rot2, sinusoidal_frequency
+from models.cli import finite_float
 from models.positional import CONVENTIONS, apply_rope
 from numeric.check import Bound, CheckResult
 from numeric.device import describe, generator, pick_device
@@ -45,25 +47,69 @@ OPTIONS = [
         "0,1,2,3",
         "comma-separated positions m: integers, decimals, fractions (--m=-1,2 if the first is negative)",
     ),
-    Option("--dim", int, 4, "head dimension d (even)"),
-    Option("--base", float, 10000.0, "the base b of the frequencies b^(-2i/d)"),
+    Option(
+        "--dim",
+        int,
+        4,
+        "head dimension d (even)",
+        lo=2,
+        hi=256,
+        why="the exercise's range: len(m) x d/2 cos and sin values at 40 digits, 4,096 at most",
+    ),
+    Option(
+        "--base",
+        finite_float(1.0, 1e12, lo_open=True),
+        10000.0,
+        "the base b of the frequencies b^(-2i/d), in (1, 1e12]",
+    ),
 ]
-MAX_DIM, MAX_M, MAX_COUNT = 256, 10**6, 32
+MAX_DIM, MAX_M, MAX_COUNT, MAX_EXP = 256, 10**6, 32, 40
+# Memory and time grow with samples x len(m) x dim float64 entries: measured 0.2 GB and 3.5 s for 1.6e6 of them
+# (10^5 samples at the defaults) on 2 CPU cores, ~125 bytes and ~2 us each; MAX_ENTRIES = 2^24 needs ~2 GB.
+MAX_ENTRIES = 1 << 24
+MAX_SAMPLES = 10**6
+SAMPLES_WHY = "samples x len(m) x dim float64 entries, up to ~125 bytes each: 10^6 at the defaults took 1.1 GB, 6 s"
 EPS = torch.finfo(torch.float64).eps
 
 
-def validate(m="0,1,2,3", dim=4, base=10000.0) -> list:
+def _position(s: str):
+    """One position as an exact Rational; an exponent beyond MAX_EXP is refused before sympy expands it."""
+    exps = re.findall(r"[eE]\s*([+-]?\d+)", s)
+    if any(abs(int(e)) > MAX_EXP for e in exps):
+        raise ValueError(
+            f"m: exponents must be at most {MAX_EXP} in size (each m lies in [-{MAX_M}, {MAX_M}]), got {s!r}"
+        )
+    return sp.Rational(s.strip())
+
+
+def validate(m="0,1,2,3", dim=4, base=10000.0, samples=DEFAULT_SAMPLES) -> list:
     """Check the options; return the positions as exact sympy Rationals."""
+    parts = str(m).split(",")
+    if len(parts) > MAX_COUNT:
+        raise ValueError(
+            f"m: at most {MAX_COUNT} values (each costs d/2 cosines and sines at 40 digits), got {len(parts):,}"
+        )
     try:
-        ms = [sp.Rational(s.strip()) for s in str(m).split(",")]
-    except (TypeError, ValueError, ZeroDivisionError):
+        ms = [_position(s) for s in parts]
+    except (TypeError, ValueError, ZeroDivisionError) as e:
+        if str(e).startswith("m:"):
+            raise
         raise ValueError(f"m: expected comma-separated numbers such as 0,1,1/2,2.5, got {m!r}") from None
-    if len(ms) > MAX_COUNT or not all(abs(x) <= MAX_M for x in ms):
-        raise ValueError(f"m: at most {MAX_COUNT} values, each in [-{MAX_M}, {MAX_M}], got {m!r}")
+    big = [x for x in ms if abs(x) > MAX_M]
+    if big:
+        raise ValueError(
+            f"m: each must lie in [-{MAX_M:,}, {MAX_M:,}] (the float64 angle m w_i errs by ~|m| eps, and the "
+            f"tolerance with it), got {sp.sstr(big[0]) if len(sp.sstr(big[0])) <= 40 else f'{float(big[0]):.3g}'}"
+        )
     if isinstance(dim, bool) or not isinstance(dim, int) or not 2 <= dim <= MAX_DIM or dim % 2:
         raise ValueError(f"dim: must be an even integer in [2, {MAX_DIM}], got {dim!r}")
     if isinstance(base, bool) or not isinstance(base, (int, float)) or not 1 < base <= 1e12:
         raise ValueError(f"base: must be a number in (1, 1e12], got {base!r}")
+    if samples * len(ms) * dim > MAX_ENTRIES:
+        raise ValueError(
+            f"samples: samples x len(m) x dim must be at most {MAX_ENTRIES:,} (float64 entries, ~125 bytes each "
+            f"with the copies: ~2 GB), got {samples:,} x {len(ms)} x {dim} = {samples * len(ms) * dim:,}"
+        )
     return ms
 
 
@@ -153,7 +199,7 @@ def tolerance(m_max: float, base: float) -> float:
 
 
 def check(device=None, samples=DEFAULT_SAMPLES, seed=0, m="0,1,2,3", dim=4, base=10000.0) -> CheckResult:
-    ms = validate(m, dim, base)
+    ms = validate(m, dim, base, samples)
     dev = pick_device(device)
     res = CheckResult(
         f"RoPE of random unit q, dim = {dim}, base {base:g}, m in {[str(x) for x in ms]}", describe(dev), samples, seed

@@ -37,20 +37,64 @@ from proofs.cli import Option
 NUMBER = "13.27"
 CLAIM = "With RoPE, <R_m q, R_n k> = q^T R_(n-m) k depends only on the relative position n - m."
 DEFAULT_SAMPLES = 128  # random unit (q, k) draws, each scored on the whole (m, n) grid
+# Memory: the (samples, positions, positions) float64 score grids, about a dozen alive at once: measured 0.19 GB
+# at 512 x 64 x 64 (~90 bytes per samples x positions^2); MAX_GRID = 2^24 of them needs ~1.5 GB. The dense
+# rotations R_r are (2 positions - 1) x dim x dim float64: MAX_DENSE = 2^26 of them is 0.5 GB (1 GB with einsum's
+# copy); R_(n-m) k for every sample and offset is samples x (2 positions - 1) x dim float64, MAX_ROWS = 2^25 of
+# them 0.27 GB (a few copies: ~1 GB). Time: 4 s at 512 samples on 2 CPU cores; the bounds keep it near a minute.
+MAX_DIM, MAX_POSITIONS, MAX_GRID, MAX_DENSE, MAX_ROWS = 1024, 4096, 1 << 24, 1 << 26, 1 << 25
+MAX_SAMPLES = MAX_GRID // 64**2
+SAMPLES_WHY = "samples x positions^2 float64 score grids, ~60-90 bytes each: 4,096 at 64 positions took 1 GB, 29 s"
 OPTIONS = [
-    Option("--dim", int, 64, "head dimension (even)"),
-    Option("--positions", int, 64, "grid size: m, n in [0, positions)"),
+    Option(
+        "--dim",
+        int,
+        64,
+        "head dimension (even)",
+        lo=2,
+        hi=MAX_DIM,
+        why="(2 positions - 1) x dim x dim float64 rotations: 1,024 at 32 positions is 0.5 GB",
+    ),
+    Option(
+        "--positions",
+        int,
+        64,
+        "grid size: m, n in [0, positions)",
+        lo=2,
+        hi=MAX_POSITIONS,
+        why="samples x positions^2 float64 scores, ~90 bytes each: 4,096 at 1 sample is 1.5 GB",
+    ),
 ]
 SHIFTS = (1, 17, 1000, 4096)
 EPS = torch.finfo(torch.float64).eps
 BASE = 10000.0
 
 
-def _validate(dim, positions) -> None:
-    if not isinstance(dim, int) or dim <= 0 or dim % 2:
-        raise ValueError(f"dim: must be a positive even integer, got {dim!r}")
-    if not isinstance(positions, int) or positions < 2:
-        raise ValueError(f"positions: must be an integer >= 2, got {positions!r}")
+def _validate(dim, positions, samples: int = 1) -> None:
+    if not isinstance(dim, int) or dim <= 0 or dim % 2 or dim > MAX_DIM:
+        raise ValueError(f"dim: must be a positive even integer at most {MAX_DIM:,}, got {dim!r}")
+    if not isinstance(positions, int) or not 2 <= positions <= MAX_POSITIONS:
+        raise ValueError(f"positions: must be an integer in [2, {MAX_POSITIONS:,}], got {positions!r}")
+    if (2 * positions - 1) * dim * dim > MAX_DENSE:
+        raise ValueError(
+            f"dim: (2 positions - 1) x dim^2 must be at most {MAX_DENSE:,} (the dense float64 rotations, "
+            f"0.5 GB), got {2 * positions - 1:,} x {dim:,}^2"
+        )
+    if samples * (2 * positions - 1) * dim > MAX_ROWS:
+        raise ValueError(
+            f"samples: samples x (2 positions - 1) x dim must be at most {MAX_ROWS:,} (R_(n-m) k for every offset, "
+            f"float64, with rotated copies: ~1 GB), got {samples:,} x {2 * positions - 1:,} x {dim:,}"
+        )
+    if samples * positions * positions > MAX_GRID:
+        raise ValueError(
+            f"samples: samples x positions^2 must be at most {MAX_GRID:,} (float64 score grids, ~90 bytes each "
+            f"with the copies: ~1.5 GB), got {samples:,} x {positions:,}^2"
+        )
+
+
+def validate(dim=64, positions=64, samples=DEFAULT_SAMPLES) -> None:
+    """Refuse bad options before any work (the CLI calls this before the derivation)."""
+    _validate(dim, positions, samples)
 
 
 def derivation() -> Derivation:
@@ -169,7 +213,7 @@ def tolerances(P: int, t_max: int, dim: int) -> tuple[float, float]:
 def check(
     device=None, samples: int = DEFAULT_SAMPLES, seed: int = 0, dim: int = 64, positions: int = 64
 ) -> CheckResult:
-    _validate(dim, positions)
+    _validate(dim, positions, samples)
     dev = pick_device(device)
     gen = generator(dev, seed)
     P = positions

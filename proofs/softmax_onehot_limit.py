@@ -39,6 +39,7 @@ import sympy as sp
 import torch
 
 from derive.engine import Derivation
+from models.cli import finite_float
 from numeric.check import CheckResult
 from numeric.device import describe, generator, pick_device
 from numeric.dotprod import DISTRIBUTIONS, components
@@ -53,10 +54,41 @@ MIN_SAMPLES = 100  # below this the normal approximation of a mean is not truste
 RATE = 1e-9  # false-alarm rate of each comparison
 MISS = 1e-6  # allowed probability that a negative control is not rejected (for the power note)
 LIMIT_FACTOR = 16  # the d_k -> oo limit is estimated from LIMIT_FACTOR x samples Gaussian draws
+# Time: every sample draws keys x max_dk components (plus a query); measured on 2 CPU cores 3.3 s at the defaults
+# (4,096 x 16 x 1,024), 12 s at 16,384 samples, 112 s at max_dk 4^7 with 8,192 samples and 240 s at 4^8 with 4,096:
+# 4.4e-8 to 5.6e-8 s per sample x key x d_k, so MAX_WORK = 2^33 takes 6 to 8 minutes. At 4^8 no sample count within
+# that passes: the last step's rise (~0.003) needs ~25,000 samples for the controls' power, so the grid stops at 4^7.
+# Memory: chunks of 2^22 floats per key tensor, but at least one sample: keys x max_dk floats (at most 1,024 x 4^7 =
+# 2^24, 64 MB, a few copies); the limit's chunks are 2^16 x keys float64 (1,024 keys: 0.5 GB, a few copies).
+MAX_DK, MAX_KEYS, MAX_WORK = 4**7, 1024, 1 << 33
+MAX_SAMPLES = 500_000
+SAMPLES_WHY = "the check's time grows linearly: 0.14 (idle) to 0.9 s (busy) per 10^3 at the defaults on 2 CPU cores"
 OPTIONS = [
-    Option("--max-dk", int, 1024, "largest d_k; the grid is 4, 16, 64, ..., max-dk (a power of 4)"),
-    Option("--keys", int, 16, "number n of keys"),
-    Option("--within", float, 0.1, "claimed bound on 1 - E[max p] unscaled at the largest d_k (fails on a short grid)"),
+    Option(
+        "--max-dk",
+        int,
+        1024,
+        "largest d_k; the grid is 4, 16, 64, ..., max-dk (a power of 4)",
+        lo=16,
+        hi=MAX_DK,
+        why="time ~ samples x keys x max-dk: 4^7 at 8,192 samples, 16 keys takes 2 minutes on 2 CPU cores and passes; "
+        "4^8 would need ~25,000 samples, ~25 minutes",
+    ),
+    Option(
+        "--keys",
+        int,
+        16,
+        "number n of keys",
+        lo=2,
+        hi=MAX_KEYS,
+        why="the limit's chunks of 2^16 x keys float64: 1,024 keys need 0.5 GB per copy",
+    ),
+    Option(
+        "--within",
+        finite_float(0.0, 1.0, lo_open=True, hi_open=True),
+        0.1,
+        "claimed bound on 1 - E[max p] unscaled at the largest d_k, in (0, 1) (fails on a short grid)",
+    ),
     Option("--dist", str, "gaussian", f"component distribution ({', '.join(DISTRIBUTIONS)})"),
 ]
 
@@ -138,7 +170,30 @@ def derivation() -> Derivation:
 def _grid(max_dk: int) -> list[int]:
     if not isinstance(max_dk, int) or max_dk < 16 or max_dk & (max_dk - 1) or max_dk.bit_length() % 2 == 0:
         raise ValueError(f"max_dk: must be a power of 4 >= 16 (the grid 4, 16, ... needs two points), got {max_dk}")
+    if max_dk > MAX_DK:
+        raise ValueError(
+            f"max_dk: must be at most {MAX_DK:,} (time grows like samples x keys x max_dk), got {max_dk:,}"
+        )
     return [4**j for j in range(1, (max_dk.bit_length() + 1) // 2)]
+
+
+def validate(max_dk=1024, keys=16, within=0.1, dist="gaussian", samples=DEFAULT_SAMPLES) -> list[int]:
+    """Refuse bad options before any work; return the d_k grid."""
+    grid = _grid(max_dk)
+    if isinstance(keys, bool) or not isinstance(keys, int) or not 2 <= keys <= MAX_KEYS:
+        raise ValueError(f"keys: must be an integer in [2, {MAX_KEYS:,}], got {keys}")
+    if not 0 < within < 1:
+        raise ValueError(f"within: must lie in (0, 1), got {within}")
+    if dist not in DISTRIBUTIONS:
+        raise ValueError(f"dist: unknown {dist!r}; choose from {', '.join(DISTRIBUTIONS)}")
+    if samples < MIN_SAMPLES:
+        raise ValueError(f"samples: need at least {MIN_SAMPLES} for the normal approximation, got {samples}")
+    if samples * keys * max_dk > MAX_WORK:
+        raise ValueError(
+            f"samples: samples x keys x max_dk must be at most {MAX_WORK:,} (4.4e-8 to 5.6e-8 s each on 2 CPU cores: "
+            f"up to 8 minutes), got {samples:,} x {keys:,} x {max_dk:,}"
+        )
+    return grid
 
 
 def _softmax_stats(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -199,15 +254,7 @@ def check(
     dist: str = "gaussian",
 ) -> CheckResult:
     """Monte Carlo over the d_k grid: trends, the bound at the largest d_k, the scaled limit, and controls."""
-    grid = _grid(max_dk)
-    if not isinstance(keys, int) or keys < 2:
-        raise ValueError(f"keys: must be an integer >= 2, got {keys}")
-    if not 0 < within < 1:
-        raise ValueError(f"within: must lie in (0, 1), got {within}")
-    if dist not in DISTRIBUTIONS:
-        raise ValueError(f"dist: unknown {dist!r}; choose from {', '.join(DISTRIBUTIONS)}")
-    if samples < MIN_SAMPLES:
-        raise ValueError(f"samples: need at least {MIN_SAMPLES} for the normal approximation, got {samples}")
+    grid = validate(max_dk, keys, within, dist, samples)
     dev = pick_device(device)
     gen = generator(dev, seed)
     m = measure(samples, grid, keys, gen, dist)

@@ -41,6 +41,7 @@ import torch
 
 from derive import counts
 from derive.engine import Derivation
+from models.cli import finite_float
 from models.gpt import GPT, GPTConfig, swiglu_hidden
 from numeric.check import Bound, CheckResult
 from numeric.device import describe, generator, pick_device
@@ -50,22 +51,47 @@ from proofs.cli import Option
 NUMBER = "13.13"
 CLAIM = "Training costs C = 6 N D FLOPs (2 forward + 4 backward per parameter and token): 13B x 2T -> 1.56e23."
 DEFAULT_SAMPLES = 1  # sequences per FlopCounterMode measurement (FLOP counts do not depend on the data)
+MAX = dict(layers=12, width=1024, context=512, vocab=100_000, gpus=10**7, samples=64)
+# The measured GPTs (both styles, forward and backward under FlopCounterMode) at every maximum with one sequence,
+# 12 x 1,024, n_ctx 512, V = 10^5, took 102 s and 3.6 GB on 2 CPU cores (about 16 GFLOP/s); 8 sequences of 512
+# tokens at V = 10^5 (d = 256) took 5.5 GB, mostly logits. The combination is bounded in validate() by the
+# estimates training_cost() makes of both.
+_GPT = "the measured GPT at L 12, d 1,024, n_ctx 512, V 10^5 takes 100 s and 3.6 GB on 2 CPU cores"
+MAX_FLOPS = 6 * 10**12  # ~6 minutes at 16 GFLOP/s
+MAX_BYTES = 6 * 10**9  # by the estimate, which runs ~30% above the measured peak: ~4.5 GB
+MAX_SAMPLES = MAX["samples"]
+SAMPLES_WHY = "FLOP counts do not depend on the data; 64 sequences at the defaults take 8 s, and memory grows with them"
+_POS = dict(lo_open=True)
 OPTIONS = [
-    Option("--params", float, 13e9, "N, parameters"),
-    Option("--tokens", float, 2e12, "D, training tokens"),
-    Option("--peak-tflops", float, 312.0, "peak dense TFLOP/s of one GPU (A100 bf16: 312; H100 SXM bf16: 989)"),
-    Option("--mfu", float, 0.4, "model FLOPs utilisation, in (0, 1]"),
-    Option("--gpus", int, 1024, "GPUs, for the wall-clock days"),
-    Option("--layers", int, 2, "L of the GPT measured with FlopCounterMode"),
-    Option("--width", int, 256, "d of that GPT"),
-    Option("--heads", int, 4, "heads of that GPT (must divide width; even head size for RoPE)"),
-    Option("--context", int, 32, "tokens per sequence n_ctx of that GPT"),
-    Option("--vocab", int, 65, "V of that GPT (65: tiny Shakespeare's characters)"),
+    Option("--params", finite_float(0.0, 1e30, **_POS), 13e9, "N, parameters, in (0, 1e30]"),
+    Option("--tokens", finite_float(0.0, 1e30, **_POS), 2e12, "D, training tokens, in (0, 1e30]"),
+    Option(
+        "--peak-tflops",
+        finite_float(0.0, 1e9, **_POS),
+        312.0,
+        "peak dense TFLOP/s of one GPU (A100 bf16: 312; H100 SXM bf16: 989), in (0, 1e9]",
+    ),
+    Option("--mfu", finite_float(0.0, 1.0, **_POS), 0.4, "model FLOPs utilisation, in (0, 1]"),
+    Option(
+        "--gpus", int, 1024, "GPUs, for the wall-clock days", lo=1, hi=MAX["gpus"], why="more than any cluster holds"
+    ),
+    Option("--layers", int, 2, "L of the GPT measured with FlopCounterMode", lo=1, hi=MAX["layers"], why=_GPT),
+    Option("--width", int, 256, "d of that GPT", lo=1, hi=MAX["width"], why=_GPT),
+    Option(
+        "--heads",
+        int,
+        4,
+        "heads of that GPT (must divide width; even head size for RoPE)",
+        lo=1,
+        hi=MAX["width"] // 2,
+        why="a head needs an even size, at least 2, and width is at most 1,024",
+    ),
+    Option("--context", int, 32, "tokens per sequence n_ctx of that GPT", lo=1, hi=MAX["context"], why=_GPT),
+    Option("--vocab", int, 65, "V of that GPT (65: tiny Shakespeare's characters)", lo=1, hi=MAX["vocab"], why=_GPT),
 ]
 EPS = 0.10  # relative tolerance of "about 6N"
 PF_DAY = 10**15 * 86400  # FLOPs in a petaFLOP/s-day
 GPT3 = dict(N=175e9, D=300e9, pf_days=3640)  # Brown et al. 2020, table D.1
-MAX = dict(layers=12, width=1024, context=512, vocab=100_000, gpus=10**7)
 
 N, D, a, b = sp.symbols("N D a b", positive=True)
 peak, mfu = sp.symbols("P_peak u", positive=True)
@@ -179,8 +205,31 @@ def _positive(name: str, v, hi: float) -> float:
     return float(v)
 
 
+def training_cost(layers: int, width: int, heads: int, context: int, vocab: int, samples: int) -> tuple[int, int]:
+    """Upper estimates of the check's work: (FLOPs of both measured steps, peak bytes). FLOPs: 6 N_matmul + 12 L n d
+    per token, two styles. Bytes: weights and gradients of the larger model (8 per parameter), logits and their
+    gradients (~14 bytes per token and word), attention scores kept for backward (~12 bytes per score and layer)
+    and ~80 bytes per token, layer and width of other activations."""
+    n_mm = layers * (4 * width * width + max(8 * width * width, 3 * width * swiglu_hidden(width))) + vocab * width
+    n_all = n_mm + vocab * width + context * width
+    tok = samples * context
+    flops = 2 * tok * (6 * n_mm + 12 * layers * context * width)
+    nbytes = 8 * n_all + tok * (14 * vocab + 80 * layers * width) + 12 * layers * tok * heads * context
+    return flops, nbytes
+
+
 def validate(
-    params=13e9, tokens=2e12, peak_tflops=312.0, mfu=0.4, gpus=1024, layers=2, width=256, heads=4, context=32, vocab=65
+    params=13e9,
+    tokens=2e12,
+    peak_tflops=312.0,
+    mfu=0.4,
+    gpus=1024,
+    layers=2,
+    width=256,
+    heads=4,
+    context=32,
+    vocab=65,
+    samples=DEFAULT_SAMPLES,
 ):
     _positive("params", params, 1e30)
     _positive("tokens", tokens, 1e30)
@@ -196,6 +245,20 @@ def validate(
         raise ValueError(f"heads: must divide width={width}, got {heads}")
     if (width // heads) % 2:
         raise ValueError(f"heads: the head size width/heads must be even for RoPE, got {width}/{heads}")
+    _int_in("samples", samples, 1, MAX["samples"])
+    flops, nbytes = training_cost(layers, width, heads, context, vocab, samples)
+    sizes = f"L {layers}, d {width}, n_ctx {context}, V {vocab:,}, {samples} sequence(s)"
+    if flops > MAX_FLOPS:
+        raise ValueError(
+            f"samples: the measured steps would take {flops:.2g} FLOPs at {sizes}; at most {MAX_FLOPS:.0g} "
+            "(~16 GFLOP/s on 2 CPU cores: ~6 minutes); use fewer sequences or a smaller GPT"
+        )
+    if nbytes > MAX_BYTES:
+        raise ValueError(
+            f"samples: the measured steps would hold ~{nbytes / 1e9:.1f} GB at {sizes}; at most "
+            f"{MAX_BYTES / 1e9:.0f} GB by the estimate (weights, gradients, logits); use fewer sequences or a "
+            "smaller GPT"
+        )
 
 
 def build(style: str, layers: int, width: int, heads: int, context: int, vocab: int, dev) -> GPT:
@@ -241,8 +304,7 @@ def check(
     context=32,
     vocab=65,
 ) -> CheckResult:
-    validate(params, tokens, peak_tflops, mfu, gpus, layers, width, heads, context, vocab)
-    _int_in("samples", samples, 1, 64)
+    validate(params, tokens, peak_tflops, mfu, gpus, layers, width, heads, context, vocab, samples)
     dev = pick_device(device)
     gen = generator(dev, seed)
     res = CheckResult(CLAIM, describe(dev), samples, seed)

@@ -128,7 +128,14 @@ def test_negative_size_from_the_shell():
     p = subprocess.run([sys.executable, "-m", "proofs.attention_by_hand", "--n", "-2"], capture_output=True, text=True)
     assert p.returncode == 2 and p.stdout == ""
     lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: n:")
+    assert len(lines) == 1 and "error: argument --n: must be at least 2, got -2" in lines[0]
+
+
+@pytest.mark.parametrize("flag, bound", [("--n", "512"), ("--dk", "4,096")])
+def test_huge_size_is_refused_at_parse_time(flag, bound, capsys):
+    assert cli_exit(mod, [flag, str(10**12)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{flag}: must be at most {bound} (" in err and "1,000,000,000,000" in err
 
 
 def test_figure_is_written(tmp_path):

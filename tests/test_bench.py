@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import cli_exit
 
 from numeric import bench
 
@@ -64,11 +65,14 @@ def test_baseline_pools_chunk_variances():
         (["--repeats", "0"], "--repeats"),
         (["--dk", "x"], "--dk"),
         (["--samples", "1e9"], "--samples"),
-        (["--device", "tpu"], "device"),
+        (["--device", "tpu"], "--device"),
+        (["--dk", "1000000000000"], "--dk"),
+        (["--samples", "1000000000000"], "--samples"),
+        (["--seed", "-1"], "--seed"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_parameter(argv, name, capsys):
-    assert bench.main(["--device", "cpu", *argv]) == 2
+    assert cli_exit(bench, ["--device", "cpu", *argv]) == 2
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()
     assert len(err) == 1 and name in err[0], captured.err

@@ -33,6 +33,7 @@ def _proof_entries():
 
 ENTRIES = _proof_entries() + [
     ("proofs", ["report"], importlib.import_module("proofs.__main__")),
+    ("proofs all", ["all"], importlib.import_module("proofs.__main__")),
     ("models.train", [], importlib.import_module("models.train")),
     ("models.bench", [], importlib.import_module("models.bench")),
     ("models.decode_bench", [], importlib.import_module("models.decode_bench")),

@@ -92,7 +92,7 @@ def test_cli_bad_input(capsys):
     assert e.value.code == 2
     with pytest.raises(SystemExit) as e:
         main(["positional", "--steps", "0"])
-    assert e.value.code == 2 and "steps: must be positive" in capsys.readouterr().err
+    assert e.value.code == 2 and "argument --steps: must be at least 1" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         main(["positional", "--seeds", "0"])
-    assert e.value.code == 2 and "seeds: must be positive" in capsys.readouterr().err
+    assert e.value.code == 2 and "argument --seeds: must be at least 1" in capsys.readouterr().err

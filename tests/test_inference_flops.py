@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from helpers import cli_exit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -128,4 +129,22 @@ def test_cli_bad_input_subprocess():
     out = subprocess.run(cmd, capture_output=True, text=True)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: contexts:") and "Traceback" not in out.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: --contexts:") and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    "argv, want",
+    [
+        (["--widths", str(10**12)], "--widths: each must be at most 2,048"),
+        (["--contexts", str(10**12)], "--contexts: each must be at most 2,048"),
+        (["--contexts", ",".join(str(n) for n in range(1, 18))], "--contexts: at most 16 distinct values"),
+        (["--layers", str(10**12)], "--layers: must be at most 48"),
+        (["--samples", str(10**12)], "--samples: must be at most 2,048"),
+        (["--widths", "2048", "--layers", "24"], "--layers: widths 2048"),  # ~9.7 GB of weights
+        (["--widths", "64,128,256", "--contexts", "2048", "--samples", "2048"], "--samples: widths 64,128,256"),
+    ],
+)
+def test_sizes_beyond_the_budget_are_refused_in_one_line(argv, want, capsys):
+    assert cli_exit(ex, argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and want in err and "Traceback" not in err

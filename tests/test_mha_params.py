@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from helpers import cli_exit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -111,4 +112,20 @@ def test_cli_bad_input_subprocess():
     out = subprocess.run([sys.executable, "-m", "proofs.mha_params", "--d", "64,-1"], capture_output=True, text=True)
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: d:") and "Traceback" not in out.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: --d:") and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    "argv, want",
+    [
+        (["--d", str(10**12)], "--d: each must be at most 2,048"),
+        (["--heads", str(10**12)], "--heads: each must be at most 2,048"),
+        (["--d", ",".join(str(4 * k) for k in range(1, 18))], "--d: at most 16 distinct values"),
+        (["--samples", str(10**12)], "--samples: must be at most 50,000"),
+        (["--d", "1680,1920,2016,2040,1800,1560,1440,1260,1980"], "--d: the check would build"),  # ~7 minutes
+    ],
+)
+def test_sizes_beyond_the_budget_are_refused_in_one_line(argv, want, capsys):
+    assert cli_exit(ex, argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and want in err and "Traceback" not in err

@@ -65,7 +65,17 @@ def test_json_cli_reports_a_verdict(capsys):
 
 
 @pytest.mark.parametrize(
-    "argv, name", [(["--d-model", "7"], "d_model"), (["--max-pos", "0"], "max_pos"), (["--d-model", "x"], "--d-model")]
+    "argv, name",
+    [
+        (["--d-model", "7"], "--d-model: must be a positive even integer"),
+        (["--max-pos", "0"], "--max-pos: must be at least 4"),
+        (["--d-model", "x"], "--d-model"),
+        (["--d-model", str(10**12)], "--d-model: must be at most 8,192"),
+        (["--max-pos", str(10**12)], "--max-pos: must be at most 65,536"),
+        (["--samples", str(10**12)], "--samples: must be at most 2,000,000"),
+        (["--d-model", "8192", "--max-pos", "8192"], "--max-pos: max_pos x d_model must be at most"),
+        (["--d-model", "4096", "--samples", "2000000"], "--samples: d_model x (8 (max_pos + 1) + samples)"),
+    ],
 )
 def test_bad_input_exits_2_with_one_line(argv, name, capsys):
     assert cli_exit(mod, argv) == 2

@@ -113,7 +113,11 @@ def test_figure_written(tmp_path, small_check):
     [
         (["--features", "0"], "features"),
         (["--dim", "-1"], "dim"),
-        (["--max-n", "100", "--no-check", "--plot", "x.png"], "max_n"),
+        (["--max-n", "100", "--no-check", "--plot", "x.png"], "--max-n: must be at least 128"),
+        (["--features", str(10**12)], "--features: must be at most 8,192"),
+        (["--dim", str(10**12)], "--dim: must be at most 256"),
+        (["--max-n", str(10**12)], "--max-n: must be at most 32,768"),
+        (["--samples", str(10**12)], "--samples: must be at most 1,000"),
     ],
 )
 def test_bad_input_exits_2_naming_the_parameter(argv, name, capsys):
@@ -137,11 +141,31 @@ def test_bad_input_from_the_shell():
 
 @pytest.mark.parametrize(
     "kwargs, name",
-    [({"samples": 1}, "samples"), ({"features": 0}, "features"), ({"dim": 2.5}, "dim"), ({"max_n": 10}, "max_n")],
+    [
+        ({"samples": 1}, "samples"),
+        ({"features": 0}, "features"),
+        ({"dim": 2.5}, "dim"),
+        ({"max_n": 10}, "max_n"),
+    ],
 )
 def test_check_validates_arguments(kwargs, name):
     with pytest.raises(ValueError, match=rf"^{name}:"):
         pc.check(device="cpu", **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, start",
+    [
+        ({"max_n": 1 << 15}, "max_n: on the CPU at most 16,384 ("),  # ~12 GB of n x n scores: a GPU's size
+        ({"max_n": 1 << 14, "dim": 256, "features": 8192}, "max_n: on the CPU, max_n 16,384 "),  # ~16 minutes
+        ({"samples": 1000, "dim": 256}, "samples: on the CPU, max_n 2,048 "),
+        ({"samples": 1001}, "samples: must be at most 1,000 ("),
+    ],
+)
+def test_check_refuses_sizes_beyond_the_cpu_budget_before_any_work(kwargs, start):
+    with pytest.raises(ValueError) as e:
+        pc.check(device="cpu", **kwargs)
+    assert str(e.value).startswith(start)
 
 
 @pytest.mark.gpu

@@ -7,6 +7,7 @@ import sys
 import pytest
 import sympy as sp
 import torch
+from helpers import cli_exit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -111,4 +112,22 @@ def test_cli_bad_input_subprocess():
     )
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: d_model:") and "Traceback" not in out.stderr
+    assert len(lines) == 1 and "argument --d-model: must be at least 4, got -4" in lines[0]
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    "argv, want",
+    [
+        (["--d-model", str(10**12)], "--d-model: must be at most 2,048"),
+        (["--tokens", str(10**12)], "--tokens: must be at most 4,096"),
+        (["--samples", str(10**12)], "--samples: must be at most 1,000"),
+        (["--d-model", "6"], "--d-model: must be a positive multiple of 4"),
+        (["--d-model", "2048", "--tokens", "4096"], "--tokens: d_model 2,048 with 4,096 tokens would hold"),
+        (["--d-model", "1024", "--samples", "200"], "--samples: 200 trials at d_model 1,024"),
+    ],
+)
+def test_sizes_beyond_the_budget_are_refused_in_one_line(argv, want, capsys):
+    assert cli_exit(ex, argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and want in err and "Traceback" not in err

@@ -137,6 +137,13 @@ def test_json_cli_reports_the_answer(capsys):
         (["--m", "1e9"], "m"),
         (["--base", "0.5"], "base"),
         (["--dim", "x"], "--dim"),
+        (["--dim", str(10**12)], "--dim: must be at most 256"),
+        (["--base", "1"], "--base: must be above 1"),
+        (["--base", "1e13"], "--base: must be at most 1e+12"),
+        (["--m", "1e99999999"], "--m: exponents must be at most 40"),
+        (["--m", ",".join(["1"] * 33)], "--m: at most 32 values"),
+        (["--samples", str(10**12)], "--samples: must be at most 1,000,000"),
+        (["--samples", "1000000", "--dim", "8"], "--samples: samples x len(m) x dim"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(argv, name, capsys):
@@ -159,7 +166,7 @@ def test_odd_dim_from_the_shell():
     p = subprocess.run([sys.executable, "-m", "proofs.rope_matrix", "--dim", "5"], capture_output=True, text=True)
     assert p.returncode == 2 and p.stdout == ""
     lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: dim:")
+    assert len(lines) == 1 and lines[0].startswith("error: --dim:")
 
 
 def test_figure_is_written(tmp_path):

@@ -71,7 +71,18 @@ def test_json_cli_reports_a_verdict(capsys):
 
 
 @pytest.mark.parametrize(
-    "argv, name", [(["--dim", "7"], "dim"), (["--positions", "1"], "positions"), (["--dim", "x"], "--dim")]
+    "argv, name",
+    [
+        (["--dim", "7"], "dim"),
+        (["--positions", "1"], "--positions: must be at least 2"),
+        (["--dim", "x"], "--dim"),
+        (["--dim", str(10**12)], "--dim: must be at most 1,024"),
+        (["--positions", str(10**12)], "--positions: must be at most 4,096"),
+        (["--samples", str(10**12)], "--samples: must be at most 4,096"),
+        (["--dim", "1024"], "--dim: (2 positions - 1) x dim^2"),
+        (["--positions", "512"], "--samples: samples x positions^2"),
+        (["--samples", "4096", "--dim", "128"], "--samples: samples x (2 positions - 1) x dim"),
+    ],
 )
 def test_bad_input_exits_2_with_one_line(argv, name, capsys):
     assert cli_exit(mod, argv) == 2
@@ -99,7 +110,7 @@ def test_bad_sizes_raise_naming_the_parameter(opts, name, tmp_path):
 def test_odd_dim_from_the_shell():
     p = subprocess.run([sys.executable, "-m", "proofs.rope_relative", "--dim", "7"], capture_output=True, text=True)
     assert p.returncode == 2 and p.stdout == ""
-    assert p.stderr.strip().splitlines() == ["error: dim: must be a positive even integer, got 7"]
+    assert p.stderr.strip().splitlines() == ["error: --dim: must be a positive even integer at most 1,024, got 7"]
 
 
 def test_figure_is_written(tmp_path):

@@ -161,7 +161,10 @@ def test_cli_json_and_bad_input(mod, capsys):
     assert out["verdict"] == "PASS" and out["check"]["table"]
     with pytest.raises(SystemExit) as e:
         mod.main(["--samples", "0"])
-    assert e.value.code == 2 and "samples: must be positive" in capsys.readouterr().err
+    assert e.value.code == 2 and "--samples: must be at least 1, got 0" in capsys.readouterr().err
+    assert mod.main(["--samples", str(10**12)]) == 2  # refused before the derivation, with the reason
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"--samples: must be at most {mod.MAX_SAMPLES:,} (" in err
 
 
 @pytest.mark.gpu

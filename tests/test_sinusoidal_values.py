@@ -118,7 +118,8 @@ def test_cli_other_values(capsys):
 def test_bad_input_exits_2_with_one_line(argv, name, capsys):
     assert cli_exit(mod, argv) == 2
     err = capsys.readouterr().err
-    assert name in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    flag = "--" + name.lstrip("-").replace("_", "-")
+    assert flag in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(
@@ -143,7 +144,7 @@ def test_odd_d_model_from_the_shell():
     )
     assert p.returncode == 2 and p.stdout == ""
     lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: d_model:")
+    assert len(lines) == 1 and lines[0].startswith("error: --d-model:")
 
 
 def test_figure_is_written(tmp_path):
