@@ -19,7 +19,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 
-from models.files import check_output_dir, check_output_file
+from models.files import check_output_dir, check_output_file, figure_format
 
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit seed
 
@@ -115,6 +115,17 @@ def _path_type(check: Callable):
 def output_file():
     """An argparse type for a file to write: its folder exists and is writable, it is not a folder."""
     return _path_type(check_output_file)
+
+
+def figure_file():
+    """An argparse type for a figure to write: .png, .pdf or .svg, in a writable folder, replacing
+    nothing but a figure this toolkit wrote."""
+
+    def check(s: str, what: str) -> None:
+        check_output_file(s, what, mine=True)
+        figure_format(s, what)
+
+    return _path_type(check)
 
 
 def output_dir():

@@ -12,15 +12,16 @@ ENV_VAR = "PROOFS_DEVICE"
 
 def pick_device(name: str | None = None) -> torch.device:
     """Return the device to run on (see module docstring for the order of choice)."""
+    what = "device" if name else ENV_VAR  # name the source of the value in a message
     name = name or os.environ.get(ENV_VAR) or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(name)
     except (RuntimeError, TypeError):
-        raise ValueError(f"device: unknown device {name!r} (try 'cpu' or 'cuda')") from None
+        raise ValueError(f"{what}: unknown device {name!r} (try 'cpu' or 'cuda')") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {name!r} asked for but CUDA is not available here")
+        raise ValueError(f"{what}: {name!r} asked for but CUDA is not available here")
     if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device: {name!r} is not supported (use 'cpu' or 'cuda')")
+        raise ValueError(f"{what}: {name!r} is not supported (use 'cpu' or 'cuda')")
     return dev
 
 

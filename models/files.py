@@ -7,8 +7,8 @@
 - :func:`check_output_file` and :func:`check_output_dir` find an unwritable target before any work
   (they probe the folder by creating a file, which is also right for root, whom mode bits do not stop).
 
-Temporary names are ``.NAME.<random>`` beside the target, with the writing process's id in their
-marker; a later run removes stale ones (whose process is gone) and only those.
+Temporary names are ``.NAME.tmp-<random>`` beside the target, with the writing process's id in their
+own marker; a later run removes stale ones (whose process is gone) and only those.
 """
 
 from __future__ import annotations
@@ -19,7 +19,10 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-MARKER = ".written-by-transformer-proofs"  # inside every folder replace_dir writes
+MARKER = ".written-by-transformer-proofs"  # inside every folder replace_dir writes: pid, note, then every path
+TEMP_MARKER = ".transformer-proofs-in-progress"  # inside a folder while it is being built (pid)
+SIGNATURE = "transformer-proofs"  # in the metadata of every figure save_figure writes
+FIGURE_METADATA = {"png": {"Software": SIGNATURE}, "pdf": {"Creator": SIGNATURE}, "svg": {"Creator": SIGNATURE}}
 
 
 def _umask() -> int:
@@ -47,14 +50,34 @@ def _probe(folder: Path, what: str) -> None:
     os.unlink(name)
 
 
-def check_output_file(path: str | os.PathLike, what: str = "path") -> Path:
+def written_by_us(path: Path) -> bool:
+    """True when the regular file ``path`` carries this toolkit's signature (:data:`SIGNATURE`, which
+    :func:`save_figure` writes into a figure's metadata) in its first or last 64 KiB."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+            f.seek(max(0, path.stat().st_size - (1 << 16)))
+            tail = f.read()
+    except OSError:
+        return False
+    return SIGNATURE.encode() in head or SIGNATURE.encode() in tail
+
+
+def check_output_file(path: str | os.PathLike, what: str = "path", mine: bool = False) -> Path:
     """Raise ValueError (naming ``what``) unless a file can be written at ``path``: a non-empty
-    name whose folder exists and is writable, and that is not itself a folder."""
+    name, not ending in a slash, whose folder exists and is writable, and that is not a folder, a
+    link, a device or a pipe. With ``mine``, an existing file must also be one this toolkit wrote
+    (:func:`written_by_us`): what a user names as an output never replaces a file of theirs."""
     if str(path).strip() == "":
         raise ValueError(f"{what}: empty path")
+    if str(path).endswith(os.sep):
+        raise ValueError(f"{what}: {str(path)!r} names a folder; give a file name")
     path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{what}: {str(path)!r} is a folder; give a file name")
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        kind = "a folder" if path.is_dir() and not path.is_symlink() else "not a regular file"
+        raise ValueError(f"{what}: {str(path)!r} is {kind}; give a new file name")
+    if mine and path.exists() and not written_by_us(path):
+        raise ValueError(f"{what}: {str(path)!r} exists and this toolkit did not write it; give a new file name")
     _probe(_parent(path, what), what)
     return path
 
@@ -96,23 +119,45 @@ def write_text(path: str | os.PathLike, text: str, what: str = "path") -> Path:
     return write_atomic(path, lambda p: p.write_text(text, encoding="utf-8"), what)
 
 
+def figure_format(path: str | os.PathLike, what: str = "plot") -> str:
+    """The format of a figure file from its suffix: png, pdf or svg (ValueError naming ``what`` otherwise)."""
+    fmt = Path(path).suffix.lstrip(".").lower()
+    if fmt not in FIGURE_METADATA:
+        raise ValueError(f"{what}: {str(path)!r} must end in .png, .pdf or .svg, the formats a figure is written in")
+    return fmt
+
+
 def save_figure(fig, path: str | os.PathLike, what: str = "plot") -> Path:
-    """Save a matplotlib figure atomically (format from the suffix: png, pdf, svg, ...) and close it."""
+    """Save a matplotlib figure atomically (png, pdf or svg, from the suffix), signed in its
+    metadata so that a later run may replace it, and close it."""
     import matplotlib.pyplot as plt
 
     try:
-        path = check_output_file(path, what)
-        fmt = path.suffix.lstrip(".").lower() or "png"
-        if fmt not in fig.canvas.get_supported_filetypes():
-            raise ValueError(f"{what}: unknown figure format {fmt!r} in {str(path)!r}; use .png, .pdf or .svg")
-        return write_atomic(path, lambda p: fig.savefig(p, format=fmt, dpi=120, bbox_inches="tight"), what)
+        path = check_output_file(path, what, mine=True)
+        fmt = figure_format(path, what)
+        meta = FIGURE_METADATA[fmt]
+        save = lambda p: fig.savefig(p, format=fmt, dpi=120, bbox_inches="tight", metadata=meta)  # noqa: E731
+        return write_atomic(path, save, what)
     finally:
         plt.close(fig)
 
 
+def _listing(folder: Path) -> list[str]:
+    """Every path inside ``folder`` (files and folders, relative, sorted), the marker left out."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.name not in (MARKER, TEMP_MARKER))
+
+
 def ours(folder: Path) -> bool:
-    """True when ``folder`` holds the marker of a folder this toolkit wrote."""
-    return (folder / MARKER).is_file()
+    """True when ``folder`` holds this toolkit's marker and nothing besides what the marker lists:
+    a file a user added to an earlier report makes it theirs as well, and it is not replaced."""
+    marker = folder / MARKER
+    if not marker.is_file() or marker.is_symlink():
+        return False
+    try:
+        listed = marker.read_text(encoding="utf-8").splitlines()[2:]
+    except (OSError, UnicodeDecodeError):
+        return False
+    return _listing(folder) == sorted(listed)
 
 
 def _alive(pid: int) -> bool:
@@ -126,10 +171,11 @@ def _alive(pid: int) -> bool:
 
 
 def _remove_stale(target: Path) -> None:
-    """Remove ``.NAME.*`` folders beside ``target`` that this toolkit made (marker inside) and
-    whose writing process has gone: what a killed run left behind. Nothing else is touched."""
-    for p in target.parent.glob(f".{target.name}.*"):
-        marker = p / MARKER
+    """Remove ``.NAME.tmp-*`` folders beside ``target`` that this toolkit made (they hold
+    :data:`TEMP_MARKER`, never found in a finished output or a copy of one) and whose writing
+    process has gone: what a killed run left behind. Nothing else is touched."""
+    for p in target.parent.glob(f".{target.name}.tmp-*"):
+        marker = p / TEMP_MARKER
         if not (p.is_dir() and not p.is_symlink() and marker.is_file()):
             continue
         try:
@@ -142,35 +188,42 @@ def _remove_stale(target: Path) -> None:
 
 def check_replaceable(target: str | os.PathLike, what: str = "out") -> Path:
     """The resolved ``target`` if :func:`replace_dir` may write it (absent, empty, or written by this
-    toolkit, in a writable place); else a ValueError naming ``what``. Call it before long work."""
+    toolkit and untouched since, in a writable place); else a ValueError naming ``what``. Call it
+    before long work; :func:`replace_dir` calls it again just before the swap."""
     target = Path(check_output_dir(target, what)).resolve()
     if target.is_dir() and any(target.iterdir()) and not ours(target):
-        raise ValueError(
-            f"{what}: {str(target)!r} is a folder this toolkit did not write and it is not empty; "
-            "give a new or empty folder"
-        )
+        raise ValueError(f"{what}: {str(target)!r} holds files this toolkit did not write; give a new or empty folder")
     return target
+
+
+def _temp_dir(target: Path) -> Path:
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    (tmp / TEMP_MARKER).write_text(f"{os.getpid()}\n")
+    return tmp
 
 
 def replace_dir(target: str | os.PathLike, build: Callable[[Path], None], what: str = "out") -> Path:
     """Build a folder in a temporary sibling and put it at ``target`` only when ``build`` succeeds.
 
-    ``target`` may be absent, an empty folder, or a folder an earlier run of this toolkit wrote
-    (it then holds :data:`MARKER`); anything else (a user's folder with files in it, a file) is
-    refused with a ValueError naming ``what``, before ``build`` runs. On failure any earlier
-    output stays as it was. Returns the resolved target."""
+    ``target`` may be absent, an empty folder, or a folder an earlier run of this toolkit wrote and
+    nobody changed since (its :data:`MARKER` lists every path in it); anything else (a user's folder,
+    a file, a report someone added a file to) is refused with a ValueError naming ``what``, before
+    ``build`` runs and again before the swap, so a file added while it ran is not lost either. On
+    failure any earlier output stays as it was. Returns the resolved target."""
     target = check_replaceable(target, what)
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = _temp_dir(target)
     try:
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700 folders
-        (tmp / MARKER).write_text(f"{os.getpid()}\nwritten by transformer-proofs; safe to replace\n")
         build(tmp)
+        listing = "\n".join(_listing(tmp))
+        (tmp / MARKER).write_text(f"{os.getpid()}\nwritten by transformer-proofs; safe to replace\n{listing}\n")
+        (tmp / TEMP_MARKER).unlink()
+        check_replaceable(target, what)  # again: the user may have put something there meanwhile
         old = None
-        if target.is_dir() and any(target.iterdir()):  # ours (checked above): move aside, then remove
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-            (old / MARKER).write_text(f"{os.getpid()}\n")
+        if target.is_dir() and any(target.iterdir()):  # ours, unchanged: move aside, then remove
+            old = _temp_dir(target)
             os.rename(target, old / "previous")
         elif target.is_dir():
             target.rmdir()  # empty: nothing is lost

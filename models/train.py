@@ -191,7 +191,7 @@ class Run:
             if dtype != "float32"
             else contextlib.nullcontext()
         )
-        self.scaler = torch.amp.GradScaler(enabled=dtype == "float16")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=dtype == "float16")
         data = data or CharData.load(tc.data)
         if data.vocab_size != mc.vocab_size:
             raise ValueError(f"vocab_size: data has {data.vocab_size} characters, model {mc.vocab_size}")
@@ -272,10 +272,18 @@ class Run:
             raise ValueError(f"resume: {str(path)!r} is not a readable checkpoint ({type(e).__name__})") from None
         if not isinstance(s, dict) or not CHECKPOINT_KEYS <= set(s):
             raise ValueError(f"resume: {str(path)!r} is not a checkpoint of this trainer (keys missing)")
+        types = {"step": int, "history": list, "best": float, "rng": list, "model_config": dict}
+        bad = [k for k, t in types.items() if not isinstance(s[k], t) or isinstance(s[k], bool)]
+        if bad:
+            raise ValueError(f"resume: {str(path)!r} is not a checkpoint of this trainer ({', '.join(bad)} malformed)")
         if s["model_config"] != asdict(self.mc):
             raise ValueError("resume: the checkpoint's model config differs from the one asked for")
         if len(s["rng"]) != self.world:
             raise ValueError(f"resume: checkpoint written by {len(s['rng'])} processes, resumed with {self.world}")
+        if s["step"] >= self.tc.max_iters:
+            raise ValueError(
+                f"max_iters: the checkpoint is at step {s['step']} already; give a larger --max-iters to train on"
+            )
         try:
             self.model.load_state_dict(s["model"])
             self.opt.load_state_dict(s["optimizer"])
@@ -397,6 +405,8 @@ class Run:
                 if self.step % tc.eval_interval == 0 or self.step == tc.max_iters:
                     reached = self._record_eval()
             if self.interrupted:
+                if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+                    raise Diverged(f"training diverged: non-finite weights at step {self.step}; {ADVICE}")
                 self.save()  # between two steps, so the checkpoint resumes exactly
         finally:
             restore()

@@ -63,6 +63,7 @@ CLAIM = (
     "Under C = 6ND the fitted loss E + A/N^alpha + B/D^beta is least at N = G (C/6)^(beta/(alpha+beta)), "
     "D = C/(6N): at C = 1e22, N = 5.2e9 and D = 3.2e11 (20 tokens/param gives N = 9.1e9, D = 1.8e11)."
 )
+UNUSED_FLAGS = {"--device": "scipy on the CPU in float64", "--seed": "the budgets checked are fixed, nothing is random"}
 DEFAULT_SAMPLES = 6  # compute budgets checked: the asked one and 1e18, 1e20, ..., 1e26
 H = {k: float(v) for k, v in sc.HOFFMANN.items()}
 OPTIONS = [

@@ -3,7 +3,8 @@
 A proof module defines ``NUMBER``, ``CLAIM``, ``DEFAULT_SAMPLES``, ``derivation()``,
 ``check(device=None, samples=..., seed=0, **options)`` and optionally ``figure(path, device=None,
 seed=0, **options)``, ``OPTIONS`` (a list of :class:`Option`), ``validate(**options)`` (raises
-ValueError on bad options before any work), ``answer(**options)`` (the numbers for the options
+ValueError on bad options before any work), ``UNUSED_FLAGS`` (shared flags it ignores, each with
+the reason, refused when given), ``answer(**options)`` (the numbers for the options
 asked, cheap: printed with ``--no-check``) and ``MAX_SAMPLES`` (with ``SAMPLES_WHY``, the reason);
 a module that draws nothing at random sets ``DEFAULT_SAMPLES = None`` and refuses ``--samples``.
 Its ``main`` calls :func:`run`. Bad input prints one line naming the flag as typed and exits 2,
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from derive.engine import StepFailed
-from models.cli import OneLineParser, finite_float, guard, int_in, output_file, positive_int, seed_int, text
+from models.cli import OneLineParser, figure_file, finite_float, guard, int_in, positive_int, seed_int, text
 
 DEFAULT_MAX_SAMPLES = 10**7
 
@@ -63,9 +64,17 @@ def _name(mod: ModuleType) -> str:
 
 def parser_for(mod: ModuleType) -> argparse.ArgumentParser:
     p = OneLineParser(prog=f"python -m proofs.{_name(mod)}", description=f"Exercise {mod.NUMBER}: {mod.CLAIM}")
-    p.add_argument("--latex", action="store_true", help="print the derivation as a LaTeX document")
-    p.add_argument("--json", action="store_true", help="print derivation and check as JSON")
-    p.add_argument("--plot", metavar="PATH", type=output_file(), help="save the figure to PATH (png, pdf, svg)")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--latex", action="store_true", help="print the derivation as a LaTeX document")
+    form.add_argument("--json", action="store_true", help="print derivation and check as JSON")
+    p.set_defaults(plot=None)
+    if hasattr(mod, "figure"):  # no --plot where there is no figure: argparse refuses it at once
+        p.add_argument(
+            "--plot",
+            metavar="PATH",
+            type=figure_file(),
+            help="save the figure to PATH (.png, .pdf or .svg; an existing file is replaced only if a figure of ours)",
+        )
     p.add_argument("--device", type=text(), help="cpu or cuda (default: $PROOFS_DEVICE, else cuda if present)")
     if mod.DEFAULT_SAMPLES is None:
         samples_help = "not used: this exercise draws nothing at random"
@@ -92,6 +101,11 @@ def mod_options(mod: ModuleType) -> list[Option]:
 
 def _refuse_unused(mod: ModuleType, args: argparse.Namespace) -> None:
     """Every flag given must change what is computed and printed; refuse those that would not."""
+    for flag, why in getattr(mod, "UNUSED_FLAGS", {}).items():  # a module says which shared flags it ignores
+        if getattr(args, flag[2:]) is not None:
+            raise ValueError(f"{flag}: not used by this exercise ({why})")
+    if mod.DEFAULT_SAMPLES is None and args.seed is not None:
+        raise ValueError("--seed: this exercise draws nothing at random, so a seed changes nothing")
     if args.samples is not None:
         if mod.DEFAULT_SAMPLES is None:
             raise ValueError("--samples: this exercise draws nothing at random, so there is nothing to sample")
@@ -154,8 +168,6 @@ def _run(mod: ModuleType, args: argparse.Namespace) -> int:
     else:
         res = mod.check(device=args.device, samples=samples, seed=seed, **opts)
     if args.plot:
-        if not hasattr(mod, "figure"):
-            raise ValueError("plot: this exercise has no figure")
         extra = {"samples": samples} if "samples" in inspect.signature(mod.figure).parameters else {}
         mod.figure(args.plot, device=args.device, seed=seed, **opts, **extra)
     ok = res is None or res.passed  # a spot-checked step is reported as such; a false step returned above

@@ -66,6 +66,7 @@ from proofs.cli import Option
 
 NUMBER = "13.12"
 CLAIM = "P ~ 12 L d^2 + 2 V d (13.12: 0.40B); within 5% for V=32000, d=4096, L=32 (13.17: 6.7B; LLaMA-7B 6.74B)."
+UNUSED_FLAGS = {"--device": "every model is built on the meta device: shapes only, no memory"}
 DEFAULT_SAMPLES = 8  # seeded random small shapes counted exactly, on top of the exercises' shapes
 # The exercises give L, d, V; heads and context are those of the real models with these shapes
 # (GPT-2 medium for 13.12, LLaMA-7B for 13.17). Neither changes the rule.

@@ -6,7 +6,7 @@ import stat
 import pytest
 from helpers import cli_exit
 
-from models.files import MARKER, check_replaceable, replace_dir, write_atomic
+from models.files import MARKER, TEMP_MARKER, check_replaceable, replace_dir, write_atomic
 
 QUICK = {"13.30": "mha_params"}
 
@@ -63,9 +63,13 @@ def test_a_report_replaces_only_its_own_earlier_report(tmp_path, quick):
 
     out = write_report(tmp_path / "rep", device="cpu")
     assert (out / MARKER).is_file() and (out / "mha_params.md").is_file()
-    (out / "stale.md").write_text("from the earlier run")
-    out2 = write_report(tmp_path / "rep", device="cpu")  # ours: replaced whole
-    assert out2 == out and not (out / "stale.md").exists() and (out / "index.md").is_file()
+    before = _tree(out)
+    out2 = write_report(tmp_path / "rep", device="cpu")  # ours and unchanged: replaced whole
+    assert out2 == out and set(_tree(out)) == set(before)
+    (out / "my-notes.md").write_text("mine")  # a user's file inside an earlier report makes it theirs too
+    with pytest.raises(ValueError, match="did not write"):
+        write_report(tmp_path / "rep", device="cpu")
+    assert (out / "my-notes.md").read_text() == "mine"
     empty = tmp_path / "empty"
     empty.mkdir()
     assert (write_report(empty, device="cpu") / "index.md").is_file()  # an empty folder is fine
@@ -86,17 +90,33 @@ def test_a_failed_build_keeps_the_earlier_output(tmp_path):
 
 
 def test_stale_temporaries_of_ours_are_removed_and_nothing_else(tmp_path):
-    dead = tmp_path / ".out.deadbeef"  # what a killed run leaves: our marker with a pid that is gone
+    dead = tmp_path / ".out.tmp-deadbeef"  # what a killed run leaves: our marker with a pid that is gone
     dead.mkdir()
-    (dead / MARKER).write_text("999999999\n")
-    live = tmp_path / ".out.alive123"  # a run still writing
+    (dead / TEMP_MARKER).write_text("999999999\n")
+    live = tmp_path / ".out.tmp-alive123"  # a run still writing
     live.mkdir()
-    (live / MARKER).write_text(f"{os.getpid()}\n")
+    (live / TEMP_MARKER).write_text(f"{os.getpid()}\n")
     users = tmp_path / ".out.backup"  # the user's own dot-folder of the same shape, no marker
     users.mkdir()
     (users / "keep.txt").write_text("mine")
+    copy = tmp_path / ".out.keep"  # a user's copy of an earlier output: holds our finished marker
+    replace_dir(copy, _build("kept"))
     replace_dir(tmp_path / "out", _build())
     assert not dead.exists() and live.is_dir() and (users / "keep.txt").read_text() == "mine"
+    assert (copy / "index.md").read_text() == "kept"
+
+
+def test_a_file_put_into_the_target_while_it_builds_is_not_lost(tmp_path):
+    target = tmp_path / "out"
+
+    def build(tmp):
+        target.mkdir(exist_ok=True)
+        (target / "thesis.txt").write_text("draft")  # the user, meanwhile
+        (tmp / "index.md").write_text("new")
+
+    with pytest.raises(ValueError, match="did not write"):
+        replace_dir(target, build)
+    assert (target / "thesis.txt").read_text() == "draft" and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 def test_outputs_get_the_usual_permissions(tmp_path):
@@ -148,3 +168,31 @@ def test_experiments_refuse_a_users_folder_before_training(tmp_path, capsys):
     assert (user / "positional" / "data.csv").read_text() == "1,2"
     with pytest.raises(ValueError):
         check_replaceable(user / "positional")
+
+
+def test_plot_never_replaces_what_the_user_owns(tmp_path, capsys, monkeypatch):
+    import proofs.attention_by_hand as mod
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.png").write_text("my data")
+    (tmp_path / "target.txt").write_text("linked")
+    (tmp_path / "link.png").symlink_to(tmp_path / "target.txt")
+    os.mkfifo(tmp_path / "pipe.png")
+    for bad, why in [
+        ("mine.png", "did not write"),
+        ("link.png", "not a regular file"),
+        ("pipe.png", "not a regular file"),
+        ("newdir/", "names a folder"),
+        ("fig.xyz", "must end in .png, .pdf or .svg"),
+    ]:
+        assert cli_exit(mod, ["--plot", bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--plot" in err[0] and why in err[0], err
+    assert (tmp_path / "mine.png").read_text() == "my data" and (tmp_path / "target.txt").read_text() == "linked"
+    assert stat.S_ISFIFO((tmp_path / "pipe.png").lstat().st_mode) and (tmp_path / "link.png").is_symlink()
+    for fmt in ("png", "pdf", "svg"):  # control: a figure of ours is signed, and so may be replaced
+        assert cli_exit(mod, ["--plot", f"fig.{fmt}"]) == 0
+        first = (tmp_path / f"fig.{fmt}").stat().st_mtime_ns
+        assert cli_exit(mod, ["--plot", f"fig.{fmt}"]) == 0
+        assert (tmp_path / f"fig.{fmt}").stat().st_mtime_ns >= first
+    capsys.readouterr()

@@ -178,3 +178,27 @@ def test_flags_that_would_be_ignored_are_refused(name, argv, flag, capsys):
     assert cli_exit(mod, argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {flag}:"), err
+
+
+@pytest.mark.parametrize(
+    "name,argv,flag",
+    [
+        ("attention_by_hand", ["--json", "--latex"], "--latex"),
+        ("attention_by_hand", ["--seed", "5"], "--seed"),
+        ("chinchilla", ["--seed", "5"], "--seed"),
+        ("chinchilla", ["--device", "cpu"], "--device"),
+        ("param_count", ["--device", "cpu"], "--device"),
+        ("sdpa_switch", ["--plot", "x.png"], "--plot"),  # no figure: no --plot
+    ],
+)
+def test_shared_flags_an_exercise_ignores_are_refused(name, argv, flag, capsys):
+    assert cli_exit(proofs.load(name), argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and flag in err[0], err
+
+
+def test_a_bad_device_from_the_environment_is_named_as_such(capsys, monkeypatch):
+    monkeypatch.setenv("PROOFS_DEVICE", "bogus")
+    assert cli_exit(proofs.load("rope_matrix"), []) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: PROOFS_DEVICE: unknown device 'bogus' (try 'cpu' or 'cuda')"]

@@ -338,3 +338,40 @@ def test_bad_data_files_are_one_line_naming_the_file(tmp_path, capsys, content, 
     assert main(["--data", str(f), "--max-iters", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and why in err[0] and "corpus.bin" in err[0], err
+
+
+def test_ctrl_c_after_divergence_writes_no_checkpoint(tmp_path):
+    import signal
+    import threading
+
+    out = tmp_path / "nan"
+    run = _run(out=str(out), max_iters=10_000, eval_interval=5_000, log_interval=5_000, lr=1e30, grad_clip=0.0)
+    real_step = run.train_step
+
+    def step():
+        if run.step == 30:
+            threading.Thread(target=lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+            threading.Event().wait(0.2)
+        return real_step()
+
+    run.train_step = step
+    with pytest.raises(Exception, match="non-finite weights"):
+        run.fit()
+    assert not (out / "ckpt.pt").exists()
+
+
+@pytest.mark.parametrize("field,value", [("rng", 5), ("history", 7), ("step", "abc"), ("best", "x")])
+def test_malformed_checkpoint_fields_are_one_line(tmp_path, field, value):
+    out = _ckpt_run(tmp_path)
+    state = torch.load(out / "ckpt.pt", weights_only=True)
+    state[field] = value
+    torch.save(state, out / "ckpt.pt")
+    with pytest.raises(ValueError, match=rf"^resume: .*ckpt\.pt.*{field} malformed"):
+        _run(out=str(out), resume=True, max_iters=20)
+
+
+def test_resume_past_max_iters_is_refused(tmp_path):
+    out = _ckpt_run(tmp_path)  # at step 10
+    with pytest.raises(ValueError, match="^max_iters: the checkpoint is at step 10"):
+        _run(out=str(out), resume=True, max_iters=10)
+    assert _run(out=str(out), resume=True, max_iters=11).step == 10  # control: one more step is fine
