@@ -33,7 +33,10 @@ def _sha256(data: bytes) -> str:
 def read_corpus(path: Path, what: str = "data") -> str:
     """The UTF-8 text of ``path``; a ValueError naming ``what`` and the file when it is empty,
     binary (not UTF-8, or holding NUL bytes) or unreadable."""
+    from models.budget import require_memory
+
     try:
+        require_memory(f"{what}: {str(path)!r}", 6 * path.stat().st_size)  # bytes, UTF-32 copy, uint8 ids
         raw = path.read_bytes()
     except OSError as e:
         raise ValueError(f"{what}: cannot read {str(path)!r} ({e.strerror or e})") from None

@@ -113,6 +113,9 @@ def _refuse_unused(mod: ModuleType, args: argparse.Namespace) -> None:
         if args.samples > hi:
             why = getattr(mod, "SAMPLES_WHY", "the check's time grows with the samples")
             raise ValueError(f"--samples: must be at most {hi:,} ({why}), got {args.samples:,}")
+    if args.no_check and args.plot is not None and args.samples is not None:
+        if "samples" not in inspect.signature(mod.figure).parameters:
+            raise ValueError("--samples: this exercise's figure draws no samples, and --no-check skips the check")
     if not args.no_check or args.plot is not None:  # the check, or the figure, uses every option
         return
     for flag in ("--samples", "--seed", "--device"):
