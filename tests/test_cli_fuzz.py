@@ -46,9 +46,10 @@ ACCEPTS = {
     ("*", "--seed"): {"0", BIG},
     ("*", "--plot"): {"0", "-1", "nan", "inf", BIG, "abc"},  # file names in the working folder
     ("*", "--out"): {"0", "-1", "nan", "inf", BIG, "abc"},
-    ("models", "--max-iters"): {BIG},  # work counts a user may want large: Ctrl-C stops them
-    ("models", "--eval-interval"): {BIG},
-    ("models", "--log-interval"): {BIG},
+    # work counts a user may want large (Ctrl-C stops them); models.bench refuses the flags it does not use
+    ("models.train", "--max-iters"): {BIG},
+    ("models.train", "--eval-interval"): {BIG},
+    ("models.train", "--log-interval"): {BIG},
     ("models", "--lr-decay-iters"): {BIG},
     ("models", "--warmup-iters"): {"0", BIG},
     ("models", "--weight-decay"): {"0", BIG},
@@ -56,11 +57,12 @@ ACCEPTS = {
     ("models", "--grad-clip"): {"0", BIG},
     ("models", "--dropout"): {"0"},
     ("models", "--lr"): {BIG},
-    ("models", "--target-loss"): {BIG},
+    ("models.train", "--target-loss"): {BIG},
     ("models", "--beta1"): {"0"},
     ("models", "--beta2"): {"0"},
     ("models", "--rope-base"): {BIG},
-    ("models", "--eval-iters"): {BIG},
+    ("models.train", "--eval-iters"): {BIG},
+    ("models.experiments", "--eval-iters"): {BIG},
     ("models", "--grad-accum"): {BIG},
     ("models", "--steps"): {BIG},
     ("models", "--warmup"): {BIG},

@@ -96,3 +96,11 @@ def test_cli_bad_input(capsys):
     with pytest.raises(SystemExit) as e:
         main(["positional", "--seeds", "0"])
     assert e.value.code == 2 and "argument --seeds: must be at least 1" in capsys.readouterr().err
+
+
+def test_an_eval_interval_as_long_as_the_run_is_refused_before_training(capsys, tmp_path):
+    argv = ["positional", "--steps", "20", "--eval-interval", "20", "--out", str(tmp_path / "x"), "--device", "cpu"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --eval-interval:") and "[positional]" not in err[0], err
+    assert not (tmp_path / "x").exists()
