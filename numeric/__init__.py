@@ -1,7 +1,7 @@
 """Monte Carlo and measurements on the CPU or CUDA, with honest uncertainty."""
 
+from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
-from numeric.device import describe, generator, pick_device
 from numeric.montecarlo import Moments, stream
 from numeric.stats import Estimate, Verdict, compare, samples_for_power, z_for
 

@@ -26,10 +26,10 @@ from collections.abc import Callable
 
 import torch
 
-from models.cli import OneLineParser, guard, int_in, seed_int
-from models.cli import text as nonempty
+from models.utils.cli import OneLineParser, guard, int_in, seed_int
+from models.utils.cli import text as nonempty
+from models.utils.device import describe, generator, pick_device
 from numeric import fused
-from numeric.device import describe, generator, pick_device
 from numeric.dotprod import dot_product_moments
 from numeric.stats import compare
 

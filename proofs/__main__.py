@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from models.cli import OneLineParser, guard, output_dir, seed_int, text
+from models.utils.cli import OneLineParser, guard, output_dir, seed_int, text
 from proofs import ALIASES, REGISTRY, load, numbers
 
 
@@ -19,7 +19,7 @@ def _list() -> int:
 
 
 def _all(args) -> int:
-    from numeric.device import describe, pick_device
+    from models.utils.device import describe, pick_device
     from proofs.run import run_one
 
     dev = pick_device(args.device)

@@ -29,8 +29,8 @@ import torch.nn.functional as F
 
 from derive.engine import Derivation
 from models.attention import scaled_dot_product_attention as by_hand
+from models.utils.device import describe, pick_device
 from numeric.check import Bound, CheckResult
-from numeric.device import describe, pick_device
 from proofs.cli import Option
 
 NUMBER = "13.11"
@@ -146,7 +146,7 @@ def figure(path, device=None, seed: int = 0, n: int = 2, dk: int = 2):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from proofs.files import save_figure
+    from models.utils.files import save_figure
 
     validate(n, dk)
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))

@@ -551,7 +551,7 @@ def figure(path, device=None, seed: int = 0, **options):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from proofs.files import save_figure
+    from models.utils.files import save_figure
 
     o = validate(**options)
     lossf = sp.lambdify((N, D), sc.loss(N, D, o["E"], o["A"], o["B"], o["alpha"], o["beta"]), "numpy")

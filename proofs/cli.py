@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from derive.engine import StepFailed
-from models.cli import OneLineParser, figure_file, finite_float, guard, int_in, positive_int, seed_int, text
+from models.utils.cli import OneLineParser, figure_file, finite_float, guard, int_in, positive_int, seed_int, text
 
 DEFAULT_MAX_SAMPLES = 10**7
 
@@ -147,7 +147,7 @@ def run(mod: ModuleType, argv: list[str] | None = None) -> int:
 
 
 def _run(mod: ModuleType, args: argparse.Namespace) -> int:
-    from models.device import pick_device
+    from models.utils.device import pick_device
 
     _refuse_unused(mod, args)
     opts = options_of(mod, args)

@@ -45,8 +45,8 @@ from derive.moments import (
     dot_variance_steps,
     sample_variance_cv,
 )
+from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
-from numeric.device import describe, generator, pick_device
 from numeric.dotprod import DISTRIBUTIONS, dot_product_moments
 from numeric.stats import compare, samples_for_power, z_for
 from proofs.cli import Option, run
@@ -241,7 +241,7 @@ def figure(path, device=None, seed: int = 0, samples: int = DEFAULT_SAMPLES, **o
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from proofs.files import save_figure
+    from models.utils.files import save_figure
 
     res = check(device=device, samples=samples, seed=seed, **options)
     fig, ax = plt.subplots(figsize=(6, 4.5))

@@ -36,8 +36,8 @@ from derive import counts
 from derive.counts import L, V, d, h, n_ctx
 from derive.engine import Derivation
 from models.gpt import GPT, GPTConfig
+from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
-from numeric.device import describe, generator, pick_device
 from numeric.flops import count_flops
 from proofs.cli import Option
 
@@ -417,7 +417,7 @@ def figure(path, device=None, seed: int = 0, widths="64,256", contexts="16,64,25
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from proofs.files import save_figure
+    from models.utils.files import save_figure
 
     ws, cs = _validate(widths, contexts, layers, DEFAULT_SAMPLES)
     dev = pick_device(device)

@@ -353,8 +353,8 @@ def check(device=None, samples: int = DEFAULT_SAMPLES, seed: int = 0, **options)
     import torch
 
     from models.gpt import GPT, GPTConfig, KVCache
+    from models.utils.device import describe, generator, pick_device
     from numeric.check import Bound, CheckResult
-    from numeric.device import describe, generator, pick_device
 
     cfg = validate(samples=samples, **options)
     dev = pick_device(device)
@@ -447,7 +447,7 @@ def figure(path, device=None, seed: int = 0, **options):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from proofs.files import save_figure
+    from models.utils.files import save_figure
 
     cfg = validate(**options)
     ctx = [2**k for k in range(8, 18)]

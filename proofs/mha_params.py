@@ -35,8 +35,8 @@ from derive import counts
 from derive.counts import d, h, h_kv
 from derive.engine import Derivation
 from models.gpt import CausalSelfAttention, GPTConfig
+from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
-from numeric.device import describe, generator, pick_device
 from proofs.cli import Option
 
 NUMBER = "13.30"
@@ -338,7 +338,7 @@ def figure(path, device=None, seed: int = 0, d="64,96,128,512", heads=""):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from proofs.files import save_figure
+    from models.utils.files import save_figure
 
     ds, hs = _validate(d, heads, DEFAULT_SAMPLES)
     dev = pick_device(device)

@@ -60,8 +60,8 @@ from derive import counts
 from derive.counts import L, V, d, d_ff, h, n_ctx
 from derive.engine import Derivation
 from models.gpt import GPT, GPTConfig, swiglu_hidden
+from models.utils.device import pick_device
 from numeric.check import Bound, CheckResult
-from numeric.device import pick_device
 from proofs.cli import Option
 
 NUMBER = "13.12"

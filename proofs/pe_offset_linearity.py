@@ -36,8 +36,8 @@ import torch
 from derive.engine import Derivation
 from derive.rotation import generic_matrix, pe_pair, pe_shift_matrix, pe_vector, rot2, sinusoidal_frequency
 from models.positional import rope_frequencies, sinusoidal_table
+from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
-from numeric.device import describe, generator, pick_device
 from proofs.cli import Option
 
 NUMBER = "13.26"
@@ -350,7 +350,7 @@ def figure(path, device=None, seed: int = 0, d_model: int = 512, max_pos: int = 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from proofs.files import save_figure
+    from models.utils.files import save_figure
 
     _validate(d_model, max_pos)
     dev = pick_device(device)

@@ -43,8 +43,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from derive import attention_cost as cost
 from derive.engine import Derivation
 from models.performer import exact_attention, favor_attention, orthogonal_gaussian, positive_features, trig_features
+from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
-from numeric.device import describe, generator, pick_device
 from numeric.flops import count_flops
 from numeric.stats import z_for
 from proofs.cli import Option
@@ -571,7 +571,7 @@ def figure(path, device=None, seed: int = 0, features: int = 128, dim: int = 64,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from proofs.files import save_figure
+    from models.utils.files import save_figure
 
     data = measure(device, None, seed, features, dim, max_n)
     rows, err = data["cost"], data["error"]

@@ -34,8 +34,8 @@ import torch
 
 from derive.engine import Derivation
 from models.gpt import Block, GPTConfig
+from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
-from numeric.device import describe, generator, pick_device
 from proofs.cli import Option
 
 NUMBER = "13.31"
@@ -426,7 +426,7 @@ def figure(path, device=None, seed: int = 0, d_model: int = 32, tokens: int = 8)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from proofs.files import save_figure
+    from models.utils.files import save_figure
 
     _validate(d_model, tokens, DEFAULT_SAMPLES)
     dev = pick_device(device)

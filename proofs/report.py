@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from numeric.device import describe, pick_device
+from models.utils.device import describe, pick_device
+from models.utils.files import check_replaceable, replace_dir
 from proofs import REGISTRY, numbers
-from proofs.files import check_replaceable, replace_dir
 from proofs.run import run_one
 
 

@@ -31,10 +31,10 @@ import torch
 
 from derive.engine import Derivation
 from derive.rotation import half_permutation, rope_matrix, rot2, sinusoidal_frequency
-from models.cli import finite_float
 from models.positional import CONVENTIONS, apply_rope
+from models.utils.cli import finite_float
+from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
-from numeric.device import describe, generator, pick_device
 from proofs.cli import Option
 
 NUMBER = "13.16"
@@ -256,7 +256,7 @@ def figure(path, device=None, seed=0, m="0,1,2,3", dim=4, base=10000.0):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from proofs.files import save_figure
+    from models.utils.files import save_figure
 
     ms = validate(m, dim, base)
     q = torch.zeros(1, dim, dtype=torch.float64)

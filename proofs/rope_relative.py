@@ -30,8 +30,8 @@ import torch
 from derive.engine import Derivation
 from derive.rotation import block_diag_rotation, generic_matrix, rope_matrix, rot2
 from models.positional import CONVENTIONS, apply_rope, rope_frequencies, sinusoidal_table
+from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
-from numeric.device import describe, generator, pick_device
 from proofs.cli import Option
 
 NUMBER = "13.27"
@@ -289,7 +289,7 @@ def figure(path, device=None, seed: int = 0, dim: int = 64, positions: int = 64)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from proofs.files import save_figure
+    from models.utils.files import save_figure
 
     _validate(dim, positions)
     dev = pick_device(device)

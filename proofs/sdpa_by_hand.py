@@ -31,8 +31,8 @@ import torch.nn.functional as F
 
 from derive.engine import Derivation
 from models.attention import scaled_dot_product_attention as by_hand
+from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
-from numeric.device import describe, generator, pick_device
 
 NUMBER = "13.19"
 CLAIM = "Scaled dot-product attention written in under 10 lines matches torch's scaled_dot_product_attention."

@@ -25,8 +25,8 @@ import torch
 
 from derive.engine import Derivation
 from models.gpt import CausalSelfAttention, GPTConfig, KVCache
+from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
-from numeric.device import describe, generator, pick_device
 
 NUMBER = "13.20"
 CLAIM = "CausalSelfAttention gives the same outputs through F.scaled_dot_product_attention as written out by hand."

@@ -31,8 +31,8 @@ import torch
 from derive.engine import Derivation
 from derive.rotation import pe_vector, sinusoidal_frequency
 from models.positional import sinusoidal_table
+from models.utils.device import describe, pick_device
 from numeric.check import Bound, CheckResult
-from numeric.device import describe, pick_device
 from proofs.cli import Option
 
 NUMBER = "13.15"
@@ -178,7 +178,7 @@ def figure(path, device=None, seed=0, d_model=4, positions="0,1", base=10000.0):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from proofs.files import save_figure
+    from models.utils.files import save_figure
 
     pos = validate(d_model, positions, base)
     want = exact_table(pos, frequencies(d_model, base))[0]

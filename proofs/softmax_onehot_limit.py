@@ -39,9 +39,9 @@ import sympy as sp
 import torch
 
 from derive.engine import Derivation
-from models.cli import finite_float
+from models.utils.cli import finite_float
+from models.utils.device import describe, generator, pick_device
 from numeric.check import CheckResult
-from numeric.device import describe, generator, pick_device
 from numeric.dotprod import DISTRIBUTIONS, components
 from numeric.montecarlo import Moments, stream
 from numeric.stats import Estimate, compare, one_sided, samples_for_power, z_for
@@ -338,7 +338,7 @@ def figure(path, device=None, seed: int = 0, samples: int = DEFAULT_SAMPLES, **o
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from proofs.files import save_figure
+    from models.utils.files import save_figure
 
     res = check(device=device, samples=samples, seed=seed, **options)
     rows = [r for r in res.table if r["d_k"] != "∞"]

@@ -41,10 +41,10 @@ import torch
 
 from derive import counts
 from derive.engine import Derivation
-from models.cli import finite_float
 from models.gpt import GPT, GPTConfig, swiglu_hidden
+from models.utils.cli import finite_float
+from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
-from numeric.device import describe, generator, pick_device
 from numeric.flops import count_flops
 from proofs.cli import Option
 

@@ -262,7 +262,8 @@ def test_check_passes_with_every_control_in_a_wide_box(A, B, alpha, beta, flops)
     res = ex.check(A=A, B=B, alpha=alpha, beta=beta, flops=flops)
     assert_sound(res, o)
     assert len(res.claims) == len({flops, *ex.BUDGETS}) + 1 and not any("budgets left out" in n for n in res.notes)
-    assert len(res.controls) == (2 if alpha == beta else 3)
+    left_out = sum("control left out" in n for n in res.notes)  # exponents a few ulps apart: swapped = claim
+    assert left_out <= (alpha != beta) and len(res.controls) == (2 if alpha == beta else 3) - left_out >= 2
 
 
 @settings(max_examples=60, deadline=None)

@@ -34,10 +34,10 @@ def _proof_entries():
 ENTRIES = _proof_entries() + [
     ("proofs", ["report"], importlib.import_module("proofs.__main__")),
     ("proofs all", ["all"], importlib.import_module("proofs.__main__")),
-    ("models.train", [], importlib.import_module("models.train")),
-    ("models.bench", [], importlib.import_module("models.bench")),
-    ("models.decode_bench", [], importlib.import_module("models.decode_bench")),
-    ("models.experiments", ["positional"], importlib.import_module("models.experiments")),
+    ("models.training.train", [], importlib.import_module("models.training.train")),
+    ("models.training.bench", [], importlib.import_module("models.training.bench")),
+    ("models.training.decode_bench", [], importlib.import_module("models.training.decode_bench")),
+    ("models.training.experiments", ["positional"], importlib.import_module("models.training.experiments")),
     ("numeric.bench", [], importlib.import_module("numeric.bench")),
 ]
 
@@ -46,10 +46,10 @@ ACCEPTS = {
     ("*", "--seed"): {"0", BIG},
     ("*", "--plot"): {"0", "-1", "nan", "inf", BIG, "abc"},  # file names in the working folder
     ("*", "--out"): {"0", "-1", "nan", "inf", BIG, "abc"},
-    # work counts a user may want large (Ctrl-C stops them); models.bench refuses the flags it does not use
-    ("models.train", "--max-iters"): {BIG},
-    ("models.train", "--eval-interval"): {BIG},
-    ("models.train", "--log-interval"): {BIG},
+    # work counts a user may want large (Ctrl-C stops them); models.training.bench refuses the flags it does not use
+    ("models.training.train", "--max-iters"): {BIG},
+    ("models.training.train", "--eval-interval"): {BIG},
+    ("models.training.train", "--log-interval"): {BIG},
     ("models", "--lr-decay-iters"): {BIG},
     ("models", "--warmup-iters"): {"0", BIG},
     ("models", "--weight-decay"): {"0", BIG},
@@ -57,19 +57,19 @@ ACCEPTS = {
     ("models", "--grad-clip"): {"0", BIG},
     ("models", "--dropout"): {"0"},
     ("models", "--lr"): {BIG},
-    ("models.train", "--target-loss"): {BIG},
+    ("models.training.train", "--target-loss"): {BIG},
     ("models", "--beta1"): {"0"},
     ("models", "--beta2"): {"0"},
     ("models", "--rope-base"): {BIG},
-    ("models.train", "--eval-iters"): {BIG},
-    ("models.experiments", "--eval-iters"): {BIG},
+    ("models.training.train", "--eval-iters"): {BIG},
+    ("models.training.experiments", "--eval-iters"): {BIG},
     ("models", "--grad-accum"): {BIG},
     ("models", "--steps"): {BIG},
     ("models", "--warmup"): {BIG},
     ("models", "--repeats"): {BIG},
     ("models", "--peak-tflops"): {BIG},
     ("models", "--threshold"): {BIG},
-    ("models.decode_bench", "--new"): set(),
+    ("models.training.decode_bench", "--new"): set(),
     ("proofs.kv_cache", "--context"): {BIG},  # arithmetic only: any size is a valid question
     ("proofs.kv_cache", "--mqa-context"): {BIG},
     ("proofs.param_count", "--layers"): {BIG},
@@ -181,7 +181,11 @@ def _check_refused(entry, argv, flag, capsys, mod):
 def test_bad_value_is_refused_in_one_line(entry, pre, flag, value, capsys, monkeypatch, tmp_path, corpus):
     monkeypatch.chdir(tmp_path)  # file names like "0" as --plot would land here, never in the repo
     mod = dict((e, m) for e, _, m in ENTRIES)[entry]
-    data = ["--data", str(corpus)] if entry in ("models.train", "models.bench") and flag != "--data" else []
+    data = (
+        ["--data", str(corpus)]
+        if entry in ("models.training.train", "models.training.bench") and flag != "--data"
+        else []
+    )
     _check_refused(entry, list(pre) + data + [flag, value], flag, capsys, mod)
 
 
@@ -210,7 +214,7 @@ def test_unusable_paths_are_refused_in_one_line(entry, pre, flag, capsys, monkey
     user = tmp_path / "users"  # a user's folder with a file in it
     user.mkdir()
     (user / "thesis.tex").write_text("mine")
-    if flag == "--out" and entry == "models.experiments":
+    if flag == "--out" and entry == "models.training.experiments":
         (user / "positional").mkdir()
         (user / "positional" / "keep.txt").write_text("mine")
     bad = [str(tmp_path / "missing" / "x.png"), "/proc/no-such/x.png", str(afile / "x.png")]
@@ -220,7 +224,7 @@ def test_unusable_paths_are_refused_in_one_line(entry, pre, flag, capsys, monkey
         bad += [str(user), str(tmp_path / "none.txt")]
     if flag == "--out":
         bad = ["/proc/no-such/x", str(afile / "x"), str(afile)]
-        if entry in ("proofs", "models.experiments"):
+        if entry in ("proofs", "models.training.experiments"):
             bad += [str(user)]  # replaced whole by these commands: a user's folder is refused
     for path in bad:
         _check_refused(entry, list(pre) + [flag, path], flag, capsys, mod)
@@ -236,9 +240,9 @@ def test_unusable_paths_are_refused_in_one_line(entry, pre, flag, capsys, monkey
         (["-m", "proofs.dot_product_variance", "--samples", BIG], "--samples"),
         (["-m", "proofs.performer_complexity", "--max-n", "1000"], "--max-n"),
         (["-m", "proofs.chinchilla", "--device", "nosuch"], "--device"),
-        (["-m", "models.decode_bench", "--kv-heads", "abc"], "--kv-heads"),
-        (["-m", "models.train", "--beta1", "2"], "--beta1"),
-        (["-m", "models.train", "--lr", "nan"], "--lr"),
+        (["-m", "models.training.decode_bench", "--kv-heads", "abc"], "--kv-heads"),
+        (["-m", "models.training.train", "--beta1", "2"], "--beta1"),
+        (["-m", "models.training.train", "--lr", "nan"], "--lr"),
     ],
 )
 def test_real_processes_answer_in_one_line(argv, flag, tmp_path):

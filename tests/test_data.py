@@ -6,8 +6,8 @@ import io
 import pytest
 import torch
 
-import models.data as data
-from models.data import CharData, find_text
+import models.data.chars as data
+from models.data.chars import CharData, find_text
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n" * 50
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from models.data import CharData
-from models.experiments import main, run_experiment, summarize
+from models.data.chars import CharData
+from models.training.experiments import main, run_experiment, summarize
 
 TEXT = "".join(chr(97 + (i * 7) % 13) for i in range(20_000))
 

@@ -6,7 +6,7 @@ import stat
 import pytest
 from helpers import cli_exit
 
-from models.files import MARKER, TEMP_MARKER, check_replaceable, replace_dir, write_atomic
+from models.utils.files import MARKER, TEMP_MARKER, check_replaceable, replace_dir, write_atomic
 
 QUICK = {"13.30": "mha_params"}
 
@@ -157,7 +157,7 @@ def test_write_atomic_leaves_nothing_on_failure(tmp_path):
 
 
 def test_experiments_refuse_a_users_folder_before_training(tmp_path, capsys):
-    import models.experiments as ex
+    import models.training.experiments as ex
 
     user = tmp_path / "mine"
     (user / "positional").mkdir(parents=True)

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from models.optim import AdamW
+from models.training.optim import AdamW
 
 
 def _train(cls, steps=15, device="cpu", scaler=False, **kw):
@@ -89,13 +89,13 @@ def test_same_update_as_torch_fused_on_cuda(scaler):
 
 _PROBE = """
 import sys, torch
-from models.data import CharData
+from models.data.chars import CharData
 from models.gpt import GPTConfig
-from models.train import Run, TrainConfig
+from models.training.train import Run, TrainConfig
 data = CharData.from_text("abcdefgh" * 500)
 tc = TrainConfig(batch_size=4, max_iters=3, eval_interval=3, eval_iters=2, device="cpu", progress=False)
 if sys.argv[1] == "torch":
-    import models.train as t
+    import models.training.train as t
     t.AdamW = torch.optim.AdamW
 Run(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=data.vocab_size), tc, data).fit()
 print("torch._dynamo" in sys.modules)

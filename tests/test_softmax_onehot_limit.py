@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from derive.engine import PROVED
-from numeric.device import generator
+from models.utils.device import generator
 from numeric.stats import Estimate
 from proofs import softmax_onehot_limit as mod
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from helpers import cli_exit
 
-import models.train as train_module
-from models.data import CharData
+import models.training.train as train_module
+from models.data.chars import CharData
 from models.gpt import GPTConfig
-from models.train import Run, TrainConfig, lr_at, main
+from models.training.train import Run, TrainConfig, lr_at, main
 
 TEXT = "".join(chr(97 + (i * 7) % 13) for i in range(20_000))  # a small periodic corpus
 DATA = CharData.from_text(TEXT)
@@ -109,7 +109,7 @@ def _torchrun(tmp_path, out, steps, resume=False):
         "--standalone",
         "--nproc_per_node=2",
         "-m",
-        "models.train",
+        "models.training.train",
         "--preset",
         "cpu",
         "--device",

@@ -1,4 +1,4 @@
-"""``python -m models.experiments positional|norm_ffn``: train the chapter's GPT in two variants
+"""``python -m models.training.experiments positional|norm_ffn``: train the chapter's GPT in two variants
 on tiny Shakespeare and compare their validation curves.
 
 - ``positional`` (exercise 13.21): sinusoidal vs learned position embeddings;
@@ -19,7 +19,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from models.files import check_replaceable, replace_dir
+from models.utils.files import check_replaceable, replace_dir
 
 EXPERIMENTS = {
     "positional": ("13.21", {"sinusoidal": dict(pos="sinusoidal"), "learned": dict(pos="learned")}),
@@ -191,10 +191,10 @@ def run_experiment(
     """Train every variant of experiment ``name`` at seeds ``seed, seed+1, ...`` (``seeds`` of them;
     a seed fixes the weights' init, the dropout masks and the training batches, the same for every
     variant) and write its results folder whole."""
-    from models.data import CharData
-    from models.device import pick_device
+    from models.data.chars import CharData
     from models.gpt import GPTConfig
-    from models.train import MODEL_PRESETS, TRAIN_PRESETS, Run, TrainConfig
+    from models.training.train import MODEL_PRESETS, TRAIN_PRESETS, Run, TrainConfig
+    from models.utils.device import pick_device
 
     if name not in EXPERIMENTS:
         raise ValueError(f"experiment: unknown {name!r}; choose from {sorted(EXPERIMENTS)}")
@@ -267,10 +267,10 @@ def run_experiment(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models.cli import OneLineParser, finite_float, guard, int_in, output_dir, positive_int, text
-    from models.train import FLAGS, MODEL_PRESETS
+    from models.training.train import FLAGS, MODEL_PRESETS
+    from models.utils.cli import OneLineParser, finite_float, guard, int_in, output_dir, positive_int, text
 
-    p = OneLineParser(prog="python -m models.experiments", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="python -m models.training.experiments", description=__doc__.split("\n\n")[0])
     p.add_argument("experiment", choices=sorted(EXPERIMENTS))
     p.add_argument(
         "--preset",

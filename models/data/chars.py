@@ -33,7 +33,7 @@ def _sha256(data: bytes) -> str:
 def read_corpus(path: Path, what: str = "data") -> str:
     """The UTF-8 text of ``path``; a ValueError naming ``what`` and the file when it is empty,
     binary (not UTF-8, or holding NUL bytes) or unreadable."""
-    from models.budget import require_memory
+    from models.utils.budget import require_memory
 
     try:
         require_memory(f"{what}: {str(path)!r}", 6 * path.stat().st_size)  # bytes, UTF-32 copy, uint8 ids

@@ -1,4 +1,4 @@
-"""``python -m models.bench``: step time, tokens per second and model FLOPs utilisation (MFU)
+"""``python -m models.training.bench``: step time, tokens per second and model FLOPs utilisation (MFU)
 of a training preset on the current device.
 
 MFU = achieved model FLOPs / peak, with model FLOPs per token = 6N + 12·L·T·d (the PaLM
@@ -33,11 +33,11 @@ def flops_per_token(n_params: int, n_layer: int, block_size: int, n_embd: int) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models.cli import finite_float, guard, positive_int
-    from models.train import FLAGS, build_parser
+    from models.training.train import FLAGS, build_parser
+    from models.utils.cli import finite_float, guard, positive_int
 
     p = build_parser()
-    p.prog = "python -m models.bench"
+    p.prog = "python -m models.training.bench"
     p.add_argument("--steps", type=positive_int(), default=30, help="timed steps (default 30)")
     p.add_argument("--warmup", type=positive_int(), default=5, help="untimed steps first (default 5)")
     p.add_argument(
@@ -51,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
 def _bench(args) -> int:
     from dataclasses import replace
 
-    from models.data import CharData
-    from models.device import pick_device
-    from models.train import Run, configs_from_args
+    from models.data.chars import CharData
+    from models.training.train import Run, configs_from_args
+    from models.utils.device import pick_device
 
     for name in UNUSED:  # accepted by the trainer's parser, but a benchmark neither evaluates nor saves
         if getattr(args, name, None) is not None:

@@ -1,4 +1,4 @@
-"""Train the chapter's GPT on tiny Shakespeare: ``python -m models.train --preset cpu``.
+"""Train the chapter's GPT on tiny Shakespeare: ``python -m models.training --preset cpu``.
 
 AdamW with linear warmup and cosine decay, periodic evaluation on fixed random batches of
 both splits, a progress bar, checkpoints that resume to exactly the same subsequent losses,
@@ -26,13 +26,23 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 
-from models.budget import require_memory  # noqa: E402
-from models.cli import MAX_SEED, OneLineParser, check_range, finite_float, flag_of, guard, int_in, output_dir, text  # noqa: E402
-from models.data import CharData  # noqa: E402
-from models.device import describe, pick_device  # noqa: E402
-from models.files import check_output_dir, write_atomic  # noqa: E402
+from models.data.chars import CharData  # noqa: E402
 from models.gpt import CHOICES, GPT, GPTConfig  # noqa: E402
-from models.optim import AdamW  # noqa: E402
+from models.training.optim import AdamW  # noqa: E402
+from models.utils.budget import require_memory  # noqa: E402
+from models.utils.cli import (  # noqa: E402
+    MAX_SEED,
+    OneLineParser,
+    check_range,
+    finite_float,
+    flag_of,
+    guard,
+    int_in,
+    output_dir,
+    text,
+)
+from models.utils.device import describe, pick_device  # noqa: E402
+from models.utils.files import check_output_dir, write_atomic  # noqa: E402
 
 MODEL_PRESETS = {
     "gpu": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2),
@@ -142,7 +152,7 @@ def lr_at(step: int, tc: TrainConfig) -> float:
 
 
 def make_optimizer(model: torch.nn.Module, tc: TrainConfig) -> AdamW:
-    """AdamW (torch's, see :mod:`models.optim`) with weight decay on matrices only (not on biases,
+    """AdamW (torch's, see :mod:`models.training.optim`) with weight decay on matrices only (not on biases,
     norms' gains). Fused (one kernel for every tensor) on CPU and CUDA alike: on the 2-core CPU
     it halves the optimizer's share of a ``cpu``-preset step (4.3 to 2.0 ms with clipping)."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -484,7 +494,7 @@ FLAGS = {f.name: flag_of(f.name) for f in (*fields(GPTConfig), *fields(TrainConf
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m models.train", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="python -m models.training", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", choices=sorted(MODEL_PRESETS), default="cpu", help="model and training preset")
     m = p.add_argument_group("model (GPTConfig; default: the preset's)")
     for f in fields(GPTConfig):

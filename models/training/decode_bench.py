@@ -1,4 +1,4 @@
-"""``python -m models.decode_bench``: KV-cache size and decoding speed of multi-head (MHA),
+"""``python -m models.training.decode_bench``: KV-cache size and decoding speed of multi-head (MHA),
 grouped-query (GQA) and multi-query (MQA) attention (exercise 13.23).
 
 For each number of KV heads it builds the same GPT (12 layers, 12 heads by default, random
@@ -15,10 +15,10 @@ import time
 
 import torch
 
-from models.budget import require_memory
-from models.cli import OneLineParser, guard, positive_int, text
-from models.device import describe, pick_device
 from models.gpt import GPT, GPTConfig
+from models.utils.budget import require_memory
+from models.utils.cli import OneLineParser, guard, positive_int, text
+from models.utils.device import describe, pick_device
 
 
 def kv_bytes_formula(cfg: GPTConfig, batch: int, positions: int, dtype: torch.dtype) -> int:
@@ -53,7 +53,7 @@ def measure(cfg: GPTConfig, batch: int, prompt: int, new: int, repeats: int, dev
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = OneLineParser(prog="python -m models.decode_bench", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="python -m models.training.decode_bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--layers", type=positive_int(), default=12)
     p.add_argument("--heads", type=positive_int(), default=12)
     p.add_argument("--n-embd", type=positive_int(), default=768)

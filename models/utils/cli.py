@@ -19,7 +19,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping
 
-from models.files import check_output_dir, check_output_file, figure_format
+from models.utils.files import check_output_dir, check_output_file, figure_format
 
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit seed
 

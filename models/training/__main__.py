@@ -1,0 +1,6 @@
+"""``python -m models.training``: train the chapter's GPT on tiny Shakespeare."""
+
+from models.training.train import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())
