@@ -54,6 +54,9 @@ class CheckResult:
     controls: list[Finding] = field(default_factory=list)
     table: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # not part of the record: the settings the check ran with, and extra series only its figure draws
+    settings: object = field(default=None, repr=False, compare=False)
+    series: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def passed(self) -> bool:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import math
 import sys
-from pathlib import Path
 
 import sympy as sp
 
@@ -49,7 +48,9 @@ from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
 from numeric.dotprod import DISTRIBUTIONS, dot_product_moments
 from numeric.stats import compare, samples_for_power, z_for
-from proofs.cli import Option, run
+from proofs.kit import plotting
+from proofs.kit.cli import run
+from proofs.kit.options import Option, with_options
 
 NUMBER = "13.3"
 CLAIM = "With independent zero-mean unit-variance components, Var(q.k) = d_k, and Var(q.k/sqrt(d_k)) = 1."
@@ -120,10 +121,8 @@ def derivation() -> Derivation:
 
 
 def _grid(max_dk: int) -> list[int]:
-    if not isinstance(max_dk, int) or max_dk < 2 or max_dk & (max_dk - 1):
-        raise ValueError(f"max_dk: must be a power of two >= 2 (so a control can differ from d_k), got {max_dk}")
-    if max_dk > MAX_DK:
-        raise ValueError(f"max_dk: must be at most {MAX_DK:,} (time grows like samples x max_dk), got {max_dk:,}")
+    if max_dk & (max_dk - 1):
+        raise ValueError(f"max_dk: must be a power of two (so the grid is 1, 2, 4, ..., max_dk), got {max_dk}")
     return [2**j for j in range(max_dk.bit_length())]
 
 
@@ -137,15 +136,21 @@ def _dists(dists: str) -> list[str]:
     return names
 
 
-def validate(max_dk: int = 1024, dists: str = ",".join(DISTRIBUTIONS), samples: int = DEFAULT_SAMPLES) -> None:
+def validate(o) -> None:
     """Refuse bad options before any work: the grid, the distributions, and the total work, which
     grows like samples x max_dk x distributions (1e-7 to 2e-7 s each on 2 CPU cores)."""
-    grid, names = _grid(max_dk), _dists(dists)
-    work = samples * grid[-1] * len(names)
+    grid, names = _grid(o.max_dk), _dists(o.dists)
+    work = o.samples * grid[-1] * len(names)
     if work > MAX_WORK:
         raise ValueError(
             f"samples: samples x max_dk x distributions must be at most {MAX_WORK:,} (1e-7 to 2e-7 s each on 2 CPU "
-            f"cores: up to 7 minutes), got {samples:,} x {grid[-1]:,} x {len(names)} = {work:,}"
+            f"cores: up to 7 minutes), got {o.samples:,} x {grid[-1]:,} x {len(names)} = {work:,}"
+        )
+    need, where = samples_needed(names, grid)
+    if o.samples < need:
+        raise ValueError(
+            f"samples: need at least {need:,} for the negative controls to be rejected with "
+            f"probability >= 1 - {MISS:g} (binding: {where}), got {o.samples:,}"
         )
 
 
@@ -167,21 +172,14 @@ def samples_needed(dists: list[str], grid: list[int]) -> tuple[int, str]:
     return best
 
 
-def check(
-    device=None, samples: int = DEFAULT_SAMPLES, seed: int = 0, max_dk: int = 1024, dists: str = ",".join(DISTRIBUTIONS)
-) -> CheckResult:
+@with_options
+def check(o) -> CheckResult:
     """Estimate Var(q·k) and Var(q·k/√d_k) on the grid; z-test against d_k and 1; controls d_k^2, √d_k."""
-    validate(max_dk, dists, samples)
-    grid, names = _grid(max_dk), _dists(dists)
-    dev = pick_device(device)
+    samples, grid, names = o.samples, _grid(o.max_dk), _dists(o.dists)
+    dev = pick_device(o.device)
     need, where = samples_needed(names, grid)
-    if samples < need:
-        raise ValueError(
-            f"samples: need at least {need:,} for the negative controls to be rejected with "
-            f"probability >= 1 - {MISS:g} (binding: {where}), got {samples:,}"
-        )
-    gen = generator(dev, seed)
-    res = CheckResult(f"Exercise {NUMBER}: Var(q·k) = d_k", describe(dev), samples, seed)
+    gen = generator(dev, o.seed)
+    res = CheckResult(f"Exercise {NUMBER}: Var(q·k) = d_k", describe(dev), samples, o.seed)
     for dist in names:
         for d in grid:
             est = dot_product_moments(samples, d, gen, dist).variance_estimate()
@@ -234,17 +232,9 @@ def _agree(est, target: float, label: str, degenerate: bool, n: int):
     return Bound.of(label + " (X^2 constant)", est.value, target, target * (1 + z_for(RATE) ** 2) / (n - 1))
 
 
-def figure(path, device=None, seed: int = 0, samples: int = DEFAULT_SAMPLES, **options) -> Path:
+def figure(res: CheckResult):
     """Estimated Var(q·k) and Var(q·k/√d_k) against d_k on log-log axes, with y = d_k and y = 1."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from models.utils.files import save_figure
-
-    res = check(device=device, samples=samples, seed=seed, **options)
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = plotting.subplots(width=6, height=4.5)
     grid = sorted({r["d_k"] for r in res.table})
     ax.plot(grid, grid, "k-", lw=1, label="$y = d_k$")
     ax.plot(grid, [1] * len(grid), "k--", lw=1, label="$y = 1$")
@@ -275,10 +265,10 @@ def figure(path, device=None, seed: int = 0, samples: int = DEFAULT_SAMPLES, **o
         yscale="log",
         xlabel="$d_k$",
         ylabel="variance",
-        title=f"Exercise {NUMBER}: N = {res.samples:,} per point, {res.device}",
+        title=plotting.title(res, f"Exercise {NUMBER}: per point"),
     )
     ax.legend(fontsize=7)
-    return save_figure(fig, path)
+    return fig
 
 
 def main(argv=None) -> int:

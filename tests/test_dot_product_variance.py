@@ -85,22 +85,12 @@ def test_json_cli_reports_a_verdict(capsys):
     assert len(out["check"]["controls"]) == 2 * 2 * 3
 
 
-def test_figure_is_written(tmp_path):
-    path = mod.figure(tmp_path / "var.png", device="cpu", max_dk=4, dists="gaussian")
-    assert path.exists() and path.stat().st_size > 1000
-
-
 @pytest.mark.parametrize(
     "argv, name",
     [
-        (["--samples", "0"], "samples"),
-        (["--samples", "-5"], "samples"),
-        (["--samples", "100"], "samples"),
-        (["--max-dk", "0"], "--max-dk"),
-        (["--max-dk", "-4"], "--max-dk"),
-        (["--max-dk", "1000"], "--max-dk"),
+        (["--samples", "100"], "--samples: need at least"),
+        (["--max-dk", "1000"], "--max-dk: must be a power of two"),
         (["--max-dk", str(10**12)], "--max-dk: must be at most 65,536"),
-        (["--samples", str(10**12)], "--samples: must be at most 600,000"),
         (["--samples", "600000", "--max-dk", "2048"], "--samples: samples x max_dk x distributions"),
         (["--dists", "cauchy"], "--dists"),
         (["--dists", "gaussian,gaussian"], "--dists: each at most once"),
@@ -108,6 +98,7 @@ def test_figure_is_written(tmp_path):
     ],
 )
 def test_bad_input_exits_2_with_one_line(argv, name, capsys):
+    """The exercise's own rules (the contract test covers the declared bounds of every exercise)."""
     assert cli_exit(mod, argv) == 2
     err = capsys.readouterr().err
     assert name in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

@@ -1,0 +1,134 @@
+"""The command line every exercise shares: ``python -m proofs.<name> [--json|--latex] [--plot PATH]
+[--device D] [--samples N] [--seed S] [--no-check] [the exercise's options]``.
+
+The flags come from the module's declarations (:mod:`proofs.kit.options`): ``NUMBER``, ``CLAIM``,
+``DEFAULT_SAMPLES`` (None: nothing random, so ``--samples`` and ``--seed`` are refused),
+``MAX_SAMPLES``/``SAMPLES_WHY``, ``OPTIONS``, ``UNUSED_FLAGS`` (shared flags it ignores, with the
+reason, refused when given), and whether it has ``figure`` (``--plot``) and ``answer`` (printed
+with ``--no-check``). Bad input prints one line naming the flag as typed and exits 2, with no
+traceback, before the derivation or the check runs; Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from types import ModuleType
+
+from derive.engine import StepFailed
+from models.utils.cli import OneLineParser, figure_file, guard, positive_int, seed_int, text
+from proofs.kit.options import max_samples, options_of, settings
+from proofs.kit.plotting import draw
+from proofs.kit.record import record
+
+SHARED_FLAGS = {"samples": "--samples", "seed": "--seed", "device": "--device", "plot": "--plot", "path": "--plot"}
+
+
+def name_of(mod: ModuleType) -> str:
+    """The module's short name, also under ``python -m`` (where ``__name__`` is ``__main__``)."""
+    spec = getattr(mod, "__spec__", None)
+    return (spec.name if spec else mod.__name__).rsplit(".", 1)[-1]
+
+
+def parser_for(mod: ModuleType) -> argparse.ArgumentParser:
+    """The exercise's argument parser: the shared flags, then one flag per declared option."""
+    p = OneLineParser(prog=f"python -m proofs.{name_of(mod)}", description=f"Exercise {mod.NUMBER}: {mod.CLAIM}")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--latex", action="store_true", help="print the derivation as a LaTeX document")
+    form.add_argument("--json", action="store_true", help="print derivation and check as JSON")
+    p.set_defaults(plot=None)
+    if hasattr(mod, "figure"):  # no --plot where there is no figure: argparse refuses it at once
+        p.add_argument(
+            "--plot",
+            metavar="PATH",
+            type=figure_file(),
+            help="save the figure of the check to PATH (.png, .pdf or .svg; an existing file is replaced only if "
+            "a figure of ours)",
+        )
+    p.add_argument("--device", type=text(), help="cpu or cuda (default: $PROOFS_DEVICE, else cuda if present)")
+    if mod.DEFAULT_SAMPLES is None:
+        samples_help = "not used: this exercise draws nothing at random"
+    else:
+        hi, why = max_samples(mod)
+        samples_help = f"samples of the check (default {mod.DEFAULT_SAMPLES:,}; at most {hi:,}: {why})"
+    p.add_argument("--samples", type=positive_int(), default=None, help=samples_help)
+    p.add_argument("--seed", type=seed_int(), default=None, help="seed of the explicit generator (default 0)")
+    p.add_argument("--no-check", action="store_true", help="print the derivation (and the answer) only")
+    for o in options_of(mod):
+        p.add_argument(o.flag, type=o.converter(), default=None, help=f"{o.help} (default {o.default})")
+    return p
+
+
+def _refuse_unused(mod: ModuleType, args: argparse.Namespace) -> None:
+    """Every flag given must change what is computed and printed; refuse those that would not."""
+    for flag, why in getattr(mod, "UNUSED_FLAGS", {}).items():
+        if getattr(args, flag[2:]) is not None:
+            raise ValueError(f"{flag}: not used by this exercise ({why})")
+    if mod.DEFAULT_SAMPLES is None and args.seed is not None:
+        raise ValueError("--seed: this exercise draws nothing at random, so a seed changes nothing")
+    if not args.no_check:
+        return
+    if args.plot is not None:
+        raise ValueError("--plot: the figure draws the check's result, and --no-check skips the check; drop one")
+    for flag in ("--samples", "--seed", "--device"):
+        if getattr(args, flag[2:]) is not None:
+            raise ValueError(f"{flag}: only the check uses it, and --no-check skips the check; drop one")
+    if not hasattr(mod, "answer"):
+        for o in options_of(mod):
+            if getattr(args, o.dest) is not None:
+                raise ValueError(f"{o.flag}: only the check uses it, and --no-check skips the check; drop one")
+
+
+def run(mod: ModuleType, argv: list[str] | None = None) -> int:
+    """Parse ``argv``, print the derivation and its check; 0 if both hold, 1 if not, 2 on bad input
+    (one line naming the flag, before any work), 130 on Ctrl-C."""
+    args = parser_for(mod).parse_args(argv)
+    flags = {o.dest: o.flag for o in options_of(mod)} | SHARED_FLAGS
+    return guard(lambda: _run(mod, args), flags)
+
+
+def _run(mod: ModuleType, args: argparse.Namespace) -> int:
+    from models.utils.device import pick_device
+
+    _refuse_unused(mod, args)
+    given = {o.dest: getattr(args, o.dest) for o in options_of(mod) if getattr(args, o.dest) is not None}
+    seed = 0 if args.seed is None else args.seed
+    if args.device is not None:
+        pick_device(args.device)  # an unknown device fails here, not after the derivation
+    o = settings(mod, args.device, args.samples, seed, **given)  # bad options fail here, before any work
+    t0 = time.perf_counter()
+    try:
+        d = mod.derivation()
+    except StepFailed as e:  # a derivation step sympy disproved: a failure of the claim, not of the input
+        print(f"FAILED: {e}", file=sys.stderr)
+        return 1
+    t_derive = time.perf_counter() - t0
+    res = answer = None
+    if args.no_check:
+        answer = mod.answer(**given) if hasattr(mod, "answer") else None
+    else:
+        res = mod.check(**o.keywords())
+    if args.plot:
+        draw(mod, res, args.plot)
+    if args.json:
+        print(json.dumps(record(mod, d, res, answer), indent=2, default=float))
+    elif args.latex:
+        print(d.latex_document())
+    else:
+        _print(mod, d, t_derive, answer, res, args.plot)
+    return 0 if res is None or res.passed else 1  # a spot-checked step is reported as such
+
+
+def _print(mod: ModuleType, d, t_derive: float, answer, res, plot) -> None:
+    print(f"Exercise {mod.NUMBER}: {mod.CLAIM}\n")
+    print(d.text())
+    print(f"  (derivation checked in {t_derive:.2f} s; status: {d.status})\n")
+    if answer is not None:
+        print("Answer for the options asked:")
+        print("\n".join(f"  {line}" for line in answer))
+        print()
+    print(res.text() if res is not None else "Check: NOT CHECKED (--no-check)")
+    if plot:
+        print(f"Figure written to {plot}")

@@ -1,0 +1,58 @@
+"""``python -m proofs report``: a page per exercise (derivation in LaTeX and Markdown, the
+check's result, its figure), an index, and ``results.json``. The folder is built aside and
+swapped in only when complete, so a failed run leaves any earlier report intact."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from models.utils.device import describe, pick_device
+from models.utils.files import check_replaceable, replace_dir
+from proofs import REGISTRY, load, numbers
+from proofs.kit.runner import Outcome, run_one
+
+
+def _page(number: str, name: str, r: Outcome) -> str:
+    out = [f"# Exercise {number}: {name}", "", f"**Claim.** {r.mod.CLAIM}", ""]
+    if r.derivation is not None:
+        out += ["## Derivation", "", r.derivation.markdown(), ""]
+    if r.result is not None:
+        out += ["## Empirical check", "", "```", r.result.text(), "```", ""]
+    if r.figure is not None:
+        out += ["## Figure", "", f"![{name}]({r.figure.name})", ""]
+    if r.error:
+        out += ["## Failure", "", "```", r.traceback, "```", ""]
+    out += [f"Verdict: **{r.verdict}** ({r.seconds:.2f} s)", ""]
+    return "\n".join(out)
+
+
+def write_report(out: str | Path = "report", device=None, seed: int = 0) -> Path:
+    """Run every registered exercise and write the report folder ``out`` whole; returns its path.
+    A user's folder at ``out`` is refused (ValueError naming ``out``) before any exercise runs."""
+    dev = pick_device(device)
+    check_replaceable(out, "out")
+
+    def build(tmp: Path) -> None:
+        results = []
+        index = [f"# Report: {len(REGISTRY)} exercises", "", f"Device: {describe(dev)}; seed {seed}.", ""]
+        index += ["| exercise | name | derivation | check | page |", "|---|---|---|---|---|"]
+        for n in numbers():
+            name = REGISTRY[n]
+            r = run_one(load(n), device=str(dev), seed=seed, figure_path=tmp / f"{name}.png")
+            (tmp / f"{name}.md").write_text(_page(n, name, r), encoding="utf-8")
+            if r.derivation is not None:
+                (tmp / f"{name}.tex").write_text(r.derivation.latex_document(), encoding="utf-8")
+            index.append(f"| {n} | {name} | {r.status} | {r.verdict} | [{name}.md]({name}.md) |")
+            files = {"figure": r.figure.name if r.figure else None, "tex": f"{name}.tex" if r.derivation else None}
+            results.append(r.record(name=name, seconds=r.seconds, **files))
+        (tmp / "index.md").write_text("\n".join(index) + "\n", encoding="utf-8")
+        summary = {
+            "device": describe(dev),
+            "seed": seed,
+            "passed": all(x["verdict"] == "PASS" for x in results),
+            "exercises": results,
+        }
+        (tmp / "results.json").write_text(json.dumps(summary, indent=2, default=float), encoding="utf-8")
+
+    return replace_dir(out, build)
