@@ -15,11 +15,13 @@ import torch.nn.functional as F
 
 
 def scaled_dot_product_attention(q, k, v, attn_mask=None, dropout_p=0.0, is_causal=False):
+    """softmax(q kᵀ/√d_k + M) v (Vaswani et al. 2017, eq. 1) for q (..., L, d_k), k (..., S, d_k), v (..., S, Ev)
+    -> (..., L, Ev); ``attn_mask`` broadcasts against (..., L, S). Same contract as torch's function."""
     s = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (..., L, S)
     if is_causal:
         s = s.masked_fill(~torch.ones(s.shape[-2:], dtype=torch.bool, device=s.device).tril(), float("-inf"))
     if attn_mask is not None:
         s = s.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else s + attn_mask
-    dead = (s == float("-inf")).all(dim=-1, keepdim=True)  # a query left with no key: its output is 0
-    p = s.masked_fill(dead, 0.0).softmax(dim=-1).masked_fill(dead, 0.0)  # finite, so no NaN forward or back
+    dead = (s == float("-inf")).all(dim=-1, keepdim=True)  # (..., L, 1): a query left with no key: its output is 0
+    p = s.masked_fill(dead, 0.0).softmax(dim=-1).masked_fill(dead, 0.0)  # (..., L, S) finite: no NaN forward or back
     return (F.dropout(p, dropout_p) if dropout_p > 0 else p) @ v  # (..., L, Ev)

@@ -1,7 +1,10 @@
 """The chapter's decoder-only GPT: one nanoGPT-sized model whose variants are switches in
 :class:`GPTConfig` (positional encoding, norm, MLP, KV heads, pre/post norm, attention kernel).
 
-Generation uses a KV cache and gives the same tokens as re-running the full sequence.
+Generation uses a KV cache and gives the same tokens as re-running the full sequence; the cache is
+indexed by position, so dropping the last positions (rejected draft tokens in speculative decoding)
+is :meth:`KVCache.rollback`, a change of its length. The blocks take ``causal=False`` for a
+bidirectional encoder, with an optional key padding mask, so every model reuses the same layers.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ CHOICES = {
 
 @dataclass
 class GPTConfig:
+    """Sizes and switches of the GPT (defaults: nanoGPT's Shakespeare-character model);
+    ``__post_init__`` raises ValueError naming the first bad field."""
+
     block_size: int = 256
     vocab_size: int = 65
     n_layer: int = 6
@@ -69,10 +75,12 @@ class GPTConfig:
 
     @property
     def head_dim(self) -> int:
+        """Size of one attention head, n_embd / n_head."""
         return self.n_embd // self.n_head
 
     @classmethod
     def field_names(cls) -> list[str]:
+        """The names of the config's fields, in declaration order."""
         return [f.name for f in fields(cls)]
 
 
@@ -90,36 +98,50 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
+        """x (..., dim) -> normalised x of the same shape."""
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
 
 
 def make_norm(cfg: GPTConfig) -> nn.Module:
+    """The normalisation ``cfg.norm`` names over n_embd: RMSNorm, or LayerNorm (Ba et al., 2016) with ``cfg.bias``."""
     if cfg.norm == "rmsnorm":
         return RMSNorm(cfg.n_embd)
     return nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
 
 
 class KVCache:
-    """Keys and values of past positions, one preallocated (B, n_kv_head, capacity, hd) pair per layer."""
+    """Keys and values of past positions, indexed by position as in gpt-fast: per layer one preallocated
+    (B, n_kv_head, capacity, hd) pair, of which positions [0, length) are valid (``length`` is shared by
+    all layers). Positions past ``length`` are never read and are overwritten by the next :meth:`update`,
+    so :meth:`rollback` only lowers ``length`` (no copy)."""
 
     def __init__(self, cfg: GPTConfig, batch: int, capacity: int, device=None, dtype=torch.float32):
         shape = (batch, cfg.n_kv_head, capacity, cfg.head_dim)
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
-        self.length = 0  # positions filled (shared by all layers)
+        self.length = 0  # positions filled; GPT.forward advances it once every layer has written
         self.capacity = capacity
 
     def update(self, layer: int, k, v):
-        """Store k, v at positions [length, length+T) and return all keys/values so far."""
+        """Store k, v (B, n_kv_head, T, hd) at positions [length, length+T) of ``layer`` and return its keys
+        and values so far, (B, n_kv_head, length+T, hd) each; ValueError past ``capacity``."""
         t0, t1 = self.length, self.length + k.size(2)
         if t1 > self.capacity:
             raise ValueError(f"capacity: cache holds {self.capacity} positions, asked for {t1}")
         self.k[layer][:, :, t0:t1] = k
         self.v[layer][:, :, t0:t1] = v
-        return self.k[layer][:, :, :t1], self.v[layer][:, :, :t1]
+        return self.k[layer][:, :, :t1], self.v[layer][:, :, :t1]  # (B, nkv, t1, hd)
+
+    def rollback(self, length: int) -> None:
+        """Keep positions [0, length) and forget the later ones (e.g. rejected draft tokens); ValueError
+        naming ``length`` unless it is an integer in [0, self.length]."""
+        if isinstance(length, bool) or not isinstance(length, int) or not 0 <= length <= self.length:
+            raise ValueError(f"length: must be an integer in [0, {self.length}] (the positions held), got {length!r}")
+        self.length = length
 
     @property
     def nbytes(self) -> int:
+        """Bytes allocated for keys and values: 2 L B n_kv_head capacity hd element_size."""
         return sum(t.numel() * t.element_size() for t in self.k + self.v)
 
 
@@ -129,43 +151,63 @@ def _causal_mask(T: int, Tk: int, t0: int, device) -> torch.Tensor:
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: GPTConfig, layer: int = 0):
+    """Multi-head self-attention softmax(QK^T/sqrt(hd) + M)V (Vaswani et al. 2017, eq. 1), with n_kv_head
+    shared K/V heads (GQA, Ainslie et al. 2023; MQA, Shazeer 2019). ``causal=True`` (the GPT) masks keys
+    after each query; ``causal=False`` is the bidirectional attention of an encoder, with the same weights."""
+
+    def __init__(self, cfg: GPTConfig, layer: int = 0, causal: bool = True):
         super().__init__()
-        self.cfg, self.layer = cfg, layer
+        self.cfg, self.layer, self.causal = cfg, layer, causal
         hd, nkv = cfg.head_dim, cfg.n_kv_head
         self.c_attn = nn.Linear(cfg.n_embd, cfg.n_embd + 2 * nkv * hd, bias=cfg.bias)  # q, k, v
         self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, cache: KVCache | None = None):
+    def forward(self, x, cache: KVCache | None = None, key_padding_mask=None):
+        """x (B, T, C) -> (B, T, C). With ``cache`` the queries sit at positions cache.length.. and also see
+        the cached keys. ``key_padding_mask`` (B, Tk) bool, True = keep, Tk = cached + T keys, hides keys
+        from every query (a query left with none gets zeros); a wrong one raises ValueError."""
         cfg = self.cfg
         B, T, C = x.size()
         hd, nh, nkv = cfg.head_dim, cfg.n_head, cfg.n_kv_head
+        t0 = cache.length if cache is not None else 0  # absolute position of x[:, 0]
+        if key_padding_mask is not None and (
+            key_padding_mask.dtype != torch.bool or tuple(key_padding_mask.shape) != (B, t0 + T)
+        ):
+            raise ValueError(
+                f"key_padding_mask: must be a bool tensor of shape {(B, t0 + T)}, "
+                f"got {key_padding_mask.dtype} {tuple(key_padding_mask.shape)}"
+            )
         q, k, v = self.c_attn(x).split([C, nkv * hd, nkv * hd], dim=2)
         q = q.view(B, T, nh, hd).transpose(1, 2)  # (B, nh, T, hd)
         k = k.view(B, T, nkv, hd).transpose(1, 2)  # (B, nkv, T, hd)
-        v = v.view(B, T, nkv, hd).transpose(1, 2)
-        t0 = cache.length if cache is not None else 0  # absolute position of x[:, 0]
+        v = v.view(B, T, nkv, hd).transpose(1, 2)  # (B, nkv, T, hd)
         if cfg.pos == "rope":
-            pos = torch.arange(t0, t0 + T, device=x.device)
+            pos = torch.arange(t0, t0 + T, device=x.device)  # (T,)
             q, k = apply_rope(q, pos, cfg.rope_base), apply_rope(k, pos, cfg.rope_base)
         if cache is not None:
             k, v = cache.update(self.layer, k, v)  # (B, nkv, t0+T, hd)
         if nkv != nh:  # GQA / MQA: each K/V head serves nh/nkv query heads
-            k, v = k.repeat_interleave(nh // nkv, dim=1), v.repeat_interleave(nh // nkv, dim=1)
+            k, v = k.repeat_interleave(nh // nkv, dim=1), v.repeat_interleave(nh // nkv, dim=1)  # (B, nh, Tk, hd)
         Tk = k.size(2)
         p = cfg.dropout if self.training else 0.0
-        if cfg.attn == "sdpa" and (t0 == 0 or T == 1):  # plain causal, or one new query: no mask needed
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=T > 1)
-        elif cfg.attn == "sdpa":
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=_causal_mask(T, Tk, t0, x.device), dropout_p=p)
-        else:  # the same computation written out (exercise 13.19)
-            y = attention_by_hand(q, k, v, attn_mask=_causal_mask(T, Tk, t0, x.device), dropout_p=p)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        if cfg.attn == "sdpa" and key_padding_mask is None and (not self.causal or t0 == 0 or T == 1):
+            # no mask tensor needed: plain causal, bidirectional, or one new query that sees every key
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=self.causal and T > 1)
+        else:
+            mask = _causal_mask(T, Tk, t0, x.device) if self.causal else None  # (T, Tk)
+            if key_padding_mask is not None:
+                keep = key_padding_mask[:, None, None, :]  # (B, 1, 1, Tk)
+                mask = keep if mask is None else keep & mask  # (B, 1, T, Tk)
+            attend = F.scaled_dot_product_attention if cfg.attn == "sdpa" else attention_by_hand  # (ex. 13.19)
+            y = attend(q, k, v, attn_mask=mask, dropout_p=p)  # (B, nh, T, hd)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): heads side by side
         return self.resid_dropout(self.c_proj(y))
 
 
 class MLP(nn.Module):
+    """The position-wise feed-forward layer: GELU(x W1) W2 (GPT-2), or SwiGLU (Shazeer, 2020) with ``cfg.mlp``."""
+
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.swiglu = cfg.mlp == "swiglu"
@@ -175,32 +217,40 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x):
-        h = self.c_fc(x)
+        """x (B, T, C) -> (B, T, C), each position on its own."""
+        h = self.c_fc(x)  # (B, T, hidden), or (B, T, 2 hidden) for SwiGLU
         if self.swiglu:  # SwiGLU(x) = (silu(x W) * x V) W2 (Shazeer, 2020)
-            a, b = h.chunk(2, dim=-1)
+            a, b = h.chunk(2, dim=-1)  # (B, T, hidden) each
             h = F.silu(a) * b
         else:
             h = F.gelu(h)
-        return self.dropout(self.c_proj(h))
+        return self.dropout(self.c_proj(h))  # (B, T, C)
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: GPTConfig, layer: int = 0):
+    """One transformer layer, attention then MLP, each a residual branch: pre-norm x + f(LN(x)) (GPT-2) or
+    post-norm LN(x + f(x)) (Vaswani et al. 2017). ``causal=False`` makes it an encoder layer (BERT)."""
+
+    def __init__(self, cfg: GPTConfig, layer: int = 0, causal: bool = True):
         super().__init__()
         self.prenorm = cfg.prenorm
         self.ln_1, self.ln_2 = make_norm(cfg), make_norm(cfg)
-        self.attn = CausalSelfAttention(cfg, layer)
+        self.attn = CausalSelfAttention(cfg, layer, causal)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cache: KVCache | None = None):
+    def forward(self, x, cache: KVCache | None = None, key_padding_mask=None):
+        """x (B, T, C) -> (B, T, C); ``cache`` and ``key_padding_mask`` as in :class:`CausalSelfAttention`."""
         if self.prenorm:  # x + f(LN(x))
-            x = x + self.attn(self.ln_1(x), cache)
+            x = x + self.attn(self.ln_1(x), cache, key_padding_mask)
             return x + self.mlp(self.ln_2(x))
-        x = self.ln_1(x + self.attn(x, cache))  # LN(x + f(x))
+        x = self.ln_1(x + self.attn(x, cache, key_padding_mask))  # LN(x + f(x))
         return self.ln_2(x + self.mlp(x))
 
 
 class GPT(nn.Module):
+    """Decoder-only language model (GPT-2, Radford et al. 2019): token (+ position) embeddings, n_layer causal
+    blocks, a final norm and a linear head to vocab logits, tied to the embedding by default."""
+
     def __init__(self, cfg: GPTConfig):
         super().__init__()
         self.config = cfg
@@ -235,28 +285,32 @@ class GPT(nn.Module):
         return n
 
     def forward(self, idx, targets=None, cache: KVCache | None = None):
+        """idx (B, T) token ids -> (logits (B, T, vocab), mean cross-entropy against ``targets`` (B, T), -1 ignored,
+        or None). With ``cache`` idx continues the cached positions, and cache.length grows by T. ValueError when
+        learned or sinusoidal positions would run past block_size."""
         B, T = idx.size()
-        t0 = cache.length if cache is not None else 0
+        t0 = cache.length if cache is not None else 0  # absolute position of idx[:, 0]
         if t0 + T > self.config.block_size and self.config.pos in ("learned", "sinusoidal"):
             raise ValueError(f"idx: sequence of {t0 + T} exceeds block_size {self.config.block_size}")
         x = self.wte(idx)  # (B, T, C)
         if self.wpe is not None:
-            x = x + self.wpe(torch.arange(t0, t0 + T, device=idx.device))
+            x = x + self.wpe(torch.arange(t0, t0 + T, device=idx.device))  # (B, T, C) + (T, C)
         elif self.config.pos == "sinusoidal":  # as Vaswani et al.: embeddings scaled by sqrt(d), so the
             # fixed unit-amplitude table does not drown tokens initialised with std 0.02
-            x = x * math.sqrt(self.config.n_embd) + self.pe[t0 : t0 + T].to(x.dtype)
+            x = x * math.sqrt(self.config.n_embd) + self.pe[t0 : t0 + T].to(x.dtype)  # (B, T, C) + (T, C)
         x = self.drop(x)
         for block in self.h:
-            x = block(x, cache)
+            x = block(x, cache)  # (B, T, C)
         if cache is not None:
-            cache.length += T
+            cache.length += T  # every layer has written positions [t0, t0 + T)
         logits = self.lm_head(self.ln_f(x))  # (B, T, vocab)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+            loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)  # ()
         return logits, loss
 
     def new_cache(self, batch: int, capacity: int) -> KVCache:
+        """An empty :class:`KVCache` for ``batch`` sequences of ``capacity`` positions, on the model's device/dtype."""
         p = next(self.parameters())
         return KVCache(self.config, batch, capacity, device=p.device, dtype=p.dtype)
 
@@ -293,15 +347,15 @@ class GPT(nn.Module):
                 logits, _ = self(x, cache=cache)
             else:
                 logits, _ = self(idx[:, -bs:])
-            logits = logits[:, -1, :]
+            logits = logits[:, -1, :]  # (B, vocab)
             if temperature == 0:
-                nxt = logits.argmax(-1, keepdim=True)
+                nxt = logits.argmax(-1, keepdim=True)  # (B, 1)
             else:
                 logits = logits / temperature
                 if top_k is not None:
                     v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
                     logits[logits < v[:, [-1]]] = -float("inf")
                 nxt = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)
-            idx = torch.cat((idx, nxt), dim=1)
+            idx = torch.cat((idx, nxt), dim=1)  # (B, T + 1)
             x = nxt
         return idx

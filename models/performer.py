@@ -31,27 +31,29 @@ def orthogonal_gaussian(
     """r random feature rows in R^d (shape (r, d)): ceil(r/d) independent blocks of d orthonormal
     rows (QR of a Gaussian matrix, signs fixed so the block is Haar-distributed), each row then
     scaled by an independent chi_d norm, so every row is marginally N(0, I_d) while rows within
-    a block are exactly orthogonal."""
+    a block are exactly orthogonal (orthogonal random features, Yu et al. 2016, as FAVOR+ uses them).
+    ValueError naming ``r`` or ``d`` unless it is a positive integer."""
     _positive("r", r), _positive("d", d)
     if device is None:
         device = generator.device if generator is not None else torch.device("cpu")
-    g = torch.randn(math.ceil(r / d), d, d, generator=generator, device=device, dtype=torch.float64)
+    g = torch.randn(math.ceil(r / d), d, d, generator=generator, device=device, dtype=torch.float64)  # (blocks, d, d)
     q, rr = torch.linalg.qr(g)  # (blocks, d, d), one QR per block
     q = q * torch.sign(torch.diagonal(rr, dim1=-2, dim2=-1)).unsqueeze(-2)  # Haar: fix each column's sign
     w = q.transpose(-2, -1).reshape(-1, d)[:r]  # (r, d): rows of each block orthonormal
     norms = torch.randn(r, d, generator=generator, device=device, dtype=torch.float64).norm(dim=1)  # chi_d
-    return (w * norms.unsqueeze(1)).to(dtype)
+    return (w * norms.unsqueeze(1)).to(dtype)  # (r, d)
 
 
 def _exponent(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """z = W x - |x|^2/2, shape (..., n, r) for x (..., n, d), w (r, d): phi(x) = exp(z) / sqrt(r)."""
     if x.size(-1) != w.size(-1):
         raise ValueError(f"w: feature rows have dimension {w.size(-1)}, inputs have {x.size(-1)}")
-    return x @ w.T - x.pow(2).sum(-1, keepdim=True) / 2
+    return x @ w.T - x.pow(2).sum(-1, keepdim=True) / 2  # (..., n, r) - (..., n, 1)
 
 
 def positive_features(x: torch.Tensor, w: torch.Tensor, stabilize: str | None = None) -> torch.Tensor:
-    """phi(x) = exp(w·x - |x|^2/2) / sqrt(r), shape (..., n, r) for x (..., n, d), w (r, d).
+    """phi(x) = exp(w·x - |x|^2/2) / sqrt(r), shape (..., n, r) for x (..., n, d), w (r, d): the positive
+    random features of Choromanski et al. 2021, Lemma 1.
 
     ``stabilize`` subtracts a maximum m of the exponent before exp, which multiplies phi by
     exp(-m). In attention, output row i is sum_j (phi(q_i)·phi(k_j)) v_j / sum_j phi(q_i)·phi(k_j),
@@ -70,15 +72,16 @@ def positive_features(x: torch.Tensor, w: torch.Tensor, stabilize: str | None = 
         z = z - z.amax(-1, keepdim=True).detach()
     elif stabilize == "global":
         z = z - z.amax((-2, -1), keepdim=True).detach()
-    return torch.exp(z) / math.sqrt(w.size(0))
+    return torch.exp(z) / math.sqrt(w.size(0))  # (..., n, r)
 
 
 def trig_features(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """The older trigonometric features exp(|x|^2/2) [sin(w·x), cos(w·x)] / sqrt(r), shape (..., n, 2r):
-    also unbiased for exp(x·y), but their products can be negative (a negative-control baseline)."""
+    also unbiased for exp(x·y) (random Fourier features, Rahimi & Recht 2007, times exp(|x|^2/2)), but their
+    products can be negative (a negative-control baseline)."""
     z = x @ w.T  # (..., n, r)
-    scale = torch.exp(x.pow(2).sum(-1, keepdim=True) / 2) / math.sqrt(w.size(0))
-    return torch.cat([torch.sin(z), torch.cos(z)], dim=-1) * scale
+    scale = torch.exp(x.pow(2).sum(-1, keepdim=True) / 2) / math.sqrt(w.size(0))  # (..., n, 1)
+    return torch.cat([torch.sin(z), torch.cos(z)], dim=-1) * scale  # (..., n, 2r)
 
 
 def _signed_parts(v: torch.Tensor) -> torch.Tensor:
@@ -89,13 +92,13 @@ def _signed_parts(v: torch.Tensor) -> torch.Tensor:
     entry gets 2^-8 eps max_c |v_jc| of its own row (1 for an all-zero row) and every mu is at least
     the smallest normal float, so no log is -inf and no gradient is 0 * inf. (|v| +- v)/2, not
     relu, keeps d(a - b)/dv = 1 at v = 0. Each mu depends on v_j alone, so causality is kept."""
-    av = v.abs()
+    av = v.abs()  # (..., n, dv)
     fi = torch.finfo(v.dtype)
     with torch.no_grad():
-        row = av.amax(-1, keepdim=True)
+        row = av.amax(-1, keepdim=True)  # (..., n, 1)
         row = torch.where(row > 0, row, torch.ones_like(row))
-        mu = (torch.maximum(av, fi.eps * row) * 2.0**-8).clamp(min=fi.tiny)
-    return torch.cat([(av + v) / 2 + mu, (av - v) / 2 + mu], dim=-1)
+        mu = (torch.maximum(av, fi.eps * row) * 2.0**-8).clamp(min=fi.tiny)  # (..., n, dv)
+    return torch.cat([(av + v) / 2 + mu, (av - v) / 2 + mu], dim=-1)  # (..., n, 2 dv)
 
 
 def favor_attention(q, k, v, w, causal: bool = False, features: str = "positive"):
@@ -143,7 +146,7 @@ def favor_attention(q, k, v, w, causal: bool = False, features: str = "positive"
     elif causal:
         zq, zk = _exponent(q * s, w), _exponent(k * s, w)  # (..., n, r)
         lk = torch.logcumsumexp(zk, dim=-2)  # (..., n, r): log sum_{j<=i} e^{zk_jf}
-        t = zq + lk
+        t = zq + lk  # (..., n, r)
         c = t.amax(-1, keepdim=True).detach()  # (..., n, 1): keys j <= i only
         den = torch.exp(t - c).sum(-1, keepdim=True)  # (..., n, 1), >= 1
         ab = _signed_parts(v)  # (..., n, 2 dv)
@@ -154,21 +157,22 @@ def favor_attention(q, k, v, w, causal: bool = False, features: str = "positive"
         zq, zk = _exponent(q * s, w), _exponent(k * s, w)  # (..., n, r)
         kmax = zk.amax(-2, keepdim=True).detach()  # (..., 1, r): per-feature maximum over keys
         kp = torch.exp(zk - kmax)  # (..., n, r): each feature's largest key term is 1
-        t = zq + kmax
+        t = zq + kmax  # (..., n, r)
         qp = torch.exp(t - t.amax(-1, keepdim=True).detach())  # (..., n, r): each row's largest is 1
         num = qp @ (kp.transpose(-2, -1) @ v)  # (..., n, dv)
         den = qp @ kp.sum(-2).unsqueeze(-1)  # (..., n, 1): a matmul, not mv, so it is counted as FLOPs
     if not bool(((den != 0) & torch.isfinite(den)).all()):
         raise ValueError("q, k, v: a softmax denominator is zero or not finite (inf or nan in the inputs?)")
-    return num / den
+    return num / den  # (..., n, dv)
 
 
 def exact_attention(q, k, v, causal: bool = False):
-    """softmax(q k^T / sqrt(d)) v, written out (the n x n reference)."""
+    """softmax(q k^T / sqrt(d)) v for q, k (..., n, d), v (..., n, dv) -> (..., n, dv), written out (the n x n
+    reference); ``causal`` masks keys j > i."""
     att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.size(-1)))  # (..., n, n)
     if causal:
         n = att.size(-1)
-        mask = torch.ones(n, n, dtype=torch.bool, device=att.device).tril()
+        mask = torch.ones(n, n, dtype=torch.bool, device=att.device).tril()  # (n, n)
         att = att.masked_fill(~mask, float("-inf"))
     return F.softmax(att, dim=-1) @ v  # (..., n, dv)
 
@@ -205,14 +209,15 @@ class PerformerAttention(nn.Module):
         return self.w
 
     def forward(self, x):
+        """x (B, T, d) -> (B, T, d); ValueError if the last dimension is not d."""
         B, T, C = x.size()
         if C != self.d:
             raise ValueError(f"x: last dimension must be d={self.d}, got {C}")
         nh = self.n_heads
         q, k, v = self.c_attn(x).split(C, dim=2)
         q = q.view(B, T, nh, C // nh).transpose(1, 2)  # (B, nh, T, hd)
-        k = k.view(B, T, nh, C // nh).transpose(1, 2)
-        v = v.view(B, T, nh, C // nh).transpose(1, 2)
+        k = k.view(B, T, nh, C // nh).transpose(1, 2)  # (B, nh, T, hd)
+        v = v.view(B, T, nh, C // nh).transpose(1, 2)  # (B, nh, T, hd)
         y = favor_attention(q, k, v, self.w, causal=self.causal)  # (B, nh, T, hd)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)
-        return self.c_proj(y)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): heads side by side
+        return self.c_proj(y)  # (B, T, C)

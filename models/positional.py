@@ -39,7 +39,8 @@ def _check_base(base) -> None:
 
 
 def rope_frequencies(dim: int, base: float = 10000.0, device=None) -> torch.Tensor:
-    """theta_i = base**(-2i/dim) for i < dim/2, as float64 on ``device``; shape (dim//2,)."""
+    """theta_i = base**(-2i/dim) for i < dim/2, as float64 on ``device``; shape (dim//2,). ValueError naming
+    ``dim`` (not a positive even integer) or ``base``."""
     _check_size("dim", dim, even=True)
     _check_base(base)
     i = torch.arange(0, dim, 2, dtype=torch.float64, device=device)  # (dim/2,) holds 2i
@@ -49,7 +50,8 @@ def rope_frequencies(dim: int, base: float = 10000.0, device=None) -> torch.Tens
 def sinusoidal_table(
     n_positions: int, d_model: int, base: float = 10000.0, dtype=torch.float32, device=None
 ) -> torch.Tensor:
-    """The (n_positions, d_model) table with sin on even and cos on odd dims (angles in float64)."""
+    """The (n_positions, d_model) table with sin on even and cos on odd dims (angles in float64), as in
+    Vaswani et al. 2017, §3.5; ValueError naming ``n_positions``, ``d_model`` or ``base`` when bad."""
     _check_size("n_positions", n_positions)
     _check_size("d_model", d_model, even=True)
     w = rope_frequencies(d_model, base, device)  # (d/2,) the same frequencies RoPE uses
@@ -62,7 +64,8 @@ def apply_rope(
     x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0, convention: str = "interleaved"
 ) -> torch.Tensor:
     """Rotate pairs of the last dim of x (..., T, dim) by ``positions`` (T,) or any shape that
-    broadcasts against x.shape[:-1]; returns a tensor of x's shape and dtype."""
+    broadcasts against x.shape[:-1]; returns a tensor of x's shape and dtype (RoPE: RoFormer, Su et al.
+    2021). ValueError naming ``convention``, ``x``, ``dim`` or ``base`` when bad."""
     if convention not in CONVENTIONS:
         raise ValueError(f"convention: must be one of {CONVENTIONS}, got {convention!r}")
     if not x.is_floating_point():
@@ -71,15 +74,15 @@ def apply_rope(
         raise ValueError("x: must have a last dim to rotate, got a 0-d tensor")
     dim = x.shape[-1]
     theta = rope_frequencies(dim, base, x.device)  # (dim/2,) float64
-    pos = torch.as_tensor(positions, device=x.device).to(torch.float64)
+    pos = torch.as_tensor(positions, device=x.device).to(torch.float64)  # (T,) or broadcastable to x.shape[:-1]
     ang = pos[..., None] * theta  # (..., T, dim/2) float64
     work = torch.promote_types(x.dtype, torch.float32)
     cos, sin = ang.cos().to(work), ang.sin().to(work)  # (..., T, dim/2)
-    xw = x.to(work)
+    xw = x.to(work)  # (..., T, dim)
     if convention == "interleaved":
         x0, x1 = xw[..., 0::2], xw[..., 1::2]  # (..., T, dim/2) each: pairs (2i, 2i+1)
-        out = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2)
+        out = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2)  # (..., T, dim)
     else:
-        x0, x1 = xw[..., : dim // 2], xw[..., dim // 2 :]  # pairs (i, i + dim/2)
-        out = torch.cat((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1)
+        x0, x1 = xw[..., : dim // 2], xw[..., dim // 2 :]  # (..., T, dim/2) each: pairs (i, i + dim/2)
+        out = torch.cat((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1)  # (..., T, dim)
     return out.to(x.dtype)  # (..., T, dim)

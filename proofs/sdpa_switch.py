@@ -19,6 +19,7 @@ without the causal mask (bidirectional attention) against the cached decode is r
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 
 import sympy as sp
 import torch
@@ -91,8 +92,7 @@ def check(device=None, samples: int = DEFAULT_SAMPLES, seed: int = 0) -> CheckRe
                 x = torch.randn(B, T, cfg.n_embd, generator=gen, device=dev, dtype=torch.float64).to(dtype)
                 with torch.no_grad():
                     ym, ys = manual(x), sdpa(x)
-                    bidir = torch.nn.functional.scaled_dot_product_attention  # control: no causal mask
-                    no_mask = _bidirectional(manual, x, bidir)
+                    no_mask = _bidirectional(manual, x)  # control: no causal mask
                 tol = 64 * torch.finfo(dtype).eps * max(1.0, ym.abs().max().item())
                 diffs = {
                     "sdpa vs manual, full sequence": (ys - ym).abs().max().item(),
@@ -116,21 +116,12 @@ def check(device=None, samples: int = DEFAULT_SAMPLES, seed: int = 0) -> CheckRe
     return res
 
 
-def _bidirectional(layer, x, sdpa):
-    """The layer's computation with no mask at all (every query sees every key)."""
-    cfg = layer.cfg
-    Bx, Tx, C = x.shape
-    hd, nh, nkv = cfg.head_dim, cfg.n_head, cfg.n_kv_head
-    q, k, v = layer.c_attn(x).split([C, nkv * hd, nkv * hd], dim=2)
-    q, k, v = (t.view(Bx, Tx, -1, hd).transpose(1, 2) for t in (q, k, v))
-    if cfg.pos == "rope":
-        from models.positional import apply_rope
-
-        pos = torch.arange(Tx, device=x.device)
-        q, k = apply_rope(q, pos, cfg.rope_base), apply_rope(k, pos, cfg.rope_base)
-    k, v = k.repeat_interleave(nh // nkv, dim=1), v.repeat_interleave(nh // nkv, dim=1)
-    y = sdpa(q, k, v).transpose(1, 2).reshape(Bx, Tx, C)
-    return layer.c_proj(y)
+def _bidirectional(layer, x):
+    """The layer's computation with no mask at all (every query sees every key): the model's own
+    attention module built with ``causal=False``, given the layer's weights, through SDPA."""
+    free = CausalSelfAttention(replace(layer.cfg, attn="sdpa"), causal=False).to(x.device, x.dtype).eval()
+    free.load_state_dict(layer.state_dict())
+    return free(x)
 
 
 def main(argv=None) -> int:
