@@ -65,7 +65,21 @@ def _check_divides(small_name: str, small, big_name: str, big) -> None:
 
 
 def head_dim(d=d, h=h):
-    """d_head = d / h (h must divide d)."""
+    """d_head = d / h (h must divide d).
+
+    The head size of multi-head attention, ``d_k = d_v = d_model / h`` (Vaswani et al. 2017,
+    Section 3.2.2). Raises ValueError when concrete ``d``, ``h`` are not positive integers or
+    ``h`` does not divide ``d``; for symbols the division is assumed.
+
+    Examples
+    --------
+    >>> head_dim(), head_dim(768, 12)
+    (d/h, 64)
+    >>> head_dim(768, 10)
+    Traceback (most recent call last):
+    ...
+    ValueError: h: must divide d=768, got 10
+    """
     d, h = _int_or_expr("d", d), _int_or_expr("h", h)
     _check_divides("h", h, "d", d)
     return d / h
@@ -77,7 +91,17 @@ def _head_size(d, h, d_head):
 
 
 def attention_head_params(d=d, h=h, d_head=None):
-    """W_Q^i, W_K^i, W_V^i of one head: three d x d_head matrices (d_head = d/h by default, 3 d^2 / h weights)."""
+    """W_Q^i, W_K^i, W_V^i of one head: three d x d_head matrices (d_head = d/h by default, 3 d^2 / h weights).
+
+    No biases and no share of the output projection (see :func:`attention_params` for the layer).
+
+    Examples
+    --------
+    >>> attention_head_params()
+    3*d**2/h
+    >>> attention_head_params(768, 12)
+    147456
+    """
     return 3 * _int_or_expr("d", d) * _head_size(d, h, d_head)
 
 
@@ -85,7 +109,20 @@ def attention_params(d=d, h=h, bias: bool = True, n_kv=None, d_head=None):
     """Q (d x h d_head), K and V (d x n_kv d_head each) and the output projection (h d_head x d), plus
     their biases when ``bias``. ``n_kv=None`` means n_kv = h (standard multi-head attention);
     ``d_head=None`` means d_head = d / h, so Q and the output projection are d x d. A given
-    ``d_head`` need not be d / h (h then need not divide d)."""
+    ``d_head`` need not be d / h (h then need not divide d).
+
+    Returns the expanded count; ``n_kv = 1`` is multi-query attention (Shazeer 2019), ``1 < n_kv
+    < h`` grouped-query attention (Ainslie et al. 2023). Raises ValueError for a concrete size
+    that is not a positive integer, an ``h`` that does not divide ``d`` (when ``d_head`` is
+    not given) or an ``n_kv`` that does not divide ``h``.
+
+    Examples
+    --------
+    >>> attention_params(bias=False)  # W_Q, W_K, W_V, W_O: 4 d^2
+    4*d**2
+    >>> attention_params(4096, 32, bias=False, n_kv=8)  # Mistral-7B: GQA, 8 KV heads of 128
+    41943040
+    """
     d, h = _int_or_expr("d", d), _int_or_expr("h", h)
     dk = _head_size(d, h, d_head)
     kv = h if n_kv is None else _int_or_expr("n_kv", n_kv)
@@ -98,7 +135,22 @@ def attention_params(d=d, h=h, bias: bool = True, n_kv=None, d_head=None):
 
 def mlp_params(d=d, d_ff=None, bias: bool = True, kind: str = "gelu"):
     """GELU: d x d_ff and d_ff x d (d_ff = 4d by default). SwiGLU: three d x d_ff matrices
-    (gate, value, output; d_ff = 8d/3 by default, the same 8 d^2 as a 4d GELU MLP)."""
+    (gate, value, output; d_ff = 8d/3 by default, the same 8 d^2 as a 4d GELU MLP).
+
+    With ``bias``, each matrix has a bias of its output width (``d_ff`` per input matrix, ``d``
+    for the output). The SwiGLU default follows Shazeer (2020, "GLU Variants Improve
+    Transformer"), which shrinks d_ff by 2/3 to keep the parameter count; it is an integer only
+    when 3 divides 8d, so pass the model's own ``d_ff`` (LLaMA-7B: 11008 at d = 4096). Raises
+    ValueError for an unknown ``kind`` (one of :data:`MLP_KINDS`) or a size that is not a
+    positive integer.
+
+    Examples
+    --------
+    >>> mlp_params(), mlp_params(bias=False, kind="swiglu")
+    (8*d**2 + 5*d, 8*d**2)
+    >>> mlp_params(4096, 11008, bias=False, kind="swiglu")
+    135266304
+    """
     if kind not in MLP_KINDS:
         raise ValueError(f"kind: unknown MLP {kind!r}; choose from {MLP_KINDS}")
     d = _int_or_expr("d", d)
@@ -113,7 +165,15 @@ def mlp_params(d=d, d_ff=None, bias: bool = True, kind: str = "gelu"):
 
 
 def norm_params(d=d, kind: str = "layernorm", bias: bool = True):
-    """LayerNorm: gain and bias (2d), gain only without bias (d); RMSNorm: gain only (d)."""
+    """LayerNorm: gain and bias (2d), gain only without bias (d); RMSNorm: gain only (d).
+
+    Raises ValueError for an unknown ``kind`` (one of :data:`NORM_KINDS`).
+
+    Examples
+    --------
+    >>> norm_params(), norm_params(kind="rmsnorm"), norm_params(768)
+    (2*d, d, 1536)
+    """
     if kind not in NORM_KINDS:
         raise ValueError(f"kind: unknown norm {kind!r}; choose from {NORM_KINDS}")
     d = _int_or_expr("d", d)
@@ -122,7 +182,17 @@ def norm_params(d=d, kind: str = "layernorm", bias: bool = True):
 
 def embedding_params(V=V, d=d, n_ctx=n_ctx, pos: str = "learned"):
     """The token table (V x d) and, for learned positions, the position table (n_ctx x d).
-    Sinusoidal and rotary positions have no parameters."""
+    Sinusoidal and rotary positions have no parameters.
+
+    Raises ValueError for an unknown ``pos`` (one of :data:`POS_KINDS`).
+
+    Examples
+    --------
+    >>> embedding_params(), embedding_params(pos="rope")
+    (V*d + d*n_ctx, V*d)
+    >>> embedding_params(50257, 768, 1024)  # GPT-2 small: wte and wpe
+    39383808
+    """
     if pos not in POS_KINDS:
         raise ValueError(f"pos: unknown {pos!r}; choose from {POS_KINDS}")
     V, d = _int_or_expr("V", V), _int_or_expr("d", d)
@@ -132,7 +202,18 @@ def embedding_params(V=V, d=d, n_ctx=n_ctx, pos: str = "learned"):
 def block_params(
     d=d, h=h, bias: bool = True, mlp: str = "gelu", norm: str = "layernorm", n_kv=None, d_ff=None, d_head=None
 ):
-    """One Transformer block: attention, MLP and two norms."""
+    """One Transformer block: attention, MLP and two norms.
+
+    The sum of :func:`attention_params`, :func:`mlp_params` and twice :func:`norm_params`
+    with the same options (``mlp`` and ``norm`` name the kinds), expanded.
+
+    Examples
+    --------
+    >>> block_params()
+    12*d**2 + 13*d
+    >>> block_params(768, 12)  # one GPT-2 small block
+    7087872
+    """
     return sp.expand(
         attention_params(d, h, bias, n_kv, d_head) + mlp_params(d, d_ff, bias, mlp) + 2 * norm_params(d, norm, bias)
     )
@@ -140,7 +221,18 @@ def block_params(
 
 def block_matmul_params(d=d, h=h, mlp: str = "gelu", n_kv=None, d_ff=None, d_head=None):
     """The weights of one block that multiply activations (no biases, no norm gains): the N of
-    Kaplan et al. per layer, 12 d^2 for standard attention and a 4d GELU MLP."""
+    Kaplan et al. per layer, 12 d^2 for standard attention and a 4d GELU MLP.
+
+    Kaplan et al. 2020 (arXiv:2001.08361), Table 1: ``N = 2 d n_layer (2 d_attn + d_ff)``, which is
+    ``12 L d^2`` at ``d_attn = d`` and ``d_ff = 4d``.
+
+    Examples
+    --------
+    >>> L * block_matmul_params()
+    12*L*d**2
+    >>> block_matmul_params(mlp="swiglu", n_kv=1)  # SwiGLU MLP; MQA: K and V are d x d/h
+    10*d**2 + 2*d**2/h
+    """
     return sp.expand(attention_params(d, h, False, n_kv, d_head) + mlp_params(d, d_ff, False, mlp))
 
 
@@ -159,7 +251,18 @@ def non_embedding_params(
     d_head=None,
 ):
     """L blocks, the final norm (pre-norm models only) and an untied output layer (V x d, no bias);
-    the same split as ``GPT.num_params(non_embedding=True)``."""
+    the same split as ``GPT.num_params(non_embedding=True)``.
+
+    With ``tie`` (the default) the output layer is the token table and is counted in
+    :func:`embedding_params`, not here. The block options are those of :func:`block_params`.
+
+    Examples
+    --------
+    >>> non_embedding_params()
+    12*L*d**2 + 13*L*d + 2*d
+    >>> non_embedding_params(12, 768, 12, 50257)  # GPT-2 small (tied)
+    85056000
+    """
     L = _int_or_expr("L", L)
     final = norm_params(d, norm, bias) if prenorm else 0
     head = 0 if tie else _int_or_expr("V", V) * _int_or_expr("d", d)
@@ -182,13 +285,31 @@ def model_params(
     pos: str = "learned",
     d_head=None,
 ):
-    """Every parameter once: embeddings plus :func:`non_embedding_params`."""
+    """Every parameter once: embeddings plus :func:`non_embedding_params`.
+
+    A tied output layer is the token table, so it is counted once, in the embeddings.
+
+    Examples
+    --------
+    >>> model_params(12, 768, 12, 50257, 1024)  # GPT-2 small: its 124M
+    124439808
+    """
     rest = non_embedding_params(L, d, h, V, bias, mlp, norm, n_kv, d_ff, prenorm, tie, d_head)
     return sp.expand(embedding_params(V, d, n_ctx, pos) + rest)
 
 
 def attention_flops_per_token(L=L, n_ctx=n_ctx, d=d, attention: str = "kaplan"):
-    """FLOPs of QK^T and AV per token: ``ATTENTION[attention] * L * n_ctx * d``."""
+    """FLOPs of QK^T and AV per token: ``ATTENTION[attention] * L * n_ctx * d``.
+
+    ``"kaplan"`` is Kaplan et al.'s ``2 n_layer n_ctx d_attn`` (Table 1; a causal average),
+    ``"dense"`` the whole n_ctx x n_ctx score matrix as ``FlopCounterMode`` counts it, ``"none"``
+    zero. Raises ValueError for another convention.
+
+    Examples
+    --------
+    >>> attention_flops_per_token(), attention_flops_per_token(attention="dense")
+    (2*L*d*n_ctx, 4*L*d*n_ctx)
+    """
     if attention not in ATTENTION:
         raise ValueError(f"attention: unknown convention {attention!r}; choose from {sorted(ATTENTION)}")
     return ATTENTION[attention] * _int_or_expr("L", L) * _int_or_expr("n_ctx", n_ctx) * _int_or_expr("d", d)
@@ -196,6 +317,18 @@ def attention_flops_per_token(L=L, n_ctx=n_ctx, d=d, attention: str = "kaplan"):
 
 def forward_flops_per_token(N, L=L, n_ctx=n_ctx, d=d, V=V, attention: str = "kaplan"):
     """2 N for the block matmuls (N = :func:`block_matmul_params` times L), the attention term,
-    and 2 d V for the output layer. The embedding is a lookup: 0 FLOPs."""
+    and 2 d V for the output layer. The embedding is a lookup: 0 FLOPs.
+
+    With ``attention="kaplan"`` this is Kaplan et al. 2020's ``C_forward = 2N + 2 n_layer n_ctx
+    d_attn`` (Table 1) plus the output layer they leave out; ``N`` is passed in (a number or an
+    expression), so any block layout can be used.
+
+    Examples
+    --------
+    >>> forward_flops_per_token(L * block_matmul_params())
+    24*L*d**2 + 2*L*d*n_ctx + 2*V*d
+    >>> forward_flops_per_token(0, attention="none")  # what the "2N" rule leaves out
+    2*V*d
+    """
     out = 2 * _int_or_expr("V", V) * _int_or_expr("d", d)
     return sp.expand(2 * sp.sympify(N) + attention_flops_per_token(L, n_ctx, d, attention) + out)

@@ -27,7 +27,21 @@ DEFINITION = "definition"  # a name given to an expression: states nothing, so n
 
 
 class StepFailed(AssertionError):
-    """A step that sympy disproved or that failed at a spot-check point."""
+    """A step that sympy disproved or that failed at a spot-check point.
+
+    Raised by :meth:`Derivation.eq`, :meth:`Derivation.limit` and :meth:`Derivation.holds` (and for
+    a matrix compared with a scalar); the message names the step by number and reason and, for a
+    spot check, the difference and the point where it failed. It subclasses ``AssertionError``, so
+    a derivation built inside a test fails that test.
+
+    Examples
+    --------
+    >>> x = sp.Symbol("x", real=True)
+    >>> Derivation("wrong").eq((x + 1) ** 2, x**2 + 1, "forgot 2x", strategy="expand")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    derive.engine.StepFailed: step 1 (forgot 2x) fails: differs by ... at {x: ...}
+    """
 
 
 def _zero_expr(e) -> bool:
@@ -55,7 +69,21 @@ STRATEGIES = {
 
 @dataclass
 class Step:
-    """One checked statement ``lhs <relation> rhs`` with its reason and status."""
+    """One checked statement ``lhs <relation> rhs`` with its reason and status.
+
+    Steps are made by the methods of :class:`Derivation`, not by hand. ``status`` is
+    :data:`PROVED` (sympy reduced it exactly), :data:`SPOT_CHECKED` (equal, or true, at seeded
+    random points only; ``note`` says where) or :data:`DEFINITION` (a name, claiming nothing).
+    ``relation`` is ``"="``, ``"->"`` for a limit of ``lhs`` as ``var -> point``, or one of
+    ``< <= > >=``; ``strategy`` names the sympy function that settled it.
+
+    Examples
+    --------
+    >>> a, b, c = sp.symbols("a b c")
+    >>> step = Derivation("distributivity").eq(a * (b + c), a * b + a * c, "multiply out", strategy="expand")
+    >>> step.status, step.strategy, step.relation
+    ('proved', 'expand', '=')
+    """
 
     lhs: object
     rhs: object
@@ -68,6 +96,16 @@ class Step:
     note: str = ""
 
     def as_expr(self):
+        """The statement as an unevaluated sympy relation (``Eq``, ``Rel``, or ``Eq`` of a ``Limit``).
+
+        A definition's left side is shown as the symbol ``"lhs :"``, so it reads ``lhs : = rhs``.
+
+        Examples
+        --------
+        >>> x = sp.Symbol("x")
+        >>> Derivation("limit").limit(sp.sin(x) / x, x, 0, 1, "sin x ~ x").as_expr()
+        Eq(Limit(sin(x)/x, x, 0, dir='+'), 1)
+        """
         if self.relation == "->":
             return sp.Eq(sp.Limit(self.lhs, self.var, self.point), self.rhs, evaluate=False)
         if self.status == DEFINITION:
@@ -77,12 +115,37 @@ class Step:
         return sp.Eq(self.lhs, self.rhs, evaluate=False)
 
     def latex(self) -> str:
+        r"""The statement in LaTeX (math mode, without delimiters).
+
+        Examples
+        --------
+        >>> x = sp.Symbol("x")
+        >>> print(Derivation("d").eq((x**2 - 1) / (x - 1), x + 1, "cancel x - 1", strategy="cancel").latex())
+        \frac{x^{2} - 1}{x - 1} = x + 1
+        """
         return sp.latex(self.as_expr())
 
     def text(self) -> str:
+        """The statement pretty-printed in Unicode (several lines for powers and fractions).
+
+        Examples
+        --------
+        >>> a, b, c = sp.symbols("a b c")
+        >>> print(Derivation("d").eq(a * (b + c), a * b + a * c, "multiply out", strategy="expand").text())
+        a⋅(b + c) = a⋅b + a⋅c
+        """
         return sp.pretty(self.as_expr(), use_unicode=True)
 
     def to_dict(self) -> dict:
+        """The step as plain data for JSON: ``statement`` (``sympy.sstr``), ``latex``, ``reason``,
+        ``status``, ``strategy`` and ``note``.
+
+        Examples
+        --------
+        >>> a, b = sp.symbols("a b")
+        >>> Derivation("d").eq(a + b, b + a, "commutes", strategy="exact").to_dict()["statement"]
+        'Eq(a + b, a + b)'
+        """
         return {
             "statement": sp.sstr(self.as_expr()),
             "latex": self.latex(),
@@ -116,7 +179,22 @@ def _spot_check(diff, n_points: int, seed: int, tol: float = 1e-9) -> str:
 
 @dataclass
 class Derivation:
-    """An ordered list of checked steps under stated assumptions."""
+    """An ordered list of checked steps under stated assumptions.
+
+    Each step is checked when it is added (:meth:`eq`, :meth:`limit`, :meth:`holds`;
+    :meth:`define` only names an expression) and :class:`StepFailed` is raised at the first
+    false one, so a ``Derivation`` that exists holds only steps that passed. ``assumptions``
+    are stated in words for the reader; what sympy uses are the symbols' own assumptions
+    (``positive=True`` and so on). Spot checks use ``spot_points`` points drawn from
+    ``random.Random(seed + step index)``, so the same derivation gives the same notes.
+
+    Examples
+    --------
+    >>> x = sp.Symbol("x", real=True)
+    >>> der = Derivation("Pythagoras", assumptions=["x real"])
+    >>> der.eq(sp.sin(x) ** 2 + sp.cos(x) ** 2, 1, "sin^2 + cos^2 = 1", strategy="trigsimp").status
+    'proved'
+    """
 
     title: str
     assumptions: list[str] = field(default_factory=list)
@@ -127,7 +205,14 @@ class Derivation:
     # -- adding steps --------------------------------------------------------------
     def define(self, lhs, rhs, reason: str) -> Step:
         """Add a definition ``lhs := rhs`` (a name for an expression, or a model's formula as given):
-        it asserts nothing, is shown as a definition and is never counted as proved."""
+        it asserts nothing, is shown as a definition and is never counted as proved.
+
+        Examples
+        --------
+        >>> x, f = sp.symbols("x f")
+        >>> Derivation("d").define(f, x**2 + 1, "the function studied").status
+        'definition'
+        """
         return self._add(Step(sp.sympify(lhs), sp.sympify(rhs), reason, DEFINITION, "definition"))
 
     def eq(self, lhs, rhs, reason: str, strategy: str = "simplify", computed=None, rule: str | None = None) -> Step:
@@ -135,7 +220,48 @@ class Derivation:
         ``lhs`` is then only how the quantity is displayed (e.g. ``Var(q_i k_i)``) and
         ``computed`` is what sympy evaluated it to. ``rule`` names a premise applied in words (e.g.
         linearity of variance for a symbolic number of terms): sympy then checks only the arithmetic,
-        so the step is marked spot-checked, never proved."""
+        so the step is marked spot-checked, never proved.
+
+        The step is proved when ``STRATEGIES[strategy]`` (or, failing that, ``simplify``) reduces
+        the difference to exactly zero (every entry, for matrices); otherwise it is evaluated at
+        ``spot_points`` seeded random points of its free symbols (integers in 1..40 or -40..40,
+        reals in (0.1, 3) or (-3, 3) by their sign assumptions) and marked spot-checked.
+
+        Parameters
+        ----------
+        lhs, rhs : sympy expression or Matrix
+            The two sides (both scalars or both matrices).
+        reason : str
+            Why the step holds, in words; shown with the step and in any error.
+        strategy : str
+            A key of ``STRATEGIES``: ``expand``, ``trig``, ``expand_trig``, ``trigsimp``,
+            ``cancel``, ``factor``, ``simplify`` or ``exact``.
+        computed : sympy expression, optional
+            What is checked against ``rhs`` in place of ``lhs``.
+        rule : str, optional
+            A premise sympy does not check; the step is then at most spot-checked.
+
+        Returns
+        -------
+        Step
+            The step added.
+
+        Raises
+        ------
+        ValueError
+            For an unknown ``strategy``.
+        StepFailed
+            When a matrix is compared with a scalar, or the sides differ at a spot-check point.
+
+        Examples
+        --------
+        >>> x, y = sp.symbols("x y", real=True)
+        >>> der = Derivation("difference of squares")
+        >>> der.eq((x - y) * (x + y), x**2 - y**2, "multiply out", strategy="expand").status
+        'proved'
+        >>> der.eq(sp.Symbol("S"), 3, "count the terms", computed=x - x + 3, rule="a premise in words").status
+        'spot-checked'
+        """
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy: unknown {strategy!r}; choose from {sorted(STRATEGIES)}")
         left = lhs if computed is None else computed
@@ -149,7 +275,17 @@ class Derivation:
         return self._add(Step(sp.sympify(lhs), rhs_s, reason, status, strategy, note=note))
 
     def limit(self, expr, var, point, value, reason: str) -> Step:
-        """Add ``lim_{var -> point} expr = value``, settled by ``sympy.limit``."""
+        """Add ``lim_{var -> point} expr = value``, settled by ``sympy.limit`` (one-sided from
+        above at a finite ``point``, as ``sympy.limit``'s default). ``value`` may be ``sp.oo``.
+        The step is always proved when it is added; raises :class:`StepFailed` when the limit
+        is another value.
+
+        Examples
+        --------
+        >>> x = sp.Symbol("x", real=True)
+        >>> Derivation("d").limit((1 + 1 / x) ** x, x, sp.oo, sp.E, "the definition of e").status
+        'proved'
+        """
         got = sp.limit(expr, var, point)
         if got != value and sp.simplify(got - value) != 0:  # got == value also covers oo
             raise StepFailed(f"step {len(self.steps) + 1} ({reason}): limit is {got}, not {value}")
@@ -158,7 +294,23 @@ class Derivation:
 
     def holds(self, lhs, op: str, rhs, reason: str) -> Step:
         """Add the inequality ``lhs op rhs`` (op one of < <= > >=); proved when sympy
-        reduces it to True, else spot-checked at seeded random points of its symbols."""
+        reduces it to True, else spot-checked at seeded random points of its symbols.
+
+        The proof is sympy's sign assumptions on the simplified gap (``rhs - lhs`` for ``<``,
+        ``<=``); the spot check draws integers in 2..4096 and reals in (0.1, 100). Raises
+        ValueError for another ``op`` and :class:`StepFailed` when it fails at a point (or, with no
+        free symbols, when it is false).
+
+        Examples
+        --------
+        >>> x = sp.Symbol("x", real=True)
+        >>> n = sp.Symbol("n", positive=True, integer=True)
+        >>> der = Derivation("inequalities")
+        >>> der.holds(x**2 + 1, ">", 0, "a square plus one").status
+        'proved'
+        >>> der.holds(2**n, ">=", n + 1, "Bernoulli").status
+        'spot-checked'
+        """
         if op not in ("<", "<=", ">", ">="):
             raise ValueError(f"op: expected one of < <= > >=, got {op!r}")
         rel = sp.Rel(sp.sympify(lhs), sp.sympify(rhs), op, evaluate=False)
@@ -199,15 +351,52 @@ class Derivation:
     # -- status --------------------------------------------------------------------
     @property
     def all_proved(self) -> bool:
-        """Every step that claims something is proved (definitions claim nothing)."""
+        """Every step that claims something is proved (definitions claim nothing).
+
+        True for a derivation with no steps.
+
+        Examples
+        --------
+        >>> x = sp.Symbol("x")
+        >>> der = Derivation("d")
+        >>> _ = der.define(sp.Symbol("f"), x**2, "a name")
+        >>> der.all_proved
+        True
+        """
         return all(s.status in (PROVED, DEFINITION) for s in self.steps)
 
     @property
     def status(self) -> str:
+        """:data:`PROVED` when :attr:`all_proved`, else :data:`SPOT_CHECKED`.
+
+        Examples
+        --------
+        >>> n = sp.Symbol("n", positive=True, integer=True)
+        >>> der = Derivation("d")
+        >>> _ = der.holds(2**n, ">=", n + 1, "Bernoulli")
+        >>> der.status
+        'spot-checked'
+        """
         return PROVED if self.all_proved else SPOT_CHECKED
 
     # -- rendering -----------------------------------------------------------------
     def text(self) -> str:
+        """The derivation as plain text: title, assumptions, then each step's number, status,
+        strategy, reason, pretty-printed statement and note. ``str(der)`` gives the same.
+
+        Examples
+        --------
+        >>> a, b = sp.symbols("a b")
+        >>> der = Derivation("Commutativity", ["a, b complex"])
+        >>> _ = der.eq(a * b, b * a, "multiplication commutes", strategy="exact")
+        >>> print(der.text())
+        Commutativity
+        =============
+        Assumptions:
+          - a, b complex
+        Step 1 [proved, exact]: multiplication commutes
+            a⋅b = a⋅b
+        """
         out = [self.title, "=" * len(self.title)]
         if self.assumptions:
             out.append("Assumptions:")
@@ -220,7 +409,22 @@ class Derivation:
         return "\n".join(out)
 
     def latex(self) -> str:
-        """A LaTeX fragment (an ``enumerate`` of steps) that compiles inside a document."""
+        r"""A LaTeX fragment (an ``enumerate`` of steps) that compiles inside a document.
+
+        Title, assumptions and reasons are escaped for LaTeX; the statements are sympy's LaTeX.
+
+        Examples
+        --------
+        >>> a, b = sp.symbols("a b")
+        >>> der = Derivation("a_1")
+        >>> _ = der.eq(a + b, b + a, "commutes", strategy="exact")
+        >>> print(der.latex())
+        \subsection*{a\_1}
+        \begin{enumerate}
+        \item \textit{commutes} [proved]
+        \[ a + b = a + b \]
+        \end{enumerate}
+        """
         out = [f"\\subsection*{{{_tex_escape(self.title)}}}"]
         if self.assumptions:
             out.append("\\textbf{Assumptions.}\\begin{itemize}")
@@ -234,6 +438,13 @@ class Derivation:
         return "\n".join(out)
 
     def latex_document(self) -> str:
+        r""":meth:`latex` wrapped in a minimal ``article`` document (amsmath, amssymb) for ``pdflatex``.
+
+        Examples
+        --------
+        >>> print(Derivation("empty").latex_document().splitlines()[0])
+        \documentclass{article}
+        """
         return (
             "\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n\\begin{document}\n"
             + self.latex()
@@ -241,6 +452,20 @@ class Derivation:
         )
 
     def markdown(self) -> str:
+        r"""The derivation as Markdown: a ``###`` heading, the assumptions as a list, and a numbered
+        list of steps with status, strategy and the statement as display math (``$$ ... $$``).
+
+        Examples
+        --------
+        >>> x = sp.Symbol("x")
+        >>> der = Derivation("Square")
+        >>> _ = der.eq((x + 1) ** 2, x**2 + 2 * x + 1, "expand", strategy="expand")
+        >>> print(der.markdown())
+        ### Square
+        <BLANKLINE>
+        1. expand (**proved**, `expand`)
+           $$ \left(x + 1\right)^{2} = x^{2} + 2 x + 1 $$
+        """
         out = [f"### {self.title}", ""]
         if self.assumptions:
             out += ["Assumptions:", ""] + [f"- {a}" for a in self.assumptions] + [""]
@@ -250,6 +475,17 @@ class Derivation:
         return "\n".join(out)
 
     def to_dict(self) -> dict:
+        """The derivation as plain data for JSON: ``title``, ``assumptions``, ``status`` and
+        ``steps`` (each :meth:`Step.to_dict`).
+
+        Examples
+        --------
+        >>> x = sp.Symbol("x")
+        >>> der = Derivation("d")
+        >>> _ = der.eq(2 * x, x + x, "add", strategy="exact")
+        >>> der.to_dict()["status"], [s["statement"] for s in der.to_dict()["steps"]]
+        ('proved', ['Eq(2*x, 2*x)'])
+        """
         return {
             "title": self.title,
             "assumptions": list(self.assumptions),

@@ -31,14 +31,37 @@ DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1}
 
 
 def dtype_bytes(name: str) -> int:
-    """Bytes per number of a cache dtype named as in :data:`DTYPE_BYTES`."""
+    """Bytes per number of a cache dtype named as in :data:`DTYPE_BYTES`.
+
+    Raises ValueError for another name.
+
+    Examples
+    --------
+    >>> dtype_bytes("bf16"), dtype_bytes("fp8")
+    (2, 1)
+    >>> dtype_bytes("fp64")
+    Traceback (most recent call last):
+    ...
+    ValueError: dtype: unknown 'fp64'; choose from fp32, fp16, bf16, fp8, int8
+    """
     if name not in DTYPE_BYTES:
         raise ValueError(f"dtype: unknown {name!r}; choose from {', '.join(DTYPE_BYTES)}")
     return DTYPE_BYTES[name]
 
 
 def bytes_per_token(L=L, n_kv=h_kv, d_head=d_head, s=s):
-    """K and V (the factor 2), in each of L layers, n_kv heads of d_head numbers, s bytes each."""
+    """K and V (the factor 2), in each of L layers, n_kv heads of d_head numbers, s bytes each.
+
+    Returns ``2 L n_kv d_head s`` bytes per cached position (per sequence). Raises ValueError for a
+    concrete size that is not a positive integer.
+
+    Examples
+    --------
+    >>> bytes_per_token()
+    2*L*d_head*h_kv*s
+    >>> bytes_per_token(32, 8, 128, dtype_bytes("bf16"))  # Mistral-7B: 128 KiB per token
+    131072
+    """
     return (
         2
         * _int_or_expr("layers", L)
@@ -49,13 +72,35 @@ def bytes_per_token(L=L, n_kv=h_kv, d_head=d_head, s=s):
 
 
 def cache_bytes(T=T, L=L, n_kv=h_kv, d_head=d_head, s=s, batch=1):
-    """A cache holding T positions for each of ``batch`` sequences."""
+    """A cache holding T positions for each of ``batch`` sequences.
+
+    Returns ``batch * T * bytes_per_token(L, n_kv, d_head, s)`` in bytes (Exercise 13.14).
+
+    Examples
+    --------
+    >>> cache_bytes()
+    2*L*T*d_head*h_kv*s
+    >>> cache_bytes(4096, 32, 8, 128, 2, batch=8) == 4 * 2**30  # 8 sequences of 4K: 4 GiB
+    True
+    """
     return _int_or_expr("batch", batch) * _int_or_expr("context", T) * bytes_per_token(L, n_kv, d_head, s)
 
 
 def savings(h=h, n_kv=h_kv):
     """How many times less a cache with n_kv key/value heads holds than multi-head attention
-    (n_kv = h) at the same L, d_head, dtype and context: h / n_kv."""
+    (n_kv = h) at the same L, d_head, dtype and context: h / n_kv.
+
+    ``n_kv = 1`` is multi-query attention (Shazeer 2019, arXiv:1911.02150), ``1 < n_kv < h``
+    grouped-query attention (Ainslie et al. 2023, arXiv:2305.13245); Exercise 13.23. Raises
+    ValueError when concrete ``n_kv`` does not divide ``h``.
+
+    Examples
+    --------
+    >>> savings()
+    h/h_kv
+    >>> savings(12, 1), savings(12, 4)
+    (12, 3)
+    """
     h, n_kv = _int_or_expr("heads", h), _int_or_expr("kv_heads", n_kv)
     _check_divides("kv_heads", n_kv, "heads", h)
     return sp.cancel(bytes_per_token(n_kv=h) / bytes_per_token(n_kv=n_kv))

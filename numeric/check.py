@@ -25,10 +25,23 @@ class Bound:
 
     @staticmethod
     def of(claim: str, measured: float, target: float, tol: float) -> Bound:
+        """The comparison of ``measured`` with ``target`` at absolute tolerance ``tol`` (same units).
+
+        ``agrees`` is True when ``measured`` is finite and ``|measured - target| <= tol``, so a NaN or
+        infinite measurement never agrees; the numbers are stored as Python floats. Raises nothing.
+
+        Examples
+        --------
+        >>> Bound.of("sum of the softmax row", 1.0 + 1e-12, 1.0, 1e-9).agrees
+        True
+        >>> print(Bound.of("x", 2.0, 1.0, 0.5))
+        x: measured 2 vs 1 (|diff| = 1, tol 0.5) -> REJECTED
+        """
         ok = math.isfinite(measured) and abs(measured - target) <= tol
         return Bound(claim, float(measured), float(target), float(tol), bool(ok))
 
     def to_dict(self) -> dict:
+        """The fields as a dict (``claim``, ``measured``, ``target``, ``tol``, ``agrees``) for JSON."""
         return asdict(self)
 
     def __str__(self) -> str:
@@ -60,13 +73,28 @@ class CheckResult:
 
     @property
     def passed(self) -> bool:
+        """True when there is at least one claim, every claim agrees and every negative control is
+        rejected (a control that agrees means the check could not tell right from wrong).
+
+        Examples
+        --------
+        >>> r = CheckResult("1 + 1", device="cpu", samples=None, seed=0)
+        >>> r.claims.append(Bound.of("1 + 1 = 2", 1.0 + 1.0, 2.0, 0.0))
+        >>> r.controls.append(Bound.of("1 + 1 = 3 (wrong)", 1.0 + 1.0, 3.0, 0.0))
+        >>> r.passed, r.verdict
+        (True, 'PASS')
+        """
         return bool(self.claims) and all(c.agrees for c in self.claims) and all(not c.agrees for c in self.controls)
 
     @property
     def verdict(self) -> str:
+        """``"PASS"`` when :attr:`passed`, else ``"FAIL"``."""
         return "PASS" if self.passed else "FAIL"
 
     def to_dict(self) -> dict:
+        """Everything as plain data: name, device, samples, seed, verdict, passed, claims and controls
+        (each finding's ``to_dict()`` plus ``kind``, its class name: ``Verdict``, ``Bound`` or
+        ``OneSided``), table and notes. The table rows are passed through as they are."""
         return {
             "name": self.name,
             "device": self.device,
@@ -81,6 +109,20 @@ class CheckResult:
         }
 
     def text(self) -> str:
+        """The report as plain text: name, device, samples and seed, the table (if any), each claim
+        and negative control on its own line, the notes and the verdict.
+
+        Examples
+        --------
+        >>> r = CheckResult("1 + 1", device="cpu", samples=None, seed=0)
+        >>> r.claims.append(Bound.of("1 + 1 = 2", 1.0 + 1.0, 2.0, 0.0))
+        >>> print(r.text())
+        Check: 1 + 1
+          device: cpu; nothing drawn at random; seed: 0
+          Claims (each must agree):
+            1 + 1 = 2: measured 2 vs 2 (|diff| = 0, tol 0) -> agrees
+          Verdict: PASS
+        """
         drawn = f"samples: {self.samples:,}" if self.samples is not None else "nothing drawn at random"
         out = [f"Check: {self.name}", f"  device: {self.device}; {drawn}; seed: {self.seed}"]
         if self.table:
@@ -95,6 +137,8 @@ class CheckResult:
         return "\n".join(out)
 
     def json(self) -> str:
+        """:meth:`to_dict` as indented JSON; a value JSON cannot hold (a numpy or torch scalar in the
+        table) is written as ``float(value)``, and TypeError or ValueError is raised when it has none."""
         return json.dumps(self.to_dict(), indent=2, default=float)
 
 

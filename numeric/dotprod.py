@@ -14,7 +14,17 @@ DISTRIBUTIONS = ("gaussian", "rademacher", "uniform")
 
 
 def components(shape: tuple[int, ...], gen: torch.Generator, dist: str = "gaussian") -> torch.Tensor:
-    """i.i.d. zero-mean unit-variance float32 components on ``gen``'s device."""
+    """i.i.d. zero-mean unit-variance float32 components on ``gen``'s device.
+
+    A tensor of ``shape``: N(0, 1), +-1 with equal probability, or U(-sqrt 3, sqrt 3) (the
+    exact moments of each are ``derive.moments.component_moment``). Raises ValueError for a
+    ``dist`` not in :data:`DISTRIBUTIONS`.
+
+    Examples
+    --------
+    >>> components((2, 3), torch.Generator().manual_seed(0), "rademacher").abs().sum().item()
+    6.0
+    """
     dev = gen.device
     if dist == "gaussian":
         return torch.randn(shape, generator=gen, device=dev)
@@ -26,7 +36,15 @@ def components(shape: tuple[int, ...], gen: torch.Generator, dist: str = "gaussi
 
 
 def dot_products(n: int, d_k: int, gen: torch.Generator, dist: str = "gaussian", scale: float = 1.0) -> torch.Tensor:
-    """``n`` samples of ``scale * q·k`` with q, k in R^d_k (float32, shape (n,))."""
+    """``n`` samples of ``scale * q·k`` with q, k in R^d_k (float32, shape (n,)).
+
+    Holds two (n, d_k) tensors at once; raises ValueError for a non-positive ``d_k``.
+
+    Examples
+    --------
+    >>> dot_products(5, 16, torch.Generator().manual_seed(0), "rademacher").shape
+    torch.Size([5])
+    """
     if d_k <= 0:
         raise ValueError(f"d_k: must be positive, got {d_k}")
     q = components((n, d_k), gen, dist)

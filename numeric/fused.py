@@ -70,6 +70,7 @@ def _interpreting() -> bool:
 
 
 def triton_installed() -> bool:
+    """Whether the ``triton`` package can be found (``importlib.util.find_spec``), without importing it."""
     try:
         return importlib.util.find_spec("triton") is not None
     except (ImportError, ValueError):
@@ -91,7 +92,13 @@ def available(device: torch.device | str | None = None) -> bool:
 def use_fused(device: torch.device | str, fused: bool | None = None) -> bool:
     """The dispatch rule of ``numeric.dotprod.dot_product_moments``: ``fused=False`` never,
     ``fused=True`` always (ValueError if unavailable), ``None`` on CUDA when available and
-    not given up after an earlier failure."""
+    not given up after an earlier failure. Any other ``fused`` raises ValueError.
+
+    Examples
+    --------
+    >>> use_fused("cpu"), use_fused("cuda", fused=False)  # never chosen by itself off CUDA
+    (False, False)
+    """
     dev = torch.device(device)
     if fused is False:
         return False
@@ -355,7 +362,16 @@ def _build() -> dict[str, Any]:
 
 
 def calls_per_sample(d_k: int, dist: str) -> int:
-    """Philox counters (4 words each) one dot product uses."""
+    """Philox counters (4 words each) one dot product uses.
+
+    ``ceil(d_k / 64)`` for Rademacher (64 sign bits of q and of k per counter), else ``ceil(d_k / 2)``
+    (two components of q and two of k per counter).
+
+    Examples
+    --------
+    >>> calls_per_sample(64, "rademacher"), calls_per_sample(65, "gaussian")
+    (1, 33)
+    """
     return -(-d_k // 64) if dist == "rademacher" else -(-d_k // 2)
 
 
@@ -376,7 +392,17 @@ def merge_power_sums(counts: torch.Tensor, sums: torch.Tensor) -> Moments:
     float64; then the groups are combined around the overall mean (the many-group form of
     the Pébay update: M2 = sum(c2 + n d^2), M3 = sum(c3 + 3 d c2 + n d^3),
     M4 = sum(c4 + 4 d c3 + 6 d^2 c2 + n d^4) with d the group mean minus the overall mean).
-    Vectorised in torch on the tensors' device; one transfer at the end."""
+    Vectorised in torch on the tensors' device; one transfer at the end.
+
+    ``counts`` has shape (groups,), ``sums`` (groups, 4). Raises ValueError when there is no group
+    or a group has no sample.
+
+    Examples
+    --------
+    >>> sums = torch.tensor([[3.0, 5, 9, 17], [12, 50, 216, 962]])  # the groups {1, 2} and {3, 4, 5}
+    >>> merge_power_sums(torch.tensor([2, 3]), sums)
+    Moments(n=5, mean=3.0, m2=10.0, m3=0.0, m4=34.0)
+    """
     n = counts.to(torch.float64)
     s = sums.to(torch.float64)
     if n.numel() == 0 or bool((n <= 0).any()):
@@ -489,12 +515,24 @@ def _run(
 
 
 def libdevice_ok() -> bool:
+    """Whether Triton's libdevice offers ``fast_log2f`` and ``fast_cosf``, the approximate
+    instructions of the fast-math Gaussian kernel. Builds the kernels first (imports triton);
+    raises FusedError when triton is not importable."""
     _build()
     return libdevice is not None and hasattr(libdevice, "fast_log2f") and hasattr(libdevice, "fast_cosf")
 
 
 def draw_seed(gen: torch.Generator) -> torch.Tensor:
-    """One int64 Philox key from ``gen`` (a 1-element tensor on the generator's device)."""
+    """One int64 Philox key from ``gen`` (a 1-element tensor on the generator's device).
+
+    Uniform on [0, 2^63 - 1); it advances ``gen``, so successive calls give fresh keys.
+
+    Examples
+    --------
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> bool(draw_seed(gen) != draw_seed(gen))
+    True
+    """
     return torch.randint(0, _INT64_MAX, (1,), generator=gen, device=gen.device, dtype=torch.int64)
 
 
@@ -539,7 +577,11 @@ def fused_samples(
     fast_math: bool | None = None,
 ) -> tuple[torch.Tensor, Moments]:
     """The kernel's dot products themselves (float32, written out: for tests only) and the
-    moments it reduced them to, for an explicit Philox ``seed``."""
+    moments it reduced them to, for an explicit Philox ``seed``.
+
+    Returns a tensor of shape (samples,) on ``device`` and the :class:`~numeric.montecarlo.Moments`
+    of the same numbers. Raises ValueError on bad input and FusedError when the kernel cannot be
+    built or run (it needs CUDA or ``TRITON_INTERPRET=1``)."""
     _validate(samples, d_k, dist)
     cfg = _config(block, iters, None)
     _build()
@@ -552,7 +594,10 @@ def fused_samples(
 def philox_words(counters: torch.Tensor, seed: int, own: bool = False) -> torch.Tensor:
     """The four 32-bit Philox words (as int64, shape (n, 4)) of each int64 counter under ``seed``,
     from Triton's own tl.randint4x (or, with ``own``, from the kernel's _philox, which must
-    agree): the raw material the kernel turns into components."""
+    agree): the raw material the kernel turns into components.
+
+    Philox4x32-10 (Salmon et al. 2011, "Parallel random numbers: as easy as 1, 2, 3"). Runs on the
+    counters' device; raises FusedError when triton is not importable."""
     k = _build()["_words_kernel"]
     ctr = counters.to(torch.int64).contiguous()
     n = ctr.numel()
@@ -565,7 +610,17 @@ def philox_words(counters: torch.Tensor, seed: int, own: bool = False) -> torch.
 
 def reference_dot_products(words: torch.Tensor, d_k: int, dist: str) -> torch.Tensor:
     """q·k in float64 from explicit components built from Philox ``words`` of shape
-    (samples, calls_per_sample, 4), following the layout in the module docstring."""
+    (samples, calls_per_sample, 4), following the layout in the module docstring.
+
+    Returns shape (samples,); the reference the kernel's float32 output is tested against.
+    Raises ValueError for an unknown ``dist``.
+
+    Examples
+    --------
+    >>> words = torch.zeros(2, calls_per_sample(5, "rademacher"), 4, dtype=torch.int64)
+    >>> reference_dot_products(words, 5, "rademacher")  # all bits 0: q = k = (1, ..., 1)
+    tensor([5., 5.], dtype=torch.float64)
+    """
     w = words.to(torch.float64)
     two32 = 2.0**32
     if dist == "gaussian":

@@ -15,7 +15,15 @@ from scipy.special import erfcinv
 
 
 def z_for(rate: float) -> float:
-    """Two-sided z for a false-alarm probability ``rate`` (1e-9 gives 6.11)."""
+    """Two-sided z for a false-alarm probability ``rate`` (1e-9 gives 6.11).
+
+    ``P(|Z| > z) = rate`` for a standard normal ``Z``; raises ValueError unless ``0 < rate < 1``.
+
+    Examples
+    --------
+    >>> round(z_for(1e-9), 2), round(z_for(0.05), 2)
+    (6.11, 1.96)
+    """
     if not 0 < rate < 1:
         raise ValueError(f"rate: must lie in (0, 1), got {rate}")
     return math.sqrt(2.0) * float(erfcinv(rate))
@@ -47,6 +55,8 @@ class Verdict:
     agrees: bool
 
     def to_dict(self) -> dict:
+        """The fields as a dict (``claim``, ``claimed``, ``estimate``, ``stderr``, ``z``, ``z_crit``,
+        ``rate``, ``agrees``) for JSON."""
         return asdict(self)
 
     def __str__(self) -> str:
@@ -55,7 +65,16 @@ class Verdict:
 
 
 def compare(est: Estimate, claimed: float, claim: str, rate: float = 1e-9) -> Verdict:
-    """Two-sided z-test of ``est`` against ``claimed`` at false-alarm ``rate``."""
+    """Two-sided z-test of ``est`` against ``claimed`` at false-alarm ``rate``.
+
+    Agrees when ``|est.value - claimed| <= z_for(rate) * est.stderr``; raises ValueError unless
+    ``est.stderr`` is positive and finite.
+
+    Examples
+    --------
+    >>> print(compare(Estimate(1.01, 0.01, 10_000), 1.0, "E[X]"))
+    E[X] = 1: |z| = 1.00 vs 6.11 -> agrees
+    """
     if est.stderr <= 0 or not math.isfinite(est.stderr):
         raise ValueError(f"stderr: must be positive and finite, got {est.stderr}")
     zc = z_for(rate)
@@ -68,7 +87,17 @@ def samples_for_power(rel_error: float, cv: float, rate: float = 1e-9, miss: flo
     probability at least ``1 - miss`` while a true claim fails with probability ``rate``.
 
     ``cv`` is the per-sample coefficient of variation of the estimated quantity
-    (sd of one sample's contribution divided by the true value)."""
+    (sd of one sample's contribution divided by the true value).
+
+    Returns ``ceil(((z_for(rate) + z_for(2 * miss)) * cv / rel_error) ** 2)`` (the usual normal
+    sample-size formula, one-sided in the miss). Raises ValueError unless ``rel_error > 0`` and
+    ``0 < miss < 0.5``.
+
+    Examples
+    --------
+    >>> samples_for_power(0.05, 1.0)  # detect a 5% error when one sample's sd equals the value
+    47201
+    """
     if rel_error <= 0:
         raise ValueError(f"rel_error: must be positive, got {rel_error}")
     if not 0 < miss < 0.5:
@@ -93,6 +122,8 @@ class OneSided:
     agrees: bool
 
     def to_dict(self) -> dict:
+        """The fields as a dict (``claim``, ``op``, ``bound``, ``estimate``, ``stderr``, ``z``,
+        ``z_crit``, ``rate``, ``agrees``) for JSON."""
         return asdict(self)
 
     def __str__(self) -> str:
@@ -104,7 +135,17 @@ class OneSided:
 
 
 def one_sided(est: Estimate, op: str, bound: float, claim: str, rate: float = 1e-9) -> OneSided:
-    """Test ``est op bound`` (op ``>`` or ``<``) one-sided at false-alarm ``rate``."""
+    """Test ``est op bound`` (op ``>`` or ``<``) one-sided at false-alarm ``rate``.
+
+    Agrees when the estimate lies beyond ``bound`` in the direction ``op`` by more than
+    ``z_for(2 * rate)`` standard errors. Raises ValueError for another ``op`` or a stderr that
+    is not positive.
+
+    Examples
+    --------
+    >>> one_sided(Estimate(0.5, 0.01, 100), ">", 0.0, "E[X] > 0").agrees
+    True
+    """
     if op not in (">", "<") or not est.stderr > 0:
         raise ValueError(f"one_sided: needs op '>' or '<' and a positive stderr, got {op!r}, {est.stderr}")
     z = (est.value - bound) / est.stderr * (1 if op == ">" else -1)
