@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from collections.abc import Callable
 
 import torch
@@ -29,6 +27,7 @@ import torch
 from models.utils.cli import OneLineParser, guard, int_in, seed_int
 from models.utils.cli import text as nonempty
 from models.utils.device import describe, generator, pick_device
+from models.utils.timing import time_calls
 from numeric import fused
 from numeric.dotprod import dot_product_moments
 from numeric.stats import compare
@@ -79,27 +78,10 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-
-
-def _timed(fn: Callable[[], object], dev: torch.device) -> tuple[float, object]:
-    _sync(dev)
-    t0 = time.perf_counter()
-    out = fn()
-    _sync(dev)
-    return time.perf_counter() - t0, out
-
-
 def measure(fn: Callable[[], object], dev: torch.device, repeats: int) -> dict:
-    """One warm-up run, then ``repeats`` timed runs; the result of the last run is kept."""
-    warm, out = _timed(fn, dev)
-    times = []
-    for _ in range(repeats):
-        t, out = _timed(fn, dev)
-        times.append(t)
-    return {"warmup_s": warm, "times_s": times, "median_s": statistics.median(times), "result": out}
+    """One warm-up run, then ``repeats`` timed runs (``models.utils.timing``); the result of the last run is kept."""
+    t = time_calls(fn, device=dev, repeats=repeats, warmup=1)
+    return {"warmup_s": t.warmup_s, "times_s": list(t.times), "median_s": t.median, "result": t.result}
 
 
 def baseline_chunk(dev: torch.device, d_k: int) -> int:

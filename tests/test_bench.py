@@ -1,5 +1,6 @@
 """numeric.bench: the throughput CLI runs with tiny sizes on the CPU, prints the baseline and the
-project's rate side by side, and turns bad input into one line on stderr with exit status 2."""
+project's rate side by side, times with the shared helper (models.utils.timing), and turns bad input
+into one line on stderr with exit status 2. Also a tiny run of models.training.decode_bench."""
 
 import contextlib
 import io
@@ -127,3 +128,30 @@ def test_sweep_and_rate_helpers_on_the_cpu():
     assert ok["rate"] > 0 and set(ok) == {"rate", "median_s", "warmup_s"}
     bad = bench._rate(lambda: 1 / 0, 1000, dev, 2)
     assert bad == {"error": "ZeroDivisionError: division by zero"}
+
+
+def test_measure_times_with_the_shared_helper(monkeypatch):
+    # a fake clock (models.utils.timing reads it): the warm-up run is reported apart, never in the median
+    from models.utils import timing
+
+    now, durations = [0.0], iter([7.0, 3.0, 1.0, 2.0])
+    monkeypatch.setattr(timing, "perf_counter", lambda: now[0])
+
+    def fn():
+        now[0] += next(durations)
+        return now[0]
+
+    r = bench.measure(fn, torch.device("cpu"), 3)
+    assert r == {"warmup_s": 7.0, "times_s": [3.0, 1.0, 2.0], "median_s": 2.0, "result": 13.0}
+
+
+def test_decode_bench_runs_tiny_on_the_cpu(capsys):
+    from models.training import decode_bench
+
+    argv = ["--device", "cpu", "--layers", "1", "--heads", "2", "--n-embd", "16", "--kv-heads", "2,1"]
+    assert decode_bench.main([*argv, "--prompt", "4", "--new", "4", "--repeats", "2", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [r["kind"] for r in rows] == ["MHA", "MQA"]
+    for r in rows:
+        assert r["kv_bytes"] == r["kv_bytes_formula"] and r["tokens_per_s"] > 0
+    assert rows[1]["kv_saving"] == 2.0

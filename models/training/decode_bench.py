@@ -10,8 +10,6 @@ formula 2 · L · n_kv · d_head · bytes · batch · positions, and tokens per 
 from __future__ import annotations
 
 import json
-import statistics
-import time
 
 import torch
 
@@ -19,6 +17,7 @@ from models.gpt import GPT, GPTConfig
 from models.utils.budget import require_memory
 from models.utils.cli import OneLineParser, guard, positive_int, text
 from models.utils.device import describe, pick_device
+from models.utils.timing import time_calls
 
 
 def kv_bytes_formula(cfg: GPTConfig, batch: int, positions: int, dtype: torch.dtype) -> int:
@@ -31,16 +30,16 @@ def measure(cfg: GPTConfig, batch: int, prompt: int, new: int, repeats: int, dev
     torch.manual_seed(seed)
     model = GPT(cfg).to(device=device, dtype=dtype).eval()
     idx = torch.randint(cfg.vocab_size, (batch, prompt), generator=torch.Generator().manual_seed(seed)).to(device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    times, cache = [], None
-    for r in range(repeats + 1):  # the first run warms up
-        cache = model.new_cache(batch, prompt + new)
-        sync()
-        t = time.perf_counter()
+
+    def decode(cache):
         model.generate(idx, new, temperature=0, cache=cache)
-        sync()
-        if r:
-            times.append(time.perf_counter() - t)
+        return cache
+
+    # a fresh cache per run, made outside the timer; one warm-up run, then the median of ``repeats``
+    timing = time_calls(
+        decode, device=device, repeats=repeats, warmup=1, setup=lambda: model.new_cache(batch, prompt + new)
+    )
+    cache = timing.result  # the cache of the last run
     return {
         "n_kv_head": cfg.n_kv_head,
         "kind": "MHA" if cfg.n_kv_head == cfg.n_head else ("MQA" if cfg.n_kv_head == 1 else "GQA"),
@@ -48,7 +47,7 @@ def measure(cfg: GPTConfig, batch: int, prompt: int, new: int, repeats: int, dev
         "kv_bytes": cache.nbytes,
         "kv_bytes_formula": kv_bytes_formula(cfg, batch, prompt + new, dtype),
         "kv_bytes_per_token": cache.nbytes // (batch * (prompt + new)),
-        "tokens_per_s": batch * new / statistics.median(times),
+        "tokens_per_s": batch * new / timing.median,
     }
 
 
