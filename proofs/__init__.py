@@ -20,6 +20,7 @@ REGISTRY: dict[str, str] = {
     "13.18": "chinchilla",
     "13.19": "sdpa_by_hand",
     "13.20": "sdpa_switch",
+    "13.23": "mqa_decoding",
     "13.26": "pe_offset_linearity",
     "13.27": "rope_relative",
     "13.28": "softmax_onehot_limit",
@@ -29,7 +30,7 @@ REGISTRY: dict[str, str] = {
     "13.32": "performer_complexity",
 }
 
-ALIASES: dict[str, str] = {"13.17": "13.12", "13.23": "13.14"}  # exercises answered by another's module
+ALIASES: dict[str, str] = {"13.17": "13.12"}  # exercises answered by another's module
 
 
 def _key(number: str) -> tuple[int, ...]:

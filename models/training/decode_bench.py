@@ -27,8 +27,9 @@ def kv_bytes_formula(cfg: GPTConfig, batch: int, positions: int, dtype: torch.dt
 
 
 def measure(cfg: GPTConfig, batch: int, prompt: int, new: int, repeats: int, device, dtype, seed: int = 0) -> dict:
-    torch.manual_seed(seed)
-    model = GPT(cfg).to(device=device, dtype=dtype).eval()
+    with torch.random.fork_rng(devices=[]):  # seeded weights, without touching the caller's global RNG
+        torch.manual_seed(seed)
+        model = GPT(cfg).to(device=device, dtype=dtype).eval()
     idx = torch.randint(cfg.vocab_size, (batch, prompt), generator=torch.Generator().manual_seed(seed)).to(device)
 
     def decode(cache):
@@ -85,40 +86,69 @@ def _kv_heads(s: str) -> list[int]:
     return kvs
 
 
-def _bench(args) -> int:
-    dev = pick_device(args.device)
-    dtype = getattr(torch, args.dtype or ("bfloat16" if dev.type == "cuda" else "float32"))
-    kvs = _kv_heads(args.kv_heads)
+def compare(
+    layers: int,
+    heads: int,
+    n_embd: int,
+    kv_heads: list[int],
+    batch: int = 1,
+    prompt: int = 64,
+    new: int = 192,
+    repeats: int = 3,
+    device=None,
+    dtype: str | None = None,
+) -> tuple[list[dict], str]:
+    """Build the same GPT (rope, no bias, vocabulary 65) with each number of KV heads in ``kv_heads``
+    and :func:`measure` it; the first is the baseline of ``kv_saving`` and ``speedup``. Returns the
+    rows and the device's description. ValueError (naming the flag's parameter) when a size is invalid
+    or the weights and cache would not fit in memory, before anything is built."""
+    dev = pick_device(device)
+    dtype = getattr(torch, dtype or ("bfloat16" if dev.type == "cuda" else "float32"))
     cfgs = [
         GPTConfig(
-            n_layer=args.layers,
-            n_head=args.heads,
-            n_embd=args.n_embd,
+            n_layer=layers,
+            n_head=heads,
+            n_embd=n_embd,
             n_kv_head=k,
             pos="rope",
-            block_size=args.prompt + args.new,
+            block_size=prompt + new,
             vocab_size=65,
             bias=False,
         )
-        for k in kvs
+        for k in kv_heads
     ]
     for c in cfgs:  # weights (untied head: two V x d tables) and the cache, per model, one at a time
         weights = c.vocab_size * c.n_embd * 2 + c.n_layer * 12 * c.n_embd**2
-        cache = kv_bytes_formula(c, args.batch, args.prompt + args.new, dtype)
+        cache = kv_bytes_formula(c, batch, prompt + new, dtype)
         elem = torch.empty((), dtype=dtype).element_size()
         require_memory(
             f"--n-embd {c.n_embd} x --layers {c.n_layer} x --batch/--prompt/--new", weights * elem + cache, dev
         )
-    rows = [measure(c, args.batch, args.prompt, args.new, args.repeats, dev, dtype) for c in cfgs]
-    base = rows[0]
+    rows = [measure(c, batch, prompt, new, repeats, dev, dtype) for c in cfgs]
     for r in rows:
-        r["kv_saving"] = base["kv_bytes"] / r["kv_bytes"]
-        r["speedup"] = r["tokens_per_s"] / base["tokens_per_s"]
+        r["kv_saving"] = rows[0]["kv_bytes"] / r["kv_bytes"]
+        r["speedup"] = r["tokens_per_s"] / rows[0]["tokens_per_s"]
+    return rows, f"{describe(dev)}, {dtype}"
+
+
+def _bench(args) -> int:
+    rows, device = compare(
+        args.layers,
+        args.heads,
+        args.n_embd,
+        _kv_heads(args.kv_heads),
+        args.batch,
+        args.prompt,
+        args.new,
+        args.repeats,
+        args.device,
+        args.dtype,
+    )
     if args.json:
-        print(json.dumps({"device": describe(dev), "dtype": str(dtype), "rows": rows}, indent=1))
+        print(json.dumps({"device": device, "rows": rows}, indent=1))
         return 0
     print(
-        f"{describe(dev)}, {dtype}: {args.layers} layers, {args.heads} heads, width {args.n_embd}, "
+        f"{device}: {args.layers} layers, {args.heads} heads, width {args.n_embd}, "
         f"batch {args.batch}, {args.prompt} prompt + {args.new} new tokens"
     )
     print(
