@@ -20,19 +20,16 @@ def _list() -> int:
 
 def _all(args) -> int:
     from models.utils.device import describe, pick_device
-    from proofs.run import run_one
+    from proofs.kit.runner import run_one
 
     dev = pick_device(args.device)
     print(f"Running {len(REGISTRY)} exercises on {describe(dev)} with seed {args.seed}\n")
     failures, t0 = [], time.perf_counter()
     for n in numbers():
-        r = run_one(n, device=str(dev), seed=args.seed)
-        line = (
-            f"{n:>6} {REGISTRY[n]:<24} derivation {r['derivation_status']:<12} "
-            f"check {r['verdict']:<5} {r['seconds']:6.2f} s"
-        )
-        print(line + (f"  ({r['error']})" if r.get("error") else ""))
-        if r["verdict"] != "PASS":
+        r = run_one(load(n), device=str(dev), seed=args.seed)
+        line = f"{n:>6} {REGISTRY[n]:<24} derivation {r.status:<12} check {r.verdict:<5} {r.seconds:6.2f} s"
+        print(line + (f"  ({r.error})" if r.error else ""))
+        if r.verdict != "PASS":
             failures.append(n)
     took = time.perf_counter() - t0
     print(f"\n{len(REGISTRY) - len(failures)}/{len(REGISTRY)} passed in {took:.1f} s on {describe(dev)}")
@@ -63,7 +60,7 @@ def _main(args) -> int:
     if args.cmd == "all":
         return _all(args)
     if args.cmd == "report":
-        from proofs.report import write_report
+        from proofs.kit.report import write_report
 
         out = write_report(args.out, device=args.device, seed=args.seed)
         print(f"Report written to {out}")

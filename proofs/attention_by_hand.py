@@ -31,7 +31,9 @@ from derive.engine import Derivation
 from models.attention import scaled_dot_product_attention as by_hand
 from models.utils.device import describe, pick_device
 from numeric.check import Bound, CheckResult
-from proofs.cli import Option
+from proofs.kit import plotting
+from proofs.kit.cli import run
+from proofs.kit.options import Option, with_options
 
 NUMBER = "13.11"
 CLAIM = "For Q = K = V = I_2, d_k = 2: attention = [[e^(1/sqrt 2), 1], [1, e^(1/sqrt 2)]] / (e^(1/sqrt 2) + 1)."
@@ -44,14 +46,14 @@ OPTIONS = [
 ]
 
 
-def validate(n=2, dk=2) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= MAX_N:
-        raise ValueError(f"n: must be an integer in [2, {MAX_N}] (one token has every weight 1), got {n!r}")
-    if isinstance(dk, bool) or not isinstance(dk, int) or not n <= dk <= MAX_DK:
-        raise ValueError(f"dk: must be an integer in [n = {n}, {MAX_DK}] (Q holds I_n), got {dk!r}")
+def validate(o) -> None:
+    """The key width must hold the queries' identity block: d_k >= n."""
+    if o.dk < o.n:
+        raise ValueError(f"dk: must be at least n = {o.n} (Q holds I_n), got {o.dk}")
 
 
 def softmax_rows(s: sp.Matrix) -> sp.Matrix:
+    """The row-wise softmax of a sympy matrix, exact: entry (r, c) is e^(s_rc) / sum_c' e^(s_rc')."""
     e = s.applyfunc(sp.exp)
     return sp.Matrix(s.rows, s.cols, lambda r, c: e[r, c] / sum(e.row(r)))
 
@@ -63,6 +65,7 @@ def weights(n, dk, scale=None):
 
 
 def derivation() -> Derivation:
+    """Scores, row softmax and output for Q = K = V = I_2, the logistic diagonal, and any n and d_k."""
     I2, r2 = sp.eye(2), sp.sqrt(2)
     z, (a, b) = sp.exp(1 / r2), weights(2, 2)
     d = Derivation(
@@ -106,10 +109,12 @@ def tolerance(n: int, dk: int, dtype) -> float:
     return 2 * (n + 6) * torch.finfo(dtype).eps * float(sp.N(weights(n, dk)[0]))
 
 
-def check(device=None, samples: int = DEFAULT_SAMPLES, seed: int = 0, n: int = 2, dk: int = 2) -> CheckResult:
-    validate(n, dk)
-    dev = pick_device(device)
-    res = CheckResult(f"attention of Q = K = [I_{n} | 0] (d_k = {dk}), V = I_{n}", describe(dev), samples, seed)
+@with_options
+def check(o) -> CheckResult:
+    """Both attention implementations on Q = K = [I_n | 0], V = I_n, in float64 and float32, against the
+    exact weights; controls: no scaling, 1/d_k, a causal mask."""
+    n, dk, dev = o.n, o.dk, pick_device(o.device)
+    res = CheckResult(f"attention of Q = K = [I_{n} | 0] (d_k = {dk}), V = I_{n}", describe(dev), o.samples, o.seed)
     want = exact_matrix(n, dk).to(dev)
     for name, val in zip(("diagonal", "off-diagonal"), weights(n, dk)):
         res.table.append({"entry": name, "exact": sp.sstr(val), "value": float(sp.N(val, 30))})
@@ -139,17 +144,11 @@ def check(device=None, samples: int = DEFAULT_SAMPLES, seed: int = 0, n: int = 2
     return res
 
 
-def figure(path, device=None, seed: int = 0, n: int = 2, dk: int = 2):
-    """The exact attention weights, and the unscaled ones for contrast."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from models.utils.files import save_figure
-
-    validate(n, dk)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+def figure(res: CheckResult):
+    """The exact attention weights the check compared with, and the unscaled ones for contrast."""
+    n, dk = res.settings.n, res.settings.dk
+    fig, axes = plotting.subplots(2, width=9, height=4)
+    fig.suptitle(f"Exercise 13.11: attention weights for Q = K = [I_{n} | 0], V = I_{n}, d_k = {dk}")
     panels = {f"softmax(Q K^T / sqrt({dk}))": exact_matrix(n, dk), "without the scaling": exact_matrix(n, dk, 1)}
     for ax, (title, w) in zip(axes, panels.items()):
         im = ax.imshow(w.numpy(), vmin=0, vmax=1, cmap="viridis")
@@ -159,13 +158,10 @@ def figure(path, device=None, seed: int = 0, n: int = 2, dk: int = 2):
             for r, c in ((r, c) for r in range(n) for c in range(n)):
                 ax.text(c, r, f"{w[r, c]:.4f}", ha="center", va="center", color="w" if w[r, c] < 0.5 else "k")
     fig.colorbar(im, ax=axes)
-    fig.suptitle(f"Exercise 13.11: attention weights for Q = K = [I_{n} | 0], V = I_{n}, d_k = {dk}")
-    return save_figure(fig, path)
+    return fig
 
 
 def main(argv=None) -> int:
-    from proofs.cli import run
-
     return run(sys.modules[__name__], argv)
 
 

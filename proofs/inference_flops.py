@@ -35,11 +35,13 @@ import torch
 from derive import counts
 from derive.counts import L, V, d, h, n_ctx
 from derive.engine import Derivation
-from models.gpt import GPT, GPTConfig
 from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
-from numeric.flops import count_flops
-from proofs.cli import Option
+from numeric.gpt_flops import counted_gpt, decode_flops, forward_flops, linear_weights
+from numeric.sizes import int_list
+from proofs.kit import plotting
+from proofs.kit.cli import run
+from proofs.kit.options import Option, with_options
 
 NUMBER = "13.29"
 CLAIM = "Inference costs about 2N FLOPs per token (N non-embedding parameters), plus 2 L n_ctx d for attention."
@@ -72,30 +74,25 @@ OPTIONS = [
         why="the module's range; the weights and time are bounded with the widths (12 L d^2 float32 per model)",
     ),
 ]
+LIMITS = {  # the largest value of each size, and why
+    "widths": (MAX_WIDTH, "a GPT of 12 L d^2 weights is built for each"),
+    "contexts": (MAX_CONTEXT, "4 L n^2 d attention FLOPs per forward, n x n scores"),
+}
 
 
-def _sizes(name: str, value, multiple: int = 1, maximum: int = 1 << 30, why: str = "") -> list[int]:
-    """Parse '64,128' (or a list of ints) into sorted unique positive ints; ValueError names ``name``."""
-    parts = value.split(",") if isinstance(value, str) else list(value)
-    out = []
-    for p in parts:
-        try:
-            v = int(str(p).strip())
-        except ValueError:
-            raise ValueError(f"{name}: expected comma-separated integers, got {str(value)[:80]!r}") from None
-        if v <= 0:
-            raise ValueError(f"{name}: each must be at least 1, got {v:,}")
-        if v > maximum:
-            raise ValueError(f"{name}: each must be at most {maximum:,}{f' ({why})' if why else ''}, got {v:,}")
-        if v % multiple:
-            raise ValueError(f"{name}: each must be a multiple of {multiple}, got {v}")
-        out.append(v)
+def _sizes(o, name: str) -> list[int]:
+    """The widths (multiples of the heads) or the contexts asked for: at least one, at most MAX_COUNT."""
+    hi, why = LIMITS[name]
+    multiple = N_HEAD if name == "widths" else 1
+    out = int_list(name, getattr(o, name), hi, why, multiple, MAX_COUNT, "each adds models or passes")
     if not out:
         raise ValueError(f"{name}: give at least one value")
-    out = sorted(set(out))
-    if len(out) > MAX_COUNT:
-        raise ValueError(f"{name}: at most {MAX_COUNT} distinct values (each adds models or passes), got {len(out):,}")
     return out
+
+
+def _positions(n: int, samples: int) -> list[int]:
+    """``samples`` decode positions spread evenly over 0..n-1, first and last included."""
+    return sorted({round(k * (n - 1) / (samples - 1)) for k in range(samples)})
 
 
 def check_cost(ws: list[int], cs: list[int], layers: int, samples: int) -> tuple[float, float]:
@@ -114,19 +111,18 @@ def check_cost(ws: list[int], cs: list[int], layers: int, samples: int) -> tuple
     return secs, nbytes
 
 
-def _validate(widths, contexts, layers, samples):
-    ws = _sizes("widths", widths, N_HEAD, MAX_WIDTH, "a GPT of 12 L d^2 weights is built for each")
-    cs = _sizes("contexts", contexts, 1, MAX_CONTEXT, "4 L n^2 d attention FLOPs per forward, n x n scores")
-    if isinstance(layers, bool) or not isinstance(layers, int) or not 1 <= layers <= MAX_LAYERS:
-        raise ValueError(f"layers: must be an integer in [1, {MAX_LAYERS}], got {layers!r}")
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 3:
-        raise ValueError(f"samples: need at least 3 decode positions (first, middle, last), got {samples!r}")
-    if samples > min(cs):  # positions are distinct: a context of n tokens has only n of them
+def validate(o) -> None:
+    """Refuse bad grids, fewer than 3 decode positions or more than the shortest context, and grids
+    whose estimated time or memory (:func:`check_cost`) is beyond MAX_SECONDS or MAX_BYTES."""
+    ws, cs = _sizes(o, "widths"), _sizes(o, "contexts")
+    if o.samples < 3:
+        raise ValueError(f"samples: need at least 3 decode positions (first, middle, last), got {o.samples!r}")
+    if o.samples > min(cs):  # positions are distinct: a context of n tokens has only n of them
         raise ValueError(
-            f"samples: decode positions per context must be at most the shortest context ({min(cs)}), got {samples:,}"
+            f"samples: decode positions per context must be at most the shortest context ({min(cs)}), got {o.samples:,}"
         )
-    secs, nbytes = check_cost(ws, cs, layers, samples)
-    sizes = f"widths {','.join(map(str, ws))}, contexts {','.join(map(str, cs))}, L {layers}, {samples:,} positions"
+    secs, nbytes = check_cost(ws, cs, o.layers, o.samples)
+    sizes = f"widths {','.join(map(str, ws))}, contexts {','.join(map(str, cs))}, L {o.layers}, {o.samples:,} positions"
     if nbytes > MAX_BYTES:
         raise ValueError(
             f"layers: {sizes} would hold ~{nbytes / 1e9:.1f} GB (the last two models' 12 L d^2 float32 weights, "
@@ -137,19 +133,18 @@ def _validate(widths, contexts, layers, samples):
             f"samples: {sizes} would take ~{secs:,.0f} s on 2 CPU cores (model builds, counted forwards, ~0.1 s per "
             f"decode step); at most {MAX_SECONDS} s: give fewer or smaller sizes or --samples"
         )
-    return ws, cs
 
 
-def validate(widths="64,256", contexts="16,64,256", layers=2, samples=DEFAULT_SAMPLES) -> None:
-    """Refuse bad options before any work (the CLI calls this before the derivation)."""
-    _validate(widths, contexts, layers, samples)
+# -- the derivation, in four groups of steps --------------------------------------------------------
+
+N_BLOCKS = L * counts.block_matmul_params(d, h)  # 12 L d^2
+KAPLAN = counts.forward_flops_per_token(N_BLOCKS, L, n_ctx, d, V, "kaplan")
+F = sp.Function("F")
 
 
 def derivation() -> Derivation:
-    i, t = sp.symbols("i t", positive=True, integer=True)
-    N, F = sp.Symbol("N", positive=True), sp.Function("F")
-    N_blocks = L * counts.block_matmul_params(d, h)  # 12 L d^2
-    kaplan = counts.forward_flops_per_token(N_blocks, L, n_ctx, d, V, "kaplan")
+    """Forward FLOPs per token: 2N for the blocks, the attention term (causal and dense), 2dV for the
+    output layer, and the KV-cache decode step (four groups of steps)."""
     dx = Derivation(
         "Exercise 13.29: forward FLOPs per token of a decoder-only Transformer",
         assumptions=[
@@ -159,156 +154,72 @@ def derivation() -> Derivation:
             "the embedding is a table lookup: 0 FLOPs; the output layer is a d x V matmul",
         ],
     )
-    dx.eq(
-        sp.Symbol("N_attn"),
-        4 * d**2,
-        "attention weights W_Q, W_K, W_V, W_O (d x d each; any h)",
-        strategy="exact",
-        computed=counts.attention_params(d, h, bias=False),
-    )
-    dx.eq(
-        sp.Symbol("N_mlp"),
-        8 * d**2,
-        "MLP weights d x 4d and 4d x d",
-        strategy="exact",
-        computed=counts.mlp_params(d, bias=False),
-    )
-    dx.eq(
-        N,
-        2 * d * L * (2 * d + 4 * d),
-        "N = L (N_attn + N_mlp) = 12 L d^2, Kaplan's 2 d L (2 d_attn + d_ff)",
-        strategy="expand",
-        computed=N_blocks,
-    )
-    per_matrix = 2 * L * (d * d + d * d + d * d + d * d + d * 4 * d + 4 * d * d)
-    dx.eq(
-        F("blocks"),
-        2 * N_blocks,
-        "each of the 6 matrices per block costs 2 rows cols per token: 2N",
-        strategy="expand",
-        computed=per_matrix,
-    )
-    dx.eq(
-        F("attention", i),
-        4 * i * d,
-        "token i: h heads x (i scores of size d/h + i value rows of size d/h)",
-        strategy="cancel",
-        computed=h * (2 * i * (d / h) + 2 * i * (d / h)),
-    )
-    mean = sp.Sum(L * 4 * i * d, (i, 1, n_ctx)) / n_ctx
-    dx.eq(
-        mean,
-        2 * L * d * (n_ctx + 1),
-        "causal mean over positions i = 1..n_ctx, all L layers",
-        strategy="factor",
-        computed=mean.doit(),
-    )
-    dx.limit(
-        2 * L * d * (n_ctx + 1) / counts.attention_flops_per_token(L, n_ctx, d, "kaplan"),
-        n_ctx,
-        sp.oo,
-        1,
-        "Kaplan's 2 L n_ctx d is this causal mean at large n_ctx",
-    )
-    dense = counts.attention_flops_per_token(L, n_ctx, d, "dense")
-    dx.eq(
-        sp.Sum(L * 4 * n_ctx * d, (i, 1, n_ctx)) / n_ctx,
-        dense,
-        "the full n x n score matrix (what FlopCounterMode counts, mask or not): 4 L n_ctx d per token",
-        strategy="factor",
-        computed=(sp.Sum(L * 4 * n_ctx * d, (i, 1, n_ctx)) / n_ctx).doit(),
-    )
-    dx.eq(
-        F("dense") / F("Kaplan"),
-        2,
-        "the dense count is twice Kaplan's causal convention",
-        strategy="cancel",
-        computed=dense / counts.attention_flops_per_token(L, n_ctx, d, "kaplan"),
-    )
-    dx.eq(
-        F("output"),
-        2 * d * V,
-        "output layer: one d x V matmul per token (the embedding lookup is 0 FLOPs)",
-        strategy="exact",
-        computed=counts.forward_flops_per_token(0, L, n_ctx, d, V, "none"),
-    )
-    dx.eq(
-        F("forward"),
-        2 * N_blocks + 2 * L * n_ctx * d + 2 * d * V,
-        "total per token (Kaplan's convention for attention)",
-        strategy="expand",
-        computed=kaplan,
-    )
-    dx.eq(
-        F("forward") / (2 * N) - 1,
-        n_ctx / (12 * d) + V / (12 * L * d),
-        "relative excess over 2N: small when n_ctx << 12 d and V << 12 L d",
-        strategy="cancel",
-        computed=kaplan / (2 * N_blocks) - 1,
-    )
-    dx.limit(kaplan / (2 * N_blocks), d, sp.oo, 1, "so F / 2N -> 1 as the width grows at fixed n_ctx and V")
-    step_t = counts.forward_flops_per_token(N_blocks, L, t + 1, d, V, "dense")
-    dx.eq(
-        F("decode", t),
-        2 * N_blocks + 2 * d * V + 4 * L * d * (t + 1),
-        "a KV-cache decode step at position t attends to t + 1 keys: the dense term with n_ctx = t + 1",
-        strategy="expand",
-        computed=step_t,
-    )
-    gen_mean = sp.Sum(step_t, (t, 0, n_ctx - 1)) / n_ctx
-    dx.eq(
-        gen_mean,
-        2 * N_blocks + 2 * d * V + 2 * L * d * (n_ctx + 1),
-        "mean over a generation of n_ctx tokens: Kaplan's formula with n_ctx + 1",
-        strategy="factor",
-        computed=gen_mean.doit(),
-    )
+    _weight_steps(dx)
+    _attention_steps(dx)
+    _total_steps(dx)
+    _decode_steps(dx)
     return dx
 
 
-# -- numerics ------------------------------------------------------------------------------------
+def _weight_steps(dx: Derivation) -> None:
+    """N = 12 L d^2 weights multiply activations, and the blocks cost 2N FLOPs per token."""
+    N = sp.Symbol("N", positive=True)
+    attn_w = counts.attention_params(d, h, bias=False)
+    dx.eq(sp.Symbol("N_attn"), 4 * d**2, "attention weights W_Q, W_K, W_V, W_O (d x d each; any h)", "exact", attn_w)
+    dx.eq(sp.Symbol("N_mlp"), 8 * d**2, "MLP weights d x 4d and 4d x d", "exact", counts.mlp_params(d, bias=False))
+    why = "N = L (N_attn + N_mlp) = 12 L d^2, Kaplan's 2 d L (2 d_attn + d_ff)"
+    dx.eq(N, 2 * d * L * (2 * d + 4 * d), why, "expand", N_BLOCKS)
+    per_matrix = 2 * L * (d * d + d * d + d * d + d * d + d * 4 * d + 4 * d * d)
+    why = "each of the 6 matrices per block costs 2 rows cols per token: 2N"
+    dx.eq(F("blocks"), 2 * N_BLOCKS, why, "expand", per_matrix)
 
 
-def _counted(fn) -> int:
-    """Total FLOPs recorded while ``fn()`` runs under no_grad (inference)."""
-    with torch.no_grad():
-        return count_flops(fn)[1]
+def _attention_steps(dx: Derivation) -> None:
+    """Attention's products with other positions: 4 i d at position i, Kaplan's 2 L n_ctx d on the causal
+    mean, and twice that over the whole n x n score matrix (what FlopCounterMode counts)."""
+    i = sp.Symbol("i", positive=True, integer=True)
+    per_head = h * (2 * i * (d / h) + 2 * i * (d / h))
+    why = "token i: h heads x (i scores of size d/h + i value rows of size d/h)"
+    dx.eq(F("attention", i), 4 * i * d, why, "cancel", per_head)
+    mean = sp.Sum(L * 4 * i * d, (i, 1, n_ctx)) / n_ctx
+    dx.eq(mean, 2 * L * d * (n_ctx + 1), "causal mean over positions i = 1..n_ctx, all L layers", "factor", mean.doit())
+    kaplan = counts.attention_flops_per_token(L, n_ctx, d, "kaplan")
+    why = "Kaplan's 2 L n_ctx d is this causal mean at large n_ctx"
+    dx.limit(2 * L * d * (n_ctx + 1) / kaplan, n_ctx, sp.oo, 1, why)
+    dense = counts.attention_flops_per_token(L, n_ctx, d, "dense")
+    full = sp.Sum(L * 4 * n_ctx * d, (i, 1, n_ctx)) / n_ctx
+    why = "the full n x n score matrix (what FlopCounterMode counts, mask or not): 4 L n_ctx d per token"
+    dx.eq(full, dense, why, "factor", full.doit())
+    dx.eq(F("dense") / F("Kaplan"), 2, "the dense count is twice Kaplan's causal convention", "cancel", dense / kaplan)
 
 
-def _model(width: int, layers: int, block: int, dev) -> GPT:
-    cfg = GPTConfig(
-        block_size=block,
-        vocab_size=VOCAB,
-        n_layer=layers,
-        n_head=N_HEAD,
-        n_embd=width,
-        bias=False,
-        attn="manual",
-        tie_weights=True,
-    )
-    return GPT(cfg).to(dev).eval()
+def _total_steps(dx: Derivation) -> None:
+    """The output layer's 2dV, the total per token, and its excess over 2N, which vanishes as d grows."""
+    N = sp.Symbol("N", positive=True)
+    out = counts.forward_flops_per_token(0, L, n_ctx, d, V, "none")
+    why = "output layer: one d x V matmul per token (the embedding lookup is 0 FLOPs)"
+    dx.eq(F("output"), 2 * d * V, why, "exact", out)
+    total = 2 * N_BLOCKS + 2 * L * n_ctx * d + 2 * d * V
+    dx.eq(F("forward"), total, "total per token (Kaplan's convention for attention)", "expand", KAPLAN)
+    excess = n_ctx / (12 * d) + V / (12 * L * d)
+    why = "relative excess over 2N: small when n_ctx << 12 d and V << 12 L d"
+    dx.eq(F("forward") / (2 * N) - 1, excess, why, "cancel", KAPLAN / (2 * N_BLOCKS) - 1)
+    dx.limit(KAPLAN / (2 * N_BLOCKS), d, sp.oo, 1, "so F / 2N -> 1 as the width grows at fixed n_ctx and V")
 
 
-def block_matmul_weights(model: GPT) -> int:
-    """Weights of the Linear layers inside the blocks (the N of the FLOP count), read off the model."""
-    return sum(m.weight.numel() for m in model.h.modules() if isinstance(m, torch.nn.Linear))
+def _decode_steps(dx: Derivation) -> None:
+    """A KV-cache decode step at position t, and the mean over a generation: Kaplan's formula with n_ctx + 1."""
+    t = sp.Symbol("t", positive=True, integer=True)
+    step_t = counts.forward_flops_per_token(N_BLOCKS, L, t + 1, d, V, "dense")
+    why = "a KV-cache decode step at position t attends to t + 1 keys: the dense term with n_ctx = t + 1"
+    dx.eq(F("decode", t), 2 * N_BLOCKS + 2 * d * V + 4 * L * d * (t + 1), why, "expand", step_t)
+    gen_mean = sp.Sum(step_t, (t, 0, n_ctx - 1)) / n_ctx
+    mean = 2 * N_BLOCKS + 2 * d * V + 2 * L * d * (n_ctx + 1)
+    why = "mean over a generation of n_ctx tokens: Kaplan's formula with n_ctx + 1"
+    dx.eq(gen_mean, mean, why, "factor", gen_mean.doit())
 
 
-def measure_forward(model: GPT, idx) -> int:
-    """FLOPs of one full forward over ``idx`` (1, n)."""
-    return _counted(lambda: model(idx))
-
-
-def measure_decode(model: GPT, idx, t: int) -> int:
-    """FLOPs of the KV-cache decode step at position t. The cache is marked as holding t earlier
-    positions without running the prefill: their key/value entries do not change the count."""
-    cache = model.new_cache(1, t + 1)
-    cache.length = t
-    return _counted(lambda: model(idx[:, t : t + 1], cache=cache))
-
-
-def _positions(n: int, samples: int) -> list[int]:
-    return sorted({round(k * (n - 1) / (samples - 1)) for k in range(samples)})
+# -- the check --------------------------------------------------------------------------------------
 
 
 def _int(e) -> int:
@@ -318,85 +229,36 @@ def _int(e) -> int:
     return int(e)
 
 
-def check(
-    device=None, samples: int = DEFAULT_SAMPLES, seed: int = 0, widths="64,256", contexts="16,64,256", layers: int = 2
-) -> CheckResult:
-    ws, cs = _validate(widths, contexts, layers, samples)
-    dev = pick_device(device)
-    gen = generator(dev, seed)
-    res = CheckResult(CLAIM, describe(dev), samples, seed)
-    Lv, nmax = layers, max(cs)
+def _per_token(Nmm: int, layers: int, n: int, w: int, attention: str = "kaplan") -> int:
+    """Forward FLOPs per token of the measured GPT at context n (derive.counts)."""
+    return _int(counts.forward_flops_per_token(Nmm, layers, n, w, VOCAB, attention))
+
+
+@with_options
+def check(o) -> CheckResult:
+    """Count a full forward and KV-cache decode steps at each width and context; compare each with its
+    formula exactly, and the mean decode step with 2N where the corrections are small."""
+    ws, cs = _sizes(o, "widths"), _sizes(o, "contexts")
+    dev = pick_device(o.device)
+    gen = generator(dev, o.seed)
+    res = CheckResult(CLAIM, describe(dev), o.samples, o.seed)
+    Lv, nmax = o.layers, max(cs)
     ratio_claims, long_ctl = [], None
     for w in ws:
-        model = _model(w, Lv, nmax, dev)
+        model = counted_gpt(Lv, w, N_HEAD, nmax, VOCAB, dev, tie_weights=True).eval()
         Nmm = _int(Lv * counts.block_matmul_params(w, N_HEAD))
         res.claims.append(
-            Bound.of(f"d={w}: block matmul weights of the model = 12 L d^2", block_matmul_weights(model), Nmm, 0)
+            Bound.of(f"d={w}: block matmul weights of the model = 12 L d^2", linear_weights(model.h), Nmm, 0)
         )
         idx = torch.randint(0, VOCAB, (1, nmax), device=dev, generator=gen)
         for n in cs:
-            sub = dict(N=Nmm, L=Lv, n_ctx=n, d=w, V=VOCAB)
-            dense = n * _int(counts.forward_flops_per_token(**sub, attention="dense"))
-            f_fwd = measure_forward(model, idx[:, :n])
             tag = f"d={w} n={n}"
-            res.claims.append(Bound.of(f"{tag}: full forward = n (2N + 2dV) + 4 L n^2 d (dense)", f_fwd, dense, 0))
-            res.controls.append(
-                Bound.of(
-                    f"{tag}: full forward = n (2N + 2dV + 2 L n d) (Kaplan's causal term)",
-                    f_fwd,
-                    n * _int(counts.forward_flops_per_token(**sub)),
-                    0,
-                )
-            )
-            res.controls.append(
-                Bound.of(
-                    f"{tag}: full forward = n (2N + 2dV) (no attention term)",
-                    f_fwd,
-                    n * _int(counts.forward_flops_per_token(**sub, attention="none")),
-                    0,
-                )
-            )
-            steps = {}
-            for t in _positions(n, samples):
-                steps[t] = measure_decode(model, idx, t)
-                want = _int(counts.forward_flops_per_token(**(sub | dict(n_ctx=t + 1)), attention="dense"))
-                res.claims.append(Bound.of(f"{tag}: decode step t={t} = 2N + 2dV + 4 L d (t+1)", steps[t], want, 0))
-            # cost is affine in t (checked exactly at every measured t), so the mean over t = 0..n-1
-            # is the mean of the two end steps
-            mean = (steps[0] + steps[n - 1]) / 2
-            att_rel, out_rel = 2 * Lv * w * (n + 1) / (2 * Nmm), 2 * w * VOCAB / (2 * Nmm)
-            res.table.append(
-                {
-                    "d": w,
-                    "n_ctx": n,
-                    "N=12Ld^2": Nmm,
-                    "N_nonemb": model.num_params(non_embedding=True),
-                    "2N": 2 * Nmm,
-                    "2dV": 2 * w * VOCAB,
-                    "4Lnd": 4 * Lv * n * w,
-                    "fwd/token": f_fwd / n,
-                    "fwd/token/2N": f_fwd / n / (2 * Nmm),
-                    "decode mean": mean,
-                    "decode/2N": mean / (2 * Nmm),
-                }
-            )
-            if att_rel <= EPS / 2 and out_rel <= EPS / 2:
+            mean, att_rel = _context_findings(res, model, idx, tag, Nmm, Lv, n, w, o.samples)
+            if att_rel <= EPS / 2 and 2 * w * VOCAB / (2 * Nmm) <= EPS / 2:
                 ratio_claims.append((tag, mean, Nmm))
             if att_rel >= 2 * EPS and (long_ctl is None or att_rel > long_ctl[3]):
                 long_ctl = (tag, mean, Nmm, att_rel)
-    for tag, mean, Nmm in ratio_claims:
-        res.claims.append(Bound.of(f"{tag}: decode mean / 2N ~ 1 (within {EPS:.0%})", mean / (2 * Nmm), 1.0, EPS))
-        res.controls.append(Bound.of(f"{tag}: decode mean / 6N ~ 1 (training's 6N)", mean / (6 * Nmm), 1.0, EPS))
-        res.controls.append(Bound.of(f"{tag}: decode mean / N ~ 1", mean / Nmm, 1.0, EPS))
-    if long_ctl is not None:
-        tag, mean, Nmm, _ = long_ctl
-        res.controls.append(
-            Bound.of(f"{tag}: decode mean / 2N ~ 1 at a long context (no attention term)", mean / (2 * Nmm), 1.0, EPS)
-        )
-    else:
-        res.notes.append("no context is long enough (2 L d (n+1) >= 20% of 2N) for the long-context control")
-    if not ratio_claims:
-        res.notes.append("no (d, n_ctx) lies in the 'about 2N' regime ((n+1)/12d and V/12Ld both <= 5%)")
+    _ratio_findings(res, ratio_claims, long_ctl)
     res.notes += [
         f"GPT with L={Lv}, h={N_HEAD}, V={VOCAB}, no biases, tied embeddings, attn='manual', float32; "
         "FLOPs from torch.utils.flop_counter.FlopCounterMode (2 per multiply-add)",
@@ -405,50 +267,87 @@ def check(
         "the embedding lookup and the position add record 0 FLOPs; the tied output layer is a d x V matmul (2dV)",
         "the full forward is counted dense (4 L n d per token, the whole n x n score matrix); KV-cache "
         "decoding is causal: its mean over t = 0..n-1 is 2N + 2dV + 2 L d (n+1), Kaplan's formula with n+1",
-        f"decode positions per context: {samples} evenly spaced, first and last included; "
+        f"decode positions per context: {o.samples} evenly spaced, first and last included; "
         "the 'about 2N' claim applies where both derived corrections (n+1)/12d and V/12Ld are <= 5%",
     ]
     return res
 
 
-def figure(path, device=None, seed: int = 0, widths="64,256", contexts="16,64,256", layers: int = 2):
-    import matplotlib
+def _context_findings(res, model, idx, tag, Nmm, Lv, n, w, samples) -> tuple[float, float]:
+    """The full forward over n tokens and the decode steps at ``samples`` positions, compared exactly with
+    their formulas (controls: Kaplan's causal term, no attention term); a table row. Returns the mean
+    decode step and the attention term's share of 2N."""
+    f_fwd = forward_flops(model, idx[:, :n])
+    dense, kaplan, bare = (n * _per_token(Nmm, Lv, n, w, a) for a in ("dense", "kaplan", "none"))
+    res.claims.append(Bound.of(f"{tag}: full forward = n (2N + 2dV) + 4 L n^2 d (dense)", f_fwd, dense, 0))
+    res.controls.append(
+        Bound.of(f"{tag}: full forward = n (2N + 2dV + 2 L n d) (Kaplan's causal term)", f_fwd, kaplan, 0)
+    )
+    res.controls.append(Bound.of(f"{tag}: full forward = n (2N + 2dV) (no attention term)", f_fwd, bare, 0))
+    steps = {}
+    for t in _positions(n, samples):
+        steps[t] = decode_flops(model, idx, t)
+        want = _per_token(Nmm, Lv, t + 1, w, "dense")
+        res.claims.append(Bound.of(f"{tag}: decode step t={t} = 2N + 2dV + 4 L d (t+1)", steps[t], want, 0))
+    # cost is affine in t (checked exactly at every measured t), so the mean over t = 0..n-1 is the mean of the two ends
+    mean = (steps[0] + steps[n - 1]) / 2
+    res.table.append(
+        {
+            "d": w,
+            "n_ctx": n,
+            "N=12Ld^2": Nmm,
+            "N_nonemb": model.num_params(non_embedding=True),
+            "2N": 2 * Nmm,
+            "2dV": 2 * w * VOCAB,
+            "4Lnd": 4 * Lv * n * w,
+            "fwd/token": f_fwd / n,
+            "fwd/token/2N": f_fwd / n / (2 * Nmm),
+            "decode mean": mean,
+            "decode/2N": mean / (2 * Nmm),
+        }
+    )
+    return mean, 2 * Lv * w * (n + 1) / (2 * Nmm)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    from models.utils.files import save_figure
+def _ratio_findings(res, ratio_claims, long_ctl) -> None:
+    """'About 2N' where both corrections are small (controls: 6N, N), and its rejection at the longest context."""
+    for tag, mean, Nmm in ratio_claims:
+        res.claims.append(Bound.of(f"{tag}: decode mean / 2N ~ 1 (within {EPS:.0%})", mean / (2 * Nmm), 1.0, EPS))
+        res.controls.append(Bound.of(f"{tag}: decode mean / 6N ~ 1 (training's 6N)", mean / (6 * Nmm), 1.0, EPS))
+        res.controls.append(Bound.of(f"{tag}: decode mean / N ~ 1", mean / Nmm, 1.0, EPS))
+    if long_ctl is not None:
+        tag, mean, Nmm, _ = long_ctl
+        what = f"{tag}: decode mean / 2N ~ 1 at a long context (no attention term)"
+        res.controls.append(Bound.of(what, mean / (2 * Nmm), 1.0, EPS))
+    else:
+        res.notes.append("no context is long enough (2 L d (n+1) >= 20% of 2N) for the long-context control")
+    if not ratio_claims:
+        res.notes.append("no (d, n_ctx) lies in the 'about 2N' regime ((n+1)/12d and V/12Ld both <= 5%)")
 
-    ws, cs = _validate(widths, contexts, layers, DEFAULT_SAMPLES)
-    dev = pick_device(device)
-    gen = generator(dev, seed)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+
+def figure(res: CheckResult):
+    """Measured forward FLOPs per token / 2N against n_ctx, per width, with the dense formula of the full
+    forward and the causal (Kaplan, n+1) mean of KV-cache decoding."""
+    fig, ax = plotting.subplots()
+    layers, cs = res.settings.layers, sorted({r["n_ctx"] for r in res.table})
     grid = sorted({round(max(cs) ** (k / 59)) for k in range(60)})
-    for w in ws:
-        model = _model(w, layers, max(cs), dev)
-        Nmm = _int(layers * counts.block_matmul_params(w, N_HEAD))
-        idx = torch.randint(0, VOCAB, (1, max(cs)), device=dev, generator=gen)
-        meas = [measure_forward(model, idx[:, :n]) / n / (2 * Nmm) for n in cs]
-        sub = dict(N=Nmm, L=layers, d=w, V=VOCAB)
-        dense = [float(counts.forward_flops_per_token(**sub, n_ctx=n, attention="dense")) / (2 * Nmm) for n in grid]
-        causal = [
-            float(counts.forward_flops_per_token(**sub, n_ctx=n + 1, attention="kaplan")) / (2 * Nmm) for n in grid
-        ]
+    for w in sorted({r["d"] for r in res.table}):
+        rows = [r for r in res.table if r["d"] == w]
+        Nmm = rows[0]["N=12Ld^2"]
+        dense = [_per_token(Nmm, layers, n, w, "dense") / (2 * Nmm) for n in grid]
+        causal = [_per_token(Nmm, layers, n + 1, w) / (2 * Nmm) for n in grid]
         line = ax.plot(grid, dense, "-", label=f"d={w}: full forward (dense formula)")[0]
         ax.plot(grid, causal, "--", color=line.get_color(), label=f"d={w}: KV-cache mean (Kaplan, n+1)")
-        ax.plot(cs, meas, "o", color=line.get_color(), label=f"d={w}: FlopCounterMode")
+        measured = [r["n_ctx"] for r in rows], [r["fwd/token/2N"] for r in rows]
+        ax.plot(*measured, "o", color=line.get_color(), label=f"d={w}: FlopCounterMode")
     ax.axhline(1.0, color="k", lw=0.8, label="2N")
-    ax.set_xscale("log")
-    ax.set_xlabel("context length n_ctx")
-    ax.set_ylabel("forward FLOPs per token / 2N")
-    ax.set_title(f"Exercise 13.29: FLOPs per token (L={layers}, V={VOCAB})")
     ax.legend(fontsize=7)
-    return save_figure(fig, path)
+    ax.set(xscale="log", xlabel="context length n_ctx", ylabel="forward FLOPs per token / 2N")
+    ax.set_title(f"Exercise {NUMBER}: FLOPs per token (L={layers}, V={VOCAB})")
+    return fig
 
 
 def main(argv=None) -> int:
-    from proofs.cli import run
-
     return run(sys.modules[__name__], argv)
 
 

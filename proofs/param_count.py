@@ -48,21 +48,21 @@ at the anchors (so the 78,371,889,152 multi-head count is rejected for Llama-2-7
 
 from __future__ import annotations
 
-import contextlib
 import sys
 
 import sympy as sp
 import torch
-from torch import nn
-from torch.overrides import TorchFunctionMode
 
 from derive import counts
 from derive.counts import L, V, d, d_ff, h, n_ctx
 from derive.engine import Derivation
-from models.gpt import GPT, GPTConfig, swiglu_hidden
+from derive.model_styles import STYLE_DEFAULTS, complete, gpt2_params, llama_params, style_params
+from derive.model_styles import STYLE_NAMES as STYLE
 from models.utils.device import pick_device
 from numeric.check import Bound, CheckResult
-from proofs.cli import Option
+from numeric.meta_models import gpt_gpt2, gpt_llama, gpt_rule_shaped, torch_gpt2, torch_llama
+from proofs.kit.cli import run
+from proofs.kit.options import Option, with_options
 
 NUMBER = "13.12"
 CLAIM = "P ~ 12 L d^2 + 2 V d (13.12: 0.40B); within 5% for V=32000, d=4096, L=32 (13.17: 6.7B; LLaMA-7B 6.74B)."
@@ -71,44 +71,45 @@ DEFAULT_SAMPLES = 8  # seeded random small shapes counted exactly, on top of the
 # The exercises give L, d, V; heads and context are those of the real models with these shapes
 # (GPT-2 medium for 13.12, LLaMA-7B for 13.17). Neither changes the rule.
 EXERCISES = {
-    "13.12": dict(layers=24, d_model=1024, vocab=50000, heads=16, n_ctx=1024),
-    "13.17": dict(layers=32, d_model=4096, vocab=32000, heads=32, n_ctx=2048),
+    "13.12": dict(L=24, d=1024, V=50000, h=16, n=1024),
+    "13.17": dict(L=32, d=4096, V=32000, h=32, n=2048),
 }
-SHAPES = ("layers", "d_model", "vocab", "heads", "n_ctx", "swiglu_hidden", "kv_heads", "head_dim", "gelu_hidden")
-SWITCHES = ("tie_embeddings", "bias")  # yes / no; unset: each style's own
-LIMITS = dict(
-    layers=256,
-    d_model=65536,
-    vocab=10_000_000,
-    heads=65536,
-    n_ctx=1 << 20,
-    swiglu_hidden=1 << 20,
-    kv_heads=65536,
-    head_dim=65536,
-    gelu_hidden=1 << 20,
-)
-_EX = "unset: the exercise's value, "
+# each size option and its key in a shape (derive.model_styles); unset (None) leaves the key to the exercise
+SHAPE_KEYS = dict(layers="L", d_model="d", vocab="V", heads="h", n_ctx="n", swiglu_hidden="ff", kv_heads="kv")
+SHAPE_KEYS |= dict(head_dim="dh", gelu_hidden="gff")
+SWITCH_KEYS = dict(tie_embeddings="tie", bias="bias")
+_EX, _WHY = "unset: the exercise's value, ", "the module's range, beyond any published model's (meta device)"
+
+
+def _size(flag: str, help: str, hi: int = 65536) -> Option:
+    """A size option; unset (None) leaves the size to the exercise (or to the other sizes)."""
+    return Option(flag, int, None, help, lo=1, hi=hi, why=_WHY)
+
+
+def _switch(flag: str, what: str) -> Option:
+    return Option(flag, str, None, f"yes: {what}; no: not; unset: GPT-2 yes, LLaMA no", choices=("yes", "no"))
+
+
 OPTIONS = [
-    Option("--exercise", str, "both", "13.12, 13.17 or both; shapes given override its values (13.12's for both)"),
-    Option("--layers", int, None, _EX + "24 (13.12), 32 (13.17)"),
-    Option("--d-model", int, None, _EX + "1024, 4096"),
-    Option("--vocab", int, None, _EX + "50000, 32000"),
-    Option("--heads", int, None, "query heads, must divide d-model unless --head-dim is given; " + _EX + "16, 32"),
-    Option("--kv-heads", int, None, "key/value heads (grouped-query attention), must divide --heads; unset: --heads"),
     Option(
-        "--head-dim", int, None, "head size d_head, even (RoPE); unset: d-model/heads (others: torch.nn models only)"
+        "--exercise",
+        str,
+        "both",
+        "13.12, 13.17 or both; shapes given override its values (13.12's for both)",
+        choices=(*EXERCISES, "both"),
     ),
-    Option("--n-ctx", int, None, "positions of the GPT-2-style model; " + _EX + "1024, 2048"),
-    Option("--gelu-hidden", int, None, "GELU width of the GPT-2-style model; unset: 4 d-model"),
-    Option("--swiglu-hidden", int, None, "SwiGLU width of the LLaMA-style model; unset: 256 ceil(8d/3/256)"),
-    Option(
-        "--tie-embeddings", str, None, "yes or no: the output layer shares the token table; unset: GPT-2 yes, LLaMA no"
-    ),
-    Option("--bias", str, None, "yes or no: biases in Linear layers and LayerNorms; unset: GPT-2 yes, LLaMA no"),
+    _size("--layers", _EX + "24 (13.12), 32 (13.17)", 256),
+    _size("--d-model", _EX + "1024, 4096"),
+    _size("--vocab", _EX + "50000, 32000", 10_000_000),
+    _size("--heads", "query heads, divide d-model unless --head-dim is given; " + _EX + "16, 32"),
+    _size("--kv-heads", "key/value heads (grouped-query attention), divide --heads; unset: --heads"),
+    _size("--head-dim", "head size d_head, even (RoPE; others: torch.nn models only); unset: d-model/heads"),
+    _size("--n-ctx", "positions of the GPT-2-style model; " + _EX + "1024, 2048", 1 << 20),
+    _size("--gelu-hidden", "GELU width of the GPT-2-style model; unset: 4 d-model", 1 << 20),
+    _size("--swiglu-hidden", "SwiGLU width of the LLaMA-style model; unset: 256 ceil(8d/3/256)", 1 << 20),
+    _switch("--tie-embeddings", "the output layer shares the token table"),
+    _switch("--bias", "biases in Linear layers and LayerNorms"),
 ]
-FLAGS = {o.dest: o.flag for o in OPTIONS} | {"samples": "--samples"}
-# What the two styles are; --tie-embeddings and --bias override the first two for both.
-STYLE_DEFAULTS = {"gpt2": dict(tie=True, bias=True), "llama": dict(tie=False, bias=False)}
 WITHIN = 0.05  # exercise 13.17's "to within 5%"
 # Published totals (Hugging Face): gpt2-medium and LLaMA-7B (the models whose shapes these are),
 # Llama-2-70B (grouped-query attention, 8 key/value heads for 64 query heads) and Gemma-7B
@@ -120,30 +121,24 @@ ANCHORS = {
     "Llama-2-70B": ("llama", dict(L=80, d=8192, V=32000, h=64, kv=8, n=4096, ff=28672), 68_976_648_192),
     "Gemma-7B": ("llama", dict(L=28, d=3072, V=256000, h=16, dh=256, n=8192, ff=24576, tie=True), 8_537_680_896),
 }
-
-# -- the formulas ------------------------------------------------------------------------------
-
+BUILDERS = {"gpt2": (gpt_gpt2, torch_gpt2), "llama": (gpt_llama, torch_llama)}  # (the project's GPT, torch.nn)
 RULE = L * counts.block_matmul_params(d, h) + counts.embedding_params(V, d, pos="none") + V * d
 
 
-def gpt2_formula(L=L, d=d, V=V, h=h, n_ctx=n_ctx, n_kv=None, d_head=None, d_ff=None, tie=True, bias=True):
-    """Biases, LayerNorms with bias, a 4d GELU MLP, learned positions, tied output layer (by default)."""
-    return counts.model_params(L, d, h, V, n_ctx, bias, "gelu", "layernorm", n_kv, d_ff, True, tie, "learned", d_head)
-
-
-def llama_formula(L=L, d=d, V=V, h=h, d_ff=d_ff, n_kv=None, d_head=None, tie=False, bias=False):
-    """No biases, RMSNorm, SwiGLU of width d_ff, rotary positions, untied output layer (by default)."""
-    return counts.model_params(L, d, h, V, n_ctx, bias, "swiglu", "rmsnorm", n_kv, d_ff, True, tie, "rope", d_head)
-
-
 def rule(L: int, d: int, V: int) -> int:
+    """The rule 12 L d^2 + 2 V d at integer sizes."""
     return int(RULE.subs({counts.L: L, counts.d: d, counts.V: V}))
 
 
+# -- the derivation, in five groups of steps ------------------------------------------------------
+
+PF, G, M = sp.Function("P"), sp.Symbol("P_GPT2"), sp.Symbol("P_LLaMA")  # PF(L, d, V): the rule
+EX12, EX17 = {L: 24, d: 1024, V: 50000}, {L: 32, d: 4096, V: 32000}
+
+
 def derivation() -> Derivation:
-    P, G, M = sp.Function("P"), sp.Symbol("P_GPT2"), sp.Symbol("P_LLaMA")
-    ex12 = {L: 24, d: 1024, V: 50000}
-    ex17 = {L: 32, d: 4096, V: 32000}
+    """The rule 12 L d^2 + 2 V d, its values at 13.12 and 13.17, what it leaves out, and the GPT-2-style,
+    LLaMA-style and grouped-query counts it is compared with (five groups of steps)."""
     dx = Derivation(
         "Exercises 13.12 and 13.17: parameters of a decoder-only Transformer",
         assumptions=[
@@ -153,356 +148,124 @@ def derivation() -> Derivation:
             "the rule counts matrices only: no biases, norms or position tables",
         ],
     )
+    for steps in (_rule_steps, _left_out_steps, _gpt2_steps, _llama_steps, _gqa_steps):
+        steps(dx)
+    return dx
+
+
+def _rule_steps(dx: Derivation) -> None:
+    """The rule: 4d^2 attention + 8d^2 MLP per block, V d for each embedding; its value at 13.12 and 13.17."""
     dx.eq(sp.Symbol("P_attn"), 4 * d**2, "W_Q, W_K, W_V, W_O", "exact", counts.attention_params(d, h, bias=False))
     dx.eq(sp.Symbol("P_mlp"), 8 * d**2, "d x 4d and 4d x d", "exact", counts.mlp_params(d, bias=False))
     dx.eq(sp.Symbol("P_block"), 12 * d**2, "one block", "expand", counts.block_matmul_params(d, h))
     dx.eq(sp.Symbol("P_in"), V * d, "token embedding V x d", "exact", counts.embedding_params(V, d, pos="none"))
     untied = counts.non_embedding_params(L, d, h, V, tie=False) - counts.non_embedding_params(L, d, h, V)
     dx.eq(sp.Symbol("P_out"), V * d, "untied output layer d x V", "expand", untied)
-    dx.eq(P(L, d, V), 12 * L * d**2 + 2 * V * d, "L blocks and both embeddings", "expand", RULE)
-    dx.eq(P(24, 1024, 50000), 404_389_888, "13.12: L = 24, d = 1024, V = 50000 (~0.40B)", "exact", RULE.subs(ex12))
-    dx.eq(P(32, 4096, 32000), 6_704_594_944, "13.17: L = 32, d = 4096, V = 32000 (~6.7B)", "exact", RULE.subs(ex17))
-    # what the rule leaves out
-    ab = counts.attention_params(d, h) - counts.attention_params(d, h, bias=False)
-    mb = counts.mlp_params(d) - counts.mlp_params(d, bias=False)
-    dx.eq(
-        sp.Symbol("P_biases"),
-        9 * L * d,
-        "left out: biases, 4d (attention) + 5d (MLP) per block",
-        "expand",
-        L * (ab + mb),
-    )
-    dx.eq(
-        sp.Symbol("P_LN"),
-        2 * d * (2 * L + 1),
-        "left out: 2L + 1 LayerNorms (gain, bias)",
-        "expand",
-        (2 * L + 1) * counts.norm_params(d),
-    )
-    dx.eq(
-        sp.Symbol("P_RMS"),
-        d * (2 * L + 1),
-        "or 2L + 1 RMSNorms (gain only)",
-        "expand",
-        (2 * L + 1) * counts.norm_params(d, "rmsnorm"),
-    )
+    dx.eq(PF(L, d, V), 12 * L * d**2 + 2 * V * d, "L blocks and both embeddings", "expand", RULE)
+    dx.eq(PF(24, 1024, 50000), 404_389_888, "13.12: L = 24, d = 1024, V = 50000 (~0.40B)", "exact", RULE.subs(EX12))
+    dx.eq(PF(32, 4096, 32000), 6_704_594_944, "13.17: L = 32, d = 4096, V = 32000 (~6.7B)", "exact", RULE.subs(EX17))
+
+
+def _left_out_steps(dx: Derivation) -> None:
+    """What the rule leaves out: biases, norms, learned positions; and what tying takes away."""
+    biases = L * (counts.attention_params(d, h) - counts.attention_params(d, h, bias=False))
+    biases += L * (counts.mlp_params(d) - counts.mlp_params(d, bias=False))
+    dx.eq(sp.Symbol("P_biases"), 9 * L * d, "left out: biases, 4d (attention) + 5d (MLP) per block", "expand", biases)
+    layer_norms = (2 * L + 1) * counts.norm_params(d)
+    dx.eq(sp.Symbol("P_LN"), 2 * d * (2 * L + 1), "left out: 2L + 1 LayerNorms (gain, bias)", "expand", layer_norms)
+    rms_norms = (2 * L + 1) * counts.norm_params(d, "rmsnorm")
+    dx.eq(sp.Symbol("P_RMS"), d * (2 * L + 1), "or 2L + 1 RMSNorms (gain only)", "expand", rms_norms)
     pos = counts.embedding_params(V, d, n_ctx, "learned") - counts.embedding_params(V, d, n_ctx, "rope")
     dx.eq(sp.Symbol("P_pos"), n_ctx * d, "left out: learned positions (sinusoidal, RoPE: 0)", "expand", pos)
     tie = counts.model_params(L, d, h, V, n_ctx) - counts.model_params(L, d, h, V, n_ctx, tie=False)
     dx.eq(sp.Symbol("P_tied") - sp.Symbol("P_untied"), -V * d, "tying shares the V x d table", "expand", tie)
-    dx.eq(
-        G - P(L, d, V),
-        13 * L * d + 2 * d + n_ctx * d - V * d,
-        "GPT-2 style: biases + LayerNorms + positions - tied table",
-        "expand",
-        gpt2_formula() - RULE,
-    )
-    g12 = gpt2_formula(24, 1024, 50000, 16, 1024)
+
+
+def _gpt2_steps(dx: Derivation) -> None:
+    """The GPT-2-style count against the rule: at 13.12's shapes the tied table makes the rule > 10% high."""
+    why = "GPT-2 style: biases + LayerNorms + positions - tied table"
+    dx.eq(G - PF(L, d, V), 13 * L * d + 2 * d + n_ctx * d - V * d, why, "expand", gpt2_params() - RULE)
     share = sp.Mul(V * d, sp.Pow(12 * L * d**2, -1, evaluate=False), evaluate=False)
-    dx.eq(
-        share,
-        V / (12 * L * d),
-        "the tied table's share of the blocks: large for small models",
-        "cancel",
-        computed=V * d / (12 * L * d**2),
-    )
+    why = "the tied table's share of the blocks: large for small models"
+    dx.eq(share, V / (12 * L * d), why, "cancel", computed=V * d / (12 * L * d**2))
+    g12 = gpt2_params(24, 1024, 50000, 16, 1024)
     dx.eq(G, 354_560_000, "GPT-2 style at 13.12's shapes (h = 16, n_ctx = 1024)", "exact", g12)
-    dx.holds(RULE.subs(ex12) / g12 - 1, ">", sp.Rational(1, 10), "so the rule is > 10% high there (V/12Ld = 17%)")
-    dx.eq(
-        sp.Symbol("P_SwiGLU"),
-        8 * d**2,
-        "SwiGLU, 3 d x d_ff, is 8d^2 at d_ff = 8d/3",
-        "expand",
-        counts.mlp_params(d, bias=False, kind="swiglu"),
-    )
-    dx.eq(
-        M - P(L, d, V),
-        L * (3 * d * d_ff - 8 * d**2) + (2 * L + 1) * d,
-        "LLaMA style: SwiGLU excess + RMSNorm gains (no biases, RoPE, untied)",
-        "expand",
-        llama_formula() - RULE,
-    )
-    ff17 = {d: 4096, d_ff: 11008}
-    dx.eq(
-        3 * d * d_ff - 8 * d**2,
-        1_048_576,
-        "13.17: d_ff = 11008 gives 8d^2 + 0.78% per block",
-        "exact",
-        (3 * d * d_ff - 8 * d**2).subs(ff17),
-    )
-    l17 = llama_formula(32, 4096, 32000, 32, 11008)
+    dx.holds(RULE.subs(EX12) / g12 - 1, ">", sp.Rational(1, 10), "so the rule is > 10% high there (V/12Ld = 17%)")
+
+
+def _llama_steps(dx: Derivation) -> None:
+    """The LLaMA-style count against the rule: SwiGLU's excess and RMSNorm gains; 13.17 is within 5%."""
+    swiglu = counts.mlp_params(d, bias=False, kind="swiglu")
+    dx.eq(sp.Symbol("P_SwiGLU"), 8 * d**2, "SwiGLU, 3 d x d_ff, is 8d^2 at d_ff = 8d/3", "expand", swiglu)
+    why = "LLaMA style: SwiGLU excess + RMSNorm gains (no biases, RoPE, untied)"
+    dx.eq(M - PF(L, d, V), L * (3 * d * d_ff - 8 * d**2) + (2 * L + 1) * d, why, "expand", llama_params() - RULE)
+    excess = 3 * d * d_ff - 8 * d**2
+    why = "13.17: d_ff = 11008 gives 8d^2 + 0.78% per block"
+    dx.eq(excess, 1_048_576, why, "exact", excess.subs({d: 4096, d_ff: 11008}))
+    l17 = llama_params(32, 4096, 32000, 32, 11008)
     dx.eq(M, 6_738_415_616, "LLaMA-7B's shapes: 32 x 1,048,576 + 65 x 4096 more than the rule", "exact", l17)
-    dx.holds(1 - RULE.subs(ex17) / l17, "<", sp.Rational(1, 20), "13.17: the rule is within 5% (0.50% low)")
+    dx.holds(1 - RULE.subs(EX17) / l17, "<", sp.Rational(1, 20), "13.17: the rule is within 5% (0.50% low)")
+
+
+def _gqa_steps(dx: Derivation) -> None:
+    """Grouped-query attention and a free head size change the attention count; Llama-2-70B exactly."""
     h_kv, d_h = counts.h_kv, sp.Symbol("d_head", positive=True, integer=True)
-    dx.eq(
-        sp.Symbol("P_attn_GQA"),
-        2 * d**2 + 2 * d**2 * h_kv / h,
-        "grouped-query attention: K and V have h_kv heads of d/h (h_kv divides h)",
-        "expand",
-        counts.attention_params(d, h, bias=False, n_kv=h_kv),
-    )
-    dx.eq(
-        sp.Symbol("P_attn_dhead"),
-        2 * d * h * d_h + 2 * d * h_kv * d_h,
-        "a head size d_head other than d/h: Q is d x h d_head, the output projection h d_head x d",
-        "expand",
-        counts.attention_params(d, h, bias=False, n_kv=h_kv, d_head=d_h),
-    )
-    l70 = llama_formula(80, 8192, 32000, 64, 28672, n_kv=8)
+    gqa = counts.attention_params(d, h, bias=False, n_kv=h_kv)
+    why = "grouped-query attention: K and V have h_kv heads of d/h (h_kv divides h)"
+    dx.eq(sp.Symbol("P_attn_GQA"), 2 * d**2 + 2 * d**2 * h_kv / h, why, "expand", gqa)
+    free = counts.attention_params(d, h, bias=False, n_kv=h_kv, d_head=d_h)
+    why = "a head size d_head other than d/h: Q is d x h d_head, the output projection h d_head x d"
+    dx.eq(sp.Symbol("P_attn_dhead"), 2 * d * h * d_h + 2 * d * h_kv * d_h, why, "expand", free)
+    l70 = llama_params(80, 8192, 32000, 64, 28672, n_kv=8)
     dx.eq(M, 68_976_648_192, "Llama-2-70B's shapes: 8 key/value heads for 64 (GQA)", "exact", l70)
-    mha70 = llama_formula(80, 8192, 32000, 64, 28672)
-    dx.eq(
-        sp.Symbol("P_MHA") - M,
-        9_395_240_960,
-        "counting it as multi-head attention overstates it by 80 x 2 x 8192 x 7168",
-        "exact",
-        mha70 - l70,
-    )
-    return dx
+    mha70 = llama_params(80, 8192, 32000, 64, 28672)
+    why = "counting it as multi-head attention overstates it by 80 x 2 x 8192 x 7168"
+    dx.eq(sp.Symbol("P_MHA") - M, 9_395_240_960, why, "exact", mha70 - l70)
 
 
-# -- models on the meta device ------------------------------------------------------------------
+# -- the shapes asked -----------------------------------------------------------------------------
 
 
-class _SkipInit(TorchFunctionMode):
-    """Skip in-place initialisers: a meta tensor has no values to fill, and on meta torch routes
-    each of them through its Python decompositions (about 1 ms each, 1 s to import the first time)."""
-
-    NAMES = frozenset({"normal_", "uniform_", "trunc_normal_", "kaiming_uniform_", "fill_", "zero_", "ones_", "zeros_"})
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if getattr(func, "__name__", "") in self.NAMES:
-            return args[0] if args else kwargs["tensor"]
-        return func(*args, **kwargs)
-
-
-@contextlib.contextmanager
-def shapes_only():
-    """Build modules on the meta device, without initialising them: shapes and counts only."""
-    with torch.device("meta"), _SkipInit():
-        yield
-
-
-def n_params(module: nn.Module) -> int:
-    """Parameters, each shared tensor once (``parameters()`` deduplicates tied weights)."""
-    return sum(p.numel() for p in module.parameters())
-
-
-def _gpt(L, d, V, h, n, **kw) -> GPT:
-    with shapes_only():
-        return GPT(GPTConfig(block_size=n, vocab_size=V, n_layer=L, n_head=h, n_embd=d, **kw))
-
-
-def gpt_rule_shaped(L, d, V, h) -> tuple[int, int]:
-    """(weights of the Linear and Embedding layers, all parameters) of the project's GPT with
-    nothing the rule leaves out but its RMSNorm gains."""
-    m = _gpt(L, d, V, h, 1, bias=False, pos="none", norm="rmsnorm", tie_weights=False)
-    mats = sum(x.weight.numel() for x in m.modules() if isinstance(x, nn.Linear | nn.Embedding))
-    return mats, m.num_params()
-
-
-def arch(style: str, s: dict) -> dict:
-    """Every size and switch of one model of ``style``: the shape ``s`` (L, d, V, h, n and optionally
-    ff, kv, dh, gff, tie, bias; None or absent means the default) completed with multi-head
-    attention (kv = h), head size d / h, a 4d GELU MLP, LLaMA's SwiGLU width, and the style's own
-    tying and biases."""
-    d, h = s["d"], s["h"]
-    out = dict(L=s["L"], d=d, V=s["V"], h=h, n=s["n"])
-    out["kv"] = s.get("kv") or h
-    out["dh"] = s.get("dh") or d // h
-    out["ff"] = s.get("ff") or swiglu_hidden(d, 256)
-    out["gff"] = s.get("gff") or 4 * d
-    for k, v in STYLE_DEFAULTS[style].items():
-        out[k] = v if s.get(k) is None else bool(s[k])
-    return out
-
-
-def _shape(L, d, V, h, n, ff, kv, dh, gff, tie, bias) -> dict:
-    return dict(L=L, d=d, V=V, h=h, n=n, ff=ff, kv=kv, dh=dh, gff=gff, tie=tie, bias=bias)
-
-
-def gpt_gpt2(L, d, V, h, n, ff=None, kv=None, dh=None, gff=None, tie=None, bias=None) -> int | None:
-    """The project's GPT in GPT-2 style; None for a head size other than d/h, which it cannot build."""
-    a = arch("gpt2", _shape(L, d, V, h, n, ff, kv, dh, gff, tie, bias))
-    if a["dh"] * h != d:
-        return None
-    return _gpt(
-        L, d, V, h, n, n_kv_head=a["kv"], mlp_hidden=a["gff"], tie_weights=a["tie"], bias=a["bias"]
-    ).num_params()
-
-
-def gpt_llama(L, d, V, h, n, ff=None, kv=None, dh=None, gff=None, tie=None, bias=None) -> int | None:
-    """The project's GPT in LLaMA style; None for a head size other than d/h, which it cannot build."""
-    a = arch("llama", _shape(L, d, V, h, n, ff, kv, dh, gff, tie, bias))
-    if a["dh"] * h != d:
-        return None
-    m = _gpt(
-        L,
-        d,
-        V,
-        h,
-        n,
-        n_kv_head=a["kv"],
-        bias=a["bias"],
-        pos="rope",
-        norm="rmsnorm",
-        mlp="swiglu",
-        mlp_hidden=a["ff"],
-        tie_weights=a["tie"],
-    )
-    return m.num_params()
-
-
-def _attention_linears(d: int, a: dict) -> dict:
-    """q (d -> h d_head), k and v (d -> kv d_head), o (h d_head -> d), as Hugging Face lays them out."""
-    lin = lambda i, o: nn.Linear(i, o, bias=a["bias"])
-    q, kv = a["h"] * a["dh"], a["kv"] * a["dh"]
-    return dict(q=lin(d, q), k=lin(d, kv), v=lin(d, kv), o=lin(q, d))
-
-
-def _head(wte: nn.Embedding, d: int, V: int, tie: bool) -> nn.Linear:
-    head = nn.Linear(d, V, bias=False)
-    if tie:
-        head.weight = wte.weight
-    return head
-
-
-def torch_gpt2(L, d, V, h, n, ff=None, kv=None, dh=None, gff=None, tie=None, bias=None) -> int:
-    """GPT-2 from torch.nn parts: pre-norm nn.TransformerEncoderLayer blocks (MultiheadAttention, GELU
-    MLP, two LayerNorms) for multi-head attention with head size d/h, else the same block from
-    nn.Linear (q, k, v, o with kv key/value heads of size dh) and nn.LayerNorm; token and position
-    tables, a final LayerNorm, an output layer tied to the token table or not."""
-    a = arch("gpt2", _shape(L, d, V, h, n, ff, kv, dh, gff, tie, bias))
-    b, gff = a["bias"], a["gff"]
-    with shapes_only():
-        if a["kv"] == h and a["dh"] * h == d:
-            blocks = [
-                nn.TransformerEncoderLayer(d, h, gff, 0.0, norm_first=True, batch_first=True, bias=b) for _ in range(L)
-            ]
-        else:
-            lin = lambda i, o: nn.Linear(i, o, bias=b)
-            blocks = [
-                nn.ModuleDict(
-                    _attention_linears(d, a)
-                    | dict(fc=lin(d, gff), proj=lin(gff, d), ln1=nn.LayerNorm(d, bias=b), ln2=nn.LayerNorm(d, bias=b))
-                )
-                for _ in range(L)
-            ]
-        wte = nn.Embedding(V, d)
-        parts = [wte, nn.Embedding(n, d), *blocks, nn.LayerNorm(d, bias=b), _head(wte, d, V, a["tie"])]
-        return n_params(nn.ModuleList(parts))
-
-
-def torch_llama(L, d, V, h, n, ff=None, kv=None, dh=None, gff=None, tie=None, bias=None) -> int:
-    """LLaMA from torch.nn parts, laid out like Hugging Face's LlamaForCausalLM (q/k/v/o_proj with
-    kv key/value heads of size dh, gate/up/down_proj, two RMSNorms per layer, final norm, lm_head
-    untied unless ``tie``; RoPE has no weights)."""
-    a = arch("llama", _shape(L, d, V, h, n, ff, kv, dh, gff, tie, bias))
-    ff = a["ff"]
-    with shapes_only():
-        lin = lambda i, o: nn.Linear(i, o, bias=a["bias"])
-        layer = lambda: nn.ModuleDict(
-            _attention_linears(d, a)
-            | dict(
-                gate=lin(d, ff),
-                up=lin(d, ff),
-                down=lin(ff, d),
-                norm1=nn.RMSNorm(d, eps=1e-5),
-                norm2=nn.RMSNorm(d, eps=1e-5),
-            )
-        )
-        wte = nn.Embedding(V, d)
-        parts = [wte, *(layer() for _ in range(L)), nn.RMSNorm(d, eps=1e-5), _head(wte, d, V, a["tie"])]
-        return n_params(nn.ModuleList(parts))
-
-
-def _formula(style: str, s: dict) -> int:
-    """The style's count from derive.counts (head size passed only where it is not d/h)."""
-    a = arch(style, s)
-    dh = None if a["dh"] * a["h"] == a["d"] else a["dh"]
-    if style == "gpt2":
-        return int(gpt2_formula(a["L"], a["d"], a["V"], a["h"], a["n"], a["kv"], dh, a["gff"], a["tie"], a["bias"]))
-    return int(llama_formula(a["L"], a["d"], a["V"], a["h"], a["ff"], a["kv"], dh, a["tie"], a["bias"]))
-
-
-BUILDERS = {"gpt2": (gpt_gpt2, torch_gpt2), "llama": (gpt_llama, torch_llama)}
-STYLE = {"gpt2": "GPT-2 style", "llama": "LLaMA style"}
-
-# -- options ----------------------------------------------------------------------------------
-
-
-def _size(key: str, v, limit: int) -> int | None:
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= limit:
-        raise ValueError(f"{FLAGS[key]}: must be a positive integer at most {limit:,}, got {v!r}")
-    return v
-
-
-def _switch(key: str, v) -> bool | None:
-    if v is None or isinstance(v, bool):
-        return v
-    if isinstance(v, str) and v.strip().lower() in ("yes", "no"):
-        return v.strip().lower() == "yes"
-    raise ValueError(f"{FLAGS[key]}: must be yes or no, got {v!r}")
-
-
-def cases(exercise="both", **opts) -> list[tuple[str, dict]]:
-    """[(label, shape)] to evaluate: the exercise's values, overridden by any option given. With
-    'both' and no option given, both exercises; with options given, 13.12's values fill the rest.
-    The label stays the exercise's while only --heads or --n-ctx are given (neither changes the rule
-    or the LLaMA-style count); otherwise it is 'custom'."""
-    unknown = sorted(opts.keys() - {*SHAPES, *SWITCHES})
-    if unknown:
-        raise TypeError(f"cases() got unexpected options {unknown}")
-    if exercise not in (*EXERCISES, "both"):
-        raise ValueError(f"--exercise: must be 13.12, 13.17 or both, got {exercise!r}")
-    given = {k: _size(k, opts.get(k), LIMITS[k]) for k in SHAPES}
-    given = {k: v for k, v in given.items() if v is not None}
-    sw = {k: _switch(k, opts.get(k)) for k in SWITCHES}
-    anything = bool(given) or any(v is not None for v in sw.values())
-    keys = list(EXERCISES) if exercise == "both" and not anything else ["13.12" if exercise == "both" else exercise]
-    plain = given.keys() <= {"heads", "n_ctx"} and all(v is None for v in sw.values())
+def cases(o) -> list[tuple[str, dict]]:
+    """[(label, shape)] to evaluate: the exercise's values, overridden by any size or switch given, every
+    size filled in and each switch None (the style's own) unless given. With 'both' and nothing given,
+    both exercises; with anything given, 13.12's values fill the rest. The label stays the exercise's
+    while only heads or n_ctx are given (neither changes the rule or the LLaMA-style count), else
+    'custom'. Raises ValueError naming the option for heads that do not fit the width or each other."""
+    given = {key: getattr(o, dest) for dest, key in SHAPE_KEYS.items() if getattr(o, dest)}
+    switches = {key: {"yes": True, "no": False}.get(getattr(o, dest)) for dest, key in SWITCH_KEYS.items()}
+    anything = bool(given) or any(v is not None for v in switches.values())
+    keys = [o.exercise] if o.exercise != "both" else ["13.12"] if anything else list(EXERCISES)
+    plain = given.keys() <= {"h", "n"} and all(v is None for v in switches.values())
     out = []
     for key in keys:
         s = EXERCISES[key] | given
-        dm, hh = s["d_model"], s["heads"]
-        kv = s.get("kv_heads", hh)
-        if hh % kv:
-            raise ValueError(f"--kv-heads: must divide --heads ({hh}), got {kv}")
-        if "head_dim" in s:
-            dh = s["head_dim"]
-            if dh % 2:
-                raise ValueError(f"--head-dim: must be even for RoPE (the LLaMA-style model), got {dh}")
-        else:
-            if dm % hh:
-                raise ValueError(f"--heads: must divide --d-model ({dm}; or give --head-dim), got {hh}")
-            dh = dm // hh
-            if dh % 2:
-                raise ValueError(
-                    f"--heads: the head size --d-model/--heads = {dm}/{hh} = {dh} must be even for RoPE "
-                    f"(the LLaMA-style model; or give --head-dim), got {hh}"
-                )
-        shape = _shape(
-            s["layers"],
-            dm,
-            s["vocab"],
-            hh,
-            s["n_ctx"],
-            s.get("swiglu_hidden") or swiglu_hidden(dm, 256),
-            kv,
-            dh,
-            s.get("gelu_hidden") or 4 * dm,
-            sw["tie_embeddings"],
-            sw["bias"],
-        )
-        out.append((key if plain else "custom", shape))
+        _check_heads(s)
+        out.append((key if plain else "custom", complete("llama", s) | switches))
     return out
 
 
-def validate(exercise="both", **opts) -> None:
-    cases(exercise, **opts)
+def _check_heads(s: dict) -> None:
+    """Key/value heads divide the heads; the head size is even (RoPE), and d/h unless given."""
+    dm, hh, kv = s["d"], s["h"], s.get("kv") or s["h"]
+    if hh % kv:
+        raise ValueError(f"kv_heads: must divide heads={hh}, got {kv}")
+    if s.get("dh"):
+        if s["dh"] % 2:
+            raise ValueError(f"head_dim: must be even for RoPE (the LLaMA-style model), got {s['dh']}")
+    elif dm % hh:
+        raise ValueError(f"heads: must divide d_model={dm} unless a head_dim= is given, got {hh}")
+    elif (dm // hh) % 2:
+        raise ValueError(
+            f"heads: the head size d_model={dm} / heads={hh} = {dm // hh} must be even for RoPE (the LLaMA-style "
+            f"model) unless a head_dim= is given, got {hh}"
+        )
+
+
+def validate(o) -> None:
+    """Refuse heads that do not divide the width (unless head_dim is given), key/value heads that do
+    not divide the heads, and odd head sizes (RoPE)."""
+    cases(o)
 
 
 def random_shapes(samples: int, seed: int) -> list[dict]:
@@ -526,11 +289,150 @@ def random_shapes(samples: int, seed: int) -> list[dict]:
     return out
 
 
-# -- the check ----------------------------------------------------------------------------------
+# -- the answer and the check ---------------------------------------------------------------------
 
 
 def _pct(x: float) -> str:
     return f"{100 * x:+.2f}%"
+
+
+def _answer_line(label: str, s: dict) -> str:
+    P = rule(s["L"], s["d"], s["V"])
+    return f"Answer {label}: 12*{s['L']}*{s['d']}^2 + 2*{s['V']}*{s['d']} = {P:,} ~ {P / 1e9:.2f}B"
+
+
+@with_options
+def answer(o) -> list[str]:
+    """The rule's estimate and each style's exact count for the shapes asked (what ``--no-check`` prints)."""
+    lines = []
+    for label, s in cases(o):
+        P = rule(s["L"], s["d"], s["V"])
+        lines.append(_answer_line(label, s))
+        for style in BUILDERS:
+            n = style_params(style, s)
+            lines.append(
+                f"  {STYLE[style]}{_describe(style, s)}: {n:,} by its formula (the rule is {_pct(P / n - 1)} off)"
+            )
+    return lines
+
+
+@with_options
+def check(o) -> CheckResult:
+    """Every count of the shapes asked, the published anchors and the random shapes, built on the meta
+    device and compared exactly with its formula; controls: wrong rules and flags left out."""
+    todo = cases(o)
+    pick_device(o.device)  # validates the device; every model here is built on the meta device
+    res = CheckResult(CLAIM, "meta (shapes only, no memory)", o.samples, o.seed)
+    for label, s in todo:
+        _case_findings(res, label, s)
+    _anchor_findings(res)
+    _random_findings(res, o.samples, o.seed)
+    res.notes += [
+        "counts are exact integers of models built on the meta device; every comparison has tolerance 0 "
+        "except the 5% ones (relative error = rule / exact - 1)",
+        "GPT-2 style: biases, LayerNorm, 4d GELU MLP, learned positions, tied head; LLaMA style: no biases, "
+        "RMSNorm, SwiGLU, RoPE, untied head (--kv-heads, --head-dim, --gelu-hidden, --swiglu-hidden, "
+        "--tie-embeddings and --bias change these); the rule's shape: the project's GPT with multi-head attention "
+        "and without biases, positions or tying (RMSNorm gains are all it adds)",
+        f"anchors (published counts): {', '.join(ANCHORS)}; Llama-2-70B checks grouped-query attention, Gemma-7B "
+        "a head size other than d/h and a tied LLaMA-style head",
+        f"random shapes: {o.samples} from torch.Generator seed {o.seed}; h in 1..4, kv a divisor of h, head size d/h "
+        "(even up to 16) or, every other shape, an independent even size up to 16 (torch.nn only), L in 1..3, "
+        "V in 1..300, n_ctx in 1..64, GELU and SwiGLU widths in 1..4d, tying and biases drawn",
+    ]
+    return res
+
+
+def _row(label: str, model: str, exact: int, P: int, rel: float) -> dict:
+    return {"case": label, "model": model, "exact": exact, "rule": P, "rule-exact": P - exact, "rel err": _pct(rel)}
+
+
+def _case_findings(res: CheckResult, label: str, s: dict) -> None:
+    """One shape asked: the rule against the GPT of its own shape, then each style's two models against
+    the style's formula and against the rule (13.17: within 5% of the LLaMA style)."""
+    Lv, dv, Vv, hv = s["L"], s["d"], s["V"], s["h"]
+    P = rule(Lv, dv, Vv)
+    tag = _tag(label, complete("llama", s))
+    res.notes.append(_answer_line(label, s))
+    # the rule's own architecture: multi-head attention, any h dividing d (the count does not depend on h)
+    mats, total = gpt_rule_shaped(dict(L=Lv, d=dv, V=Vv, h=hv if dv % hv == 0 else 1))
+    res.claims.append(
+        Bound.of(f"{tag}: GPT's matrices (untied, no biases or positions, MHA) = 12Ld^2 + 2Vd", mats, P, 0)
+    )
+    res.claims.append(
+        Bound.of(f"{tag}: that GPT's total = rule + (2L+1)d RMSNorm gains", total, P + (2 * Lv + 1) * dv, 0)
+    )
+    res.controls.append(Bound.of(f"{tag}: those matrices = 12Ld^2 + Vd (one embedding)", mats, P - Vv * dv, 0))
+    res.controls.append(Bound.of(f"{tag}: those matrices = 8Ld^2 + 2Vd (4d^2 MLP)", mats, P - 4 * Lv * dv**2, 0))
+    res.table.append(_row(label, "rule's shape (GPT)", total, P, P / total - 1))
+    rels = {}
+    for style, (ours, theirs) in BUILDERS.items():
+        want, got_gpt, got = style_params(style, s), ours(s), theirs(s)
+        if got_gpt is None:
+            res.notes.append(
+                f"{label}: the project's GPT ties the head size to d/h, so the {STYLE[style]} model with "
+                f"d_head = {s['dh']} is built from torch.nn only"
+            )
+        else:
+            res.claims.append(Bound.of(f"{tag}: {STYLE[style]} GPT = its formula", got_gpt, want, 0))
+        res.claims.append(Bound.of(f"{tag}: {STYLE[style]} from torch.nn = its formula", got, want, 0))
+        for what, wrong in _without_flags(style, s):
+            res.controls.append(
+                Bound.of(f"{tag}: {STYLE[style]} torch.nn = its formula {what}, {wrong:,}", got, wrong, 0)
+            )
+        rels[style] = rel = P / got - 1
+        if P != got:
+            res.controls.append(Bound.of(f"{tag}: {STYLE[style]} = 12Ld^2 + 2Vd exactly", got, P, 0))
+        if style == "gpt2" and abs(rel) >= 2 * WITHIN:
+            res.controls.append(Bound.of(f"{tag}: rule within 5% of the GPT-2-style count", rel, 0.0, WITHIN))
+        if style == "llama" and label == "13.17":
+            res.claims.append(Bound.of(f"{tag}: 13.17, rule within 5% of the LLaMA-style count", rel, 0.0, WITHIN))
+        res.table.append(_row(label, STYLE[style] + _describe(style, s), got, P, rel))
+        res.notes.append(f"{label}: the rule is {_pct(rel)} off the {STYLE[style]} count {got:,}" + _why(style, s))
+    if label == "13.17":
+        ok = "yes" if abs(rels["llama"]) <= WITHIN else "NO"
+        res.notes.append(
+            f"13.17 within 5%: {ok}, {_pct(rels['llama'])} off LLaMA-7B's shapes (and {_pct(rels['gpt2'])} off a "
+            "GPT-2-style model): at these shapes each term the rule gets wrong is at most V/12Ld = 2% of 12Ld^2"
+        )
+
+
+def _anchor_findings(res: CheckResult) -> None:
+    """The published counts, by both models and the formula; the formula without a flag is rejected."""
+    for name, (style, s, published) in ANCHORS.items():
+        ours, theirs = BUILDERS[style]
+        got_gpt = ours(s)
+        if got_gpt is not None:
+            res.claims.append(Bound.of(f"{name}: {STYLE[style]} GPT = published {published:,}", got_gpt, published, 0))
+        res.claims.append(Bound.of(f"{name}: {STYLE[style]} torch.nn = published", theirs(s), published, 0))
+        res.claims.append(Bound.of(f"{name}: {STYLE[style]} formula = published", style_params(style, s), published, 0))
+        for what, wrong in _without_flags(style, s):
+            res.controls.append(Bound.of(f"{name}: its formula {what}, {wrong:,}, = published", wrong, published, 0))
+
+
+def _random_findings(res: CheckResult, samples: int, seed: int) -> None:
+    """The seeded random shapes: each model against its style's formula; the worst case is reported."""
+    rand = random_shapes(samples, seed)
+    for style, (ours, theirs) in BUILDERS.items():
+        for who, fn in (("GPT", ours), ("torch.nn", theirs)):
+            pairs = [(got, style_params(style, s)) for s in rand if (got := fn(s)) is not None]
+            got, want = max(pairs, key=lambda p: abs(p[0] - p[1]))
+            res.claims.append(
+                Bound.of(f"{STYLE[style]} {who} = formula at {len(pairs)} random shapes (worst)", got, want, 0)
+            )
+
+
+def _without_flags(style: str, s: dict) -> list[tuple[str, int]]:
+    """(description, the style's count without one of the shape's non-default choices): each must differ."""
+    a = complete(style, s)
+    out = []
+    if a["kv"] != a["h"]:
+        out.append(("without --kv-heads (multi-head attention)", s | {"kv": a["h"]}))
+    if a["dh"] * a["h"] != a["d"] and a["d"] % a["h"] == 0:
+        out.append((f"without --head-dim (d_head = d/h = {a['d'] // a['h']})", s | {"dh": a["d"] // a["h"]}))
+    if s.get("tie") is not None and a["tie"] != STYLE_DEFAULTS[style]["tie"]:
+        out.append(("without --tie-embeddings (the style's own tying)", s | {"tie": None}))
+    return [(what, style_params(style, other)) for what, other in out]
 
 
 def _tag(label: str, a: dict) -> str:
@@ -542,143 +444,8 @@ def _tag(label: str, a: dict) -> str:
     return t + ")"
 
 
-def _what_flags_change(style: str, s: dict) -> list[tuple[str, dict]]:
-    """(description, the shape without one of its non-default choices): each must change the count."""
-    a = arch(style, s)
-    out = []
-    if a["kv"] != a["h"]:
-        out.append(("without --kv-heads (multi-head attention)", s | {"kv": a["h"]}))
-    if a["dh"] * a["h"] != a["d"] and a["d"] % a["h"] == 0:
-        out.append((f"without --head-dim (d_head = d/h = {a['d'] // a['h']})", s | {"dh": a["d"] // a["h"]}))
-    if s.get("tie") is not None and a["tie"] != STYLE_DEFAULTS[style]["tie"]:
-        out.append(("without --tie-embeddings (the style's own tying)", s | {"tie": None}))
-    return out
-
-
-def answer(exercise="both", **opts) -> list[str]:
-    """The rule's estimate and each style's exact count for the shapes asked (what ``--no-check`` prints)."""
-    lines = []
-    for label, s in cases(exercise, **opts):
-        P = rule(s["L"], s["d"], s["V"])
-        lines.append(f"Answer {label}: 12*{s['L']}*{s['d']}^2 + 2*{s['V']}*{s['d']} = {P:,} ~ {P / 1e9:.2f}B")
-        for style in BUILDERS:
-            n = _formula(style, s)
-            lines.append(
-                f"  {STYLE[style]}{_describe(style, s)}: {n:,} by its formula (the rule is {_pct(P / n - 1)} off)"
-            )
-    return lines
-
-
-def check(device=None, samples: int = DEFAULT_SAMPLES, seed: int = 0, exercise="both", **opts) -> CheckResult:
-    todo = cases(exercise, **opts)
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ValueError(f"--samples: must be a positive integer, got {samples!r}")
-    pick_device(device)  # validates --device; every model here is built on the meta device
-    res = CheckResult(CLAIM, "meta (shapes only, no memory)", samples, seed)
-    for label, s in todo:
-        Lv, dv, Vv, hv = s["L"], s["d"], s["V"], s["h"]
-        P = rule(Lv, dv, Vv)
-        tag = _tag(label, arch("llama", s))
-        res.notes.append(f"Answer {label}: 12*{Lv}*{dv}^2 + 2*{Vv}*{dv} = {P:,} ~ {P / 1e9:.2f}B")
-        # the rule's own architecture: multi-head attention, any h dividing d (the count does not depend on h)
-        mats, total = gpt_rule_shaped(Lv, dv, Vv, hv if dv % hv == 0 else 1)
-        res.claims.append(
-            Bound.of(f"{tag}: GPT's matrices (untied, no biases or positions, MHA) = 12Ld^2 + 2Vd", mats, P, 0)
-        )
-        res.claims.append(
-            Bound.of(f"{tag}: that GPT's total = rule + (2L+1)d RMSNorm gains", total, P + (2 * Lv + 1) * dv, 0)
-        )
-        res.controls.append(Bound.of(f"{tag}: those matrices = 12Ld^2 + Vd (one embedding)", mats, P - Vv * dv, 0))
-        res.controls.append(Bound.of(f"{tag}: those matrices = 8Ld^2 + 2Vd (4d^2 MLP)", mats, P - 4 * Lv * dv**2, 0))
-        res.table.append(
-            {
-                "case": label,
-                "model": "rule's shape (GPT)",
-                "exact": total,
-                "rule": P,
-                "rule-exact": P - total,
-                "rel err": _pct(P / total - 1),
-            }
-        )
-        rels = {}
-        for style, (ours, theirs) in BUILDERS.items():
-            a = arch(style, s)
-            want = _formula(style, s)
-            got_gpt, got = ours(**s), theirs(**s)
-            if got_gpt is None:
-                res.notes.append(
-                    f"{label}: the project's GPT ties the head size to d/h, so the {STYLE[style]} model with "
-                    f"d_head = {a['dh']} is built from torch.nn only"
-                )
-            else:
-                res.claims.append(Bound.of(f"{tag}: {STYLE[style]} GPT = its formula", got_gpt, want, 0))
-            res.claims.append(Bound.of(f"{tag}: {STYLE[style]} from torch.nn = its formula", got, want, 0))
-            for what, other in _what_flags_change(style, s):
-                wrong = _formula(style, other)
-                res.controls.append(
-                    Bound.of(f"{tag}: {STYLE[style]} torch.nn = its formula {what}, {wrong:,}", got, wrong, 0)
-                )
-            rel = P / got - 1
-            if P != got:
-                res.controls.append(Bound.of(f"{tag}: {STYLE[style]} = 12Ld^2 + 2Vd exactly", got, P, 0))
-            if style == "gpt2" and abs(rel) >= 2 * WITHIN:
-                res.controls.append(Bound.of(f"{tag}: rule within 5% of the GPT-2-style count", rel, 0.0, WITHIN))
-            if style == "llama" and label == "13.17":
-                res.claims.append(Bound.of(f"{tag}: 13.17, rule within 5% of the LLaMA-style count", rel, 0.0, WITHIN))
-            res.table.append(
-                {
-                    "case": label,
-                    "model": STYLE[style] + _describe(style, s),
-                    "exact": got,
-                    "rule": P,
-                    "rule-exact": P - got,
-                    "rel err": _pct(rel),
-                }
-            )
-            res.notes.append(f"{label}: the rule is {_pct(rel)} off the {STYLE[style]} count {got:,}" + _why(style, s))
-            rels[style] = rel
-        if label == "13.17":
-            ok = "yes" if abs(rels["llama"]) <= WITHIN else "NO"
-            res.notes.append(
-                f"13.17 within 5%: {ok}, {_pct(rels['llama'])} off LLaMA-7B's shapes (and {_pct(rels['gpt2'])} off a "
-                "GPT-2-style model): at these shapes each term the rule gets wrong is at most V/12Ld = 2% of 12Ld^2"
-            )
-    for name, (style, s, published) in ANCHORS.items():
-        ours, theirs = BUILDERS[style]
-        got_gpt = ours(**s)
-        if got_gpt is not None:
-            res.claims.append(Bound.of(f"{name}: {STYLE[style]} GPT = published {published:,}", got_gpt, published, 0))
-        res.claims.append(Bound.of(f"{name}: {STYLE[style]} torch.nn = published", theirs(**s), published, 0))
-        res.claims.append(Bound.of(f"{name}: {STYLE[style]} formula = published", _formula(style, s), published, 0))
-        for what, other in _what_flags_change(style, s):
-            wrong = _formula(style, other)
-            res.controls.append(Bound.of(f"{name}: its formula {what}, {wrong:,}, = published", wrong, published, 0))
-    rand = random_shapes(samples, seed)
-    for style, (ours, theirs) in BUILDERS.items():
-        for who, fn in (("GPT", ours), ("torch.nn", theirs)):
-            pairs = [(got, _formula(style, s)) for s in rand if (got := fn(**s)) is not None]
-            got, want = max(pairs, key=lambda p: abs(p[0] - p[1]))
-            res.claims.append(
-                Bound.of(f"{STYLE[style]} {who} = formula at {len(pairs)} random shapes (worst)", got, want, 0)
-            )
-    res.notes += [
-        "counts are exact integers of models built on the meta device; every comparison has tolerance 0 "
-        "except the 5% ones (relative error = rule / exact - 1)",
-        "GPT-2 style: biases, LayerNorm, 4d GELU MLP, learned positions, tied head; LLaMA style: no biases, "
-        "RMSNorm, SwiGLU, RoPE, untied head (--kv-heads, --head-dim, --gelu-hidden, --swiglu-hidden, "
-        "--tie-embeddings and --bias change these); the rule's shape: the project's GPT with multi-head attention "
-        "and without biases, positions or tying (RMSNorm gains are all it adds)",
-        f"anchors (published counts): {', '.join(ANCHORS)}; Llama-2-70B checks grouped-query attention, Gemma-7B "
-        "a head size other than d/h and a tied LLaMA-style head",
-        f"random shapes: {samples} from torch.Generator seed {seed}; h in 1..4, kv a divisor of h, head size d/h "
-        "(even up to 16) or, every other shape, an independent even size up to 16 (torch.nn only), L in 1..3, "
-        "V in 1..300, n_ctx in 1..64, GELU and SwiGLU widths in 1..4d, tying and biases drawn",
-    ]
-    return res
-
-
 def _describe(style: str, s: dict) -> str:
-    a = arch(style, s)
+    a = complete(style, s)
     out = f" d_ff={a['ff']}" if style == "llama" else f" n_ctx={a['n']}"
     if style == "gpt2" and a["gff"] != 4 * a["d"]:
         out += f" d_ff={a['gff']}"
@@ -693,33 +460,29 @@ def _describe(style: str, s: dict) -> str:
 
 
 def _why(style: str, s: dict) -> str:
-    a = arch(style, s)
+    """What makes the style's count differ from the rule, term by term."""
+    a = complete(style, s)
     Lv, dv, Vv, hv, kv, dh = a["L"], a["d"], a["V"], a["h"], a["kv"], a["dh"]
+    gelu = style == "gpt2"
     parts = []
     if kv != hv or dh * hv != dv:
-        mha = 4 * dv * dv
         att = int(counts.attention_params(dv, hv, False, kv, dh))
-        parts.append(f"attention ({kv} K/V heads of {hv}, d_head {dh}) {att - mha:+,} vs 4d^2 per layer")
-    if style == "gpt2":
-        if a["gff"] != 4 * dv:
-            parts.append(f"GELU 2 d d_ff - 8d^2 = {2 * dv * a['gff'] - 8 * dv * dv:+,} per layer")
-    else:
+        parts.append(f"attention ({kv} K/V heads of {hv}, d_head {dh}) {att - 4 * dv * dv:+,} vs 4d^2 per layer")
+    if not gelu:
         parts.append(f"SwiGLU 3 d d_ff - 8d^2 = {3 * dv * a['ff'] - 8 * dv * dv:+,} per layer")
+    elif a["gff"] != 4 * dv:
+        parts.append(f"GELU 2 d d_ff - 8d^2 = {2 * dv * a['gff'] - 8 * dv * dv:+,} per layer")
     if a["bias"]:
-        kind = "gelu" if style == "gpt2" else "swiglu"
-        width = a["gff"] if style == "gpt2" else a["ff"]
+        kind, width = ("gelu", a["gff"]) if gelu else ("swiglu", a["ff"])
         att_b = counts.attention_params(dv, hv, True, kv, dh) - counts.attention_params(dv, hv, False, kv, dh)
         mlp_b = counts.mlp_params(dv, width, True, kind) - counts.mlp_params(dv, width, False, kind)
         parts.append(f"biases {int(Lv * (att_b + mlp_b)):,}")
     else:
         parts.append("no biases")
-    norm = "LayerNorm" if style == "gpt2" else "RMSNorm"
+    norm = "LayerNorm" if gelu else "RMSNorm"
     per = int(counts.norm_params(dv, norm.lower(), a["bias"]))
     parts.append(f"{norm}s (2L+1) x {per} = {(2 * Lv + 1) * per:,}")
-    if style == "gpt2":
-        parts.append(f"positions n_ctx d = {a['n'] * dv:,}")
-    else:
-        parts.append("RoPE has no weights")
+    parts.append(f"positions n_ctx d = {a['n'] * dv:,}" if gelu else "RoPE has no weights")
     if a["tie"]:
         parts.append(f"tied head -Vd = {-Vv * dv:,} (V/12Ld = {Vv / (12 * Lv * dv):.1%} of the blocks)")
     else:
@@ -728,8 +491,6 @@ def _why(style: str, s: dict) -> str:
 
 
 def main(argv=None) -> int:
-    from proofs.cli import run
-
     return run(sys.modules[__name__], argv)
 
 

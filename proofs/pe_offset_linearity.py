@@ -33,12 +33,16 @@ import sys
 import sympy as sp
 import torch
 
+from derive.blockdiag import acts_blockwise
 from derive.engine import Derivation
-from derive.rotation import generic_matrix, pe_pair, pe_shift_matrix, pe_vector, rot2, sinusoidal_frequency
+from derive.rotation import pe_pair, pe_shift_matrix, pe_vector, rot2, sinusoidal_frequency
 from models.positional import rope_frequencies, sinusoidal_table
 from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
-from proofs.cli import Option
+from numeric.rotary import EPS, angle_error, offset_blocks, pe_at, rotate_pairs
+from proofs.kit import plotting
+from proofs.kit.cli import run
+from proofs.kit.options import Option, with_options
 
 NUMBER = "13.26"
 CLAIM = "PE(pos + k) = M_k PE(pos) with M_k a block-diagonal rotation that depends on k and the frequencies only."
@@ -51,47 +55,26 @@ DEFAULT_SAMPLES = 8192  # random (pos, k) draws, on top of every position for th
 MAX_D, MAX_POS, MAX_AREA, MAX_WORK = 8192, 1 << 16, 1 << 25, 1 << 30
 MAX_SAMPLES = 2 * 10**6
 SAMPLES_WHY = "the check's time grows linearly: 46 s (idle) to 215 s (busy) per 10^6 at d-model 512 on 2 CPU cores"
+_WHY_D = "chunks of 4,096 x d float64 rows, several at once: 8,192 needs ~2 GB"
+_POS_HELP = "largest position pos; offsets k range over [-max_pos, max_pos]"
+_WHY_POS = "a (2 max-pos + 1) x d-model float64 table and its temporaries: 2^16 x 512 took 1.3 GB and 51 s"
 OPTIONS = [
-    Option(
-        "--d-model",
-        int,
-        512,
-        "model width (even)",
-        lo=2,
-        hi=MAX_D,
-        why="chunks of 4,096 x d float64 rows, several at once: 8,192 needs ~2 GB",
-    ),
-    Option(
-        "--max-pos",
-        int,
-        4096,
-        "largest position pos; offsets k range over [-max_pos, max_pos]",
-        lo=4,
-        hi=MAX_POS,
-        why="a (2 max-pos + 1) x d-model float64 table and its temporaries: 2^16 x 512 took 1.3 GB and 51 s",
-    ),
+    Option("--d-model", int, 512, "model width (even)", lo=2, hi=MAX_D, why=_WHY_D),
+    Option("--max-pos", int, 4096, _POS_HELP, lo=4, hi=MAX_POS, why=_WHY_POS),
 ]
-EPS = torch.finfo(torch.float64).eps  # 2**-52
 BASE = 10000.0
 
 
-def _validate(d_model, max_pos) -> None:
-    if not isinstance(d_model, int) or d_model <= 0 or d_model % 2:
-        raise ValueError(f"d_model: must be a positive even integer, got {d_model!r}")
-    if d_model > MAX_D:
-        raise ValueError(f"d_model: must be at most {MAX_D:,} (4,096-row float64 chunks of width d), got {d_model:,}")
-    if not isinstance(max_pos, int) or not 4 <= max_pos <= MAX_POS:
-        raise ValueError(f"max_pos: must be an integer in [4, {MAX_POS:,}], got {max_pos!r}")
+def validate(o) -> None:
+    """An even width; the table's memory grows like max_pos x d_model, the time like d_model x (8 max_pos + samples)."""
+    d_model, max_pos, samples = o.d_model, o.max_pos, o.samples
+    if d_model % 2:
+        raise ValueError(f"d_model: must be even (dims pair up as sin, cos), got {d_model}")
     if max_pos * d_model > MAX_AREA:
         raise ValueError(
             f"max_pos: max_pos x d_model must be at most {MAX_AREA:,} (a float64 table of 2 max_pos + 1 rows and "
             f"its temporaries, 40 to 86 bytes each: up to 3 GB), got {max_pos:,} x {d_model:,}"
         )
-
-
-def validate(d_model=512, max_pos=4096, samples=DEFAULT_SAMPLES) -> None:
-    """Refuse bad options before any work; the time grows like d_model x (8 max_pos + samples)."""
-    _validate(d_model, max_pos)
     work = d_model * (8 * (max_pos + 1) + samples)
     if work > MAX_WORK:
         raise ValueError(
@@ -106,10 +89,7 @@ def offset_block(k, omega) -> sp.Matrix:
 
 
 def derivation() -> Derivation:
-    pos, k, j = sp.symbols("pos k j", real=True)
-    w = sp.Symbol("omega", positive=True)
-    i, d, b = sp.Symbol("i", nonnegative=True), sp.Symbol("d", positive=True), sp.Symbol("b", positive=True)
-    M = offset_block(k, w)
+    """One (sin, cos) pair by angle addition, the properties of M_k, then all d/2 pairs at once."""
     d_ = Derivation(
         "Exercise 13.26: PE(pos + k) = M_k PE(pos), M_k independent of pos",
         assumptions=[
@@ -119,6 +99,24 @@ def derivation() -> Derivation:
             "the symbolic block of steps 3-4 repeated with w = w_i; step 12 writes out d/2 = 3",
         ],
     )
+    pos, k = sp.symbols("pos k", real=True)
+    w = sp.Symbol("omega", positive=True)
+    _one_pair(d_, pos, k, w)
+    _offset_map(d_, pos, k, w)
+    acts_blockwise(d_)
+    ws = sp.symbols("omega_0:3", positive=True)
+    d_.eq(
+        pe_vector(pos + k, ws),
+        pe_shift_matrix(k, ws) * pe_vector(pos, ws),
+        "the whole map for three frequencies: PE(pos + k) = diag(M_k(w_0), M_k(w_1), M_k(w_2)) PE(pos)",
+        strategy="expand_trig",
+    )
+    return d_
+
+
+def _one_pair(d_: Derivation, pos, k, w) -> None:
+    """Steps 1-4: angle addition, so one (sin, cos) pair at pos + k is M_k(w) times the pair at pos, also
+    with the actual frequency w_i = b^(-2i/d)."""
     d_.eq(
         sp.sin(w * (pos + k)),
         sp.sin(pos * w) * sp.cos(k * w) + sp.cos(pos * w) * sp.sin(k * w),
@@ -133,10 +131,11 @@ def derivation() -> Derivation:
     )
     d_.eq(
         pe_pair(pos + k, w),
-        M * pe_pair(pos, w),
+        offset_block(k, w) * pe_pair(pos, w),
         "so one (sin, cos) pair at pos + k is M_k(w) times the pair at pos",
         strategy="expand_trig",
     )
+    i, d, b = sp.Symbol("i", nonnegative=True), sp.Symbol("d", positive=True), sp.Symbol("b", positive=True)
     wi = sinusoidal_frequency(i, d, b)
     d_.eq(
         pe_pair(pos + k, wi),
@@ -144,6 +143,11 @@ def derivation() -> Derivation:
         "the same with the actual frequency w_i = b^(-2i/d): M_k depends on k, i, d, b only",
         strategy="expand_trig",
     )
+
+
+def _offset_map(d_: Derivation, pos, k, w) -> None:
+    """Steps 5-10: M_k does not depend on pos, is the rotation R(-k w), and offsets compose like positions."""
+    M, j = offset_block(k, w), sp.Symbol("j", real=True)
     d_.eq(
         sp.Derivative(sp.MatrixSymbol("M_k", 2, 2), pos),
         sp.zeros(2, 2),
@@ -162,47 +166,9 @@ def derivation() -> Derivation:
     d_.eq(M.det(), 1, "with determinant 1 (a rotation, not a reflection)", strategy="trig")
     d_.eq(offset_block(j, w) * M, offset_block(j + k, w), "offsets compose: M_j M_k = M_(j+k)", strategy="trig")
     d_.eq(offset_block(0, w), sp.eye(2), "M_0 = I", strategy="exact")
-    A, B, x, y = generic_matrix("A"), generic_matrix("B"), generic_matrix("x", 2, 1), generic_matrix("y", 2, 1)
-    a, b_ = sp.MatrixSymbol("A", 2, 2), sp.MatrixSymbol("B", 2, 2)
-    u, v = sp.MatrixSymbol("x", 2, 1), sp.MatrixSymbol("y", 2, 1)
-    shown = sp.BlockDiagMatrix(a, b_) * sp.BlockMatrix([[u], [v]]) - sp.BlockMatrix([[a * u], [b_ * v]])
-    d_.eq(
-        shown,
-        sp.zeros(4, 1),
-        "a block-diagonal matrix acts block by block (any 2x2 blocks A, B)",
-        strategy="expand",
-        computed=sp.diag(A, B) * sp.Matrix.vstack(x, y) - sp.Matrix.vstack(A * x, B * y),
-    )
-    ws = sp.symbols("omega_0:3", positive=True)
-    d_.eq(
-        pe_vector(pos + k, ws),
-        pe_shift_matrix(k, ws) * pe_vector(pos, ws),
-        "the whole map for three frequencies: PE(pos + k) = diag(M_k(w_0), M_k(w_1), M_k(w_2)) PE(pos)",
-        strategy="expand_trig",
-    )
-    return d_
 
 
 # -- numerics ------------------------------------------------------------------------------------
-
-
-def rotate_pairs(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
-    """Apply diag(M(angle_i)) to x (n, d) in the (sin, cos) layout; angle (n, d/2) or (1, d/2)."""
-    c, s = angle.cos(), angle.sin()  # (n or 1, d/2)
-    xs, xc = x[:, 0::2], x[:, 1::2]  # (n, d/2)
-    return torch.stack((xs * c + xc * s, xc * c - xs * s), dim=-1).flatten(-2)  # (n, d)
-
-
-def offset_blocks(k, w: torch.Tensor) -> torch.Tensor:
-    """The blocks of M_k, [[cos kw, sin kw], [-sin kw, cos kw]] per frequency; shape (d/2, 2, 2)."""
-    c, s = (k * w).cos(), (k * w).sin()
-    return torch.stack((torch.stack((c, s), -1), torch.stack((-s, c), -1)), -2)
-
-
-def pe_at(positions: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """PE rows at integer positions (n, 1), also negative ones, from the same float64 frequencies."""
-    ang = positions * w  # (n, d/2)
-    return torch.stack((ang.sin(), ang.cos()), dim=-1).flatten(-2)  # (n, d)
 
 
 def pair_errors(table, pos, k, predict, chunk: int = 4096) -> torch.Tensor:
@@ -224,8 +190,7 @@ def offset_tolerance(max_pos: int, max_k: int, omega_max: float = 1.0) -> float:
     x*w is rounded once (relative error eps/2; a rotation moves a unit pair by at most its angle
     error), for the angles of pos, k and pos + k; plus 14 eps for five cos/sin values within 2 ulp
     (CUDA's documented double bound; CPU libraries are tighter) and four roundings in the rotation."""
-    angles = (max_pos + max_k + (max_pos + max_k)) * omega_max
-    return EPS * (angles / 2 + 14)
+    return angle_error((max_pos + max_k + (max_pos + max_k)) * omega_max, 14)
 
 
 def _pairs(P: int, samples: int, gen, dev):
@@ -255,22 +220,17 @@ def fit_tolerance(n: int, e_x: float, e_y: float, sigma_min: torch.Tensor) -> fl
     return float((math.sqrt(2 * n) * (e_x + e_y) + n * EPS * math.sqrt(n)) / sigma_min.min())
 
 
-def check(
-    device=None, samples: int = DEFAULT_SAMPLES, seed: int = 0, d_model: int = 512, max_pos: int = 4096
-) -> CheckResult:
-    validate(d_model, max_pos, samples)
-    dev = pick_device(device)
+@with_options
+def check(o) -> CheckResult:
+    """M_k PE(pos) against PE(pos + k) at edge-case and random (pos, k), and least-squares fits of M_k from two
+    windows; controls: M_k transposed, PE(pos) + PE(k), wrong frequencies, PE(pos) -> PE(2 pos)."""
+    samples, seed, d_model, P, dev = o.samples, o.seed, o.d_model, o.max_pos, pick_device(o.device)
     gen = generator(dev, seed)
-    P = max_pos
     table = sinusoidal_table(2 * P + 1, d_model, BASE, torch.float64, dev)  # (2P+1, d), positions 0..2P
     w = rope_frequencies(d_model, BASE, dev)  # (d/2,) the table's own float64 frequencies
     tol = offset_tolerance(P, P, float(w.max()))
-    res = CheckResult(
-        f"PE(pos + k) = M_k PE(pos), d_model = {d_model}, pos in [0, {P}], k in [-{P}, {P}]",
-        describe(dev),
-        samples,
-        seed,
-    )
+    title = f"PE(pos + k) = M_k PE(pos), d_model = {d_model}, pos in [0, {P}], k in [-{P}, {P}]"
+    res = CheckResult(title, describe(dev), samples, seed)
     grid, (rpos, rk) = _pairs(P, samples, gen, dev)
     claim = lambda x, k: rotate_pairs(x, k * w)  # noqa: E731
 
@@ -300,6 +260,7 @@ def check(
     for name, predict in controls.items():
         res.controls.append(Bound.of(f"max |err| of {name}", worst(predict), 0.0, tol))
     _fits(res, table, w, P)
+    res.series["errors"] = _error_grid(table, w, P)
     res.notes.append(
         f"tolerance eps * (angles/2 + 14) = {tol:.3g} for eps = {EPS:.3g} (see offset_tolerance); "
         f"{sum(P + 1 - p.start for p, _ in grid) + samples:,} (pos, k) pairs checked"
@@ -330,54 +291,45 @@ def _fits(res: CheckResult, table, w, P: int) -> None:
     res.claims.append(Bound.of(f"LS fits from {wa} and {wb} agree", worst["AB"], 0.0, worst["tAB"]))
     # controls: the same agreement test between fits for k and k + 1, and for the map PE(pos) -> PE(2 pos)
     MA1, _ = fit_blocks(table, a0, nA, table[a0 + 2 : a0 + 2 + nA])
-    res.controls.append(
-        Bound.of(
-            f"LS fits for k = 1 ({wa}) and k = 2 ({wa}) agree", float((fits[1][0] - MA1).abs().max()), 0.0, worst["tAB"]
-        )
-    )
     DA, sDA = fit_blocks(table, a0, nA, table[2 * a0 : 2 * (a0 + nA) : 2])
     DB, sDB = fit_blocks(table, b0, nB, table[2 * b0 : 2 * (b0 + nB) : 2])
     tD = fit_tolerance(nA, e_tab(nA), e_tab(2 * nA), sDA) + fit_tolerance(nB, e_tab(P), e_tab(2 * P), sDB)
-    res.controls.append(
-        Bound.of(f"LS fits of PE(pos) -> PE(2 pos) from {wa} and {wb} agree", float((DA - DB).abs().max()), 0.0, tD)
-    )
+    res.controls += [
+        Bound.of(
+            f"LS fits for k = 1 ({wa}) and k = 2 ({wa}) agree", float((fits[1][0] - MA1).abs().max()), 0, worst["tAB"]
+        ),
+        Bound.of(f"LS fits of PE(pos) -> PE(2 pos) from {wa} and {wb} agree", float((DA - DB).abs().max()), 0, tD),
+    ]
 
 
-def figure(path, device=None, seed: int = 0, d_model: int = 512, max_pos: int = 4096):
-    """Left: log10 of the error in units of eps over (pos, k). Right: M_k for k = 5 (16 dims)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from models.utils.files import save_figure
-
-    _validate(d_model, max_pos)
-    dev = pick_device(device)
-    P = max_pos
-    table = sinusoidal_table(2 * P + 1, d_model, BASE, torch.float64, dev)
-    w = rope_frequencies(d_model, BASE, dev)
+def _error_grid(table, w, P: int) -> torch.Tensor:
+    """max |M_k PE(pos) - PE(pos + k)| on a 129 x 129 grid of pos in [0, P] (rows) and k in [-P, P]
+    (columns), NaN where pos + k < 0; float64 on the CPU, for the figure."""
+    dev = table.device
     ps, ks = torch.linspace(0, P, 129, device=dev).round().long(), torch.linspace(-P, P, 129, device=dev).round().long()
     pp, kk = torch.meshgrid(ps, ks, indexing="ij")  # (129, 129)
     ok = (pp + kk) >= 0
     err = torch.full(pp.shape, float("nan"), dtype=torch.float64, device=dev)
     err[ok] = pair_errors(table, pp[ok], kk[ok], lambda x, k: rotate_pairs(x, k * w))
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.5))
-    im = a.imshow(torch.log10(err / EPS + 1).cpu().numpy(), origin="lower", aspect="auto", extent=(-P, P, 0, P))
+    return err.cpu()
+
+
+def figure(res: CheckResult):
+    """Left: log10 of the check's error in units of eps over (pos, k). Right: M_k for k = 5 (16 dims)."""
+    d_model, P = res.settings.d_model, res.settings.max_pos
+    fig, (a, b) = plotting.subplots(2, width=11, height=4.5, layout="constrained")
+    log_err = torch.log10(res.series["errors"] / EPS + 1).numpy()
+    im = a.imshow(log_err, origin="lower", aspect="auto", extent=(-P, P, 0, P))
     a.set(xlabel="offset k", ylabel="position pos", title="log10(1 + max|M_k PE(pos) - PE(pos+k)| / eps)")
     fig.colorbar(im, ax=a)
     n = min(16, d_model)
-    Mk = torch.block_diag(*offset_blocks(5, w[: n // 2])).cpu()  # (n, n): the top-left corner of M_5
-    im2 = b.imshow(Mk.numpy(), cmap="RdBu", vmin=-1, vmax=1)
+    Mk = torch.block_diag(*offset_blocks(5, rope_frequencies(d_model, BASE)[: n // 2]))  # the top-left corner of M_5
+    fig.colorbar(b.imshow(Mk.numpy(), cmap="RdBu", vmin=-1, vmax=1), ax=b)
     b.set(title=f"M_k for k = 5, first {n} of {d_model} dims", xlabel="input dim", ylabel="output dim")
-    fig.colorbar(im2, ax=b)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return fig
 
 
 def main(argv=None) -> int:
-    from proofs.cli import run
-
     return run(sys.modules[__name__], argv)
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 import statistics
 import sys
-import time
 
 import numpy as np
 import sympy as sp
@@ -42,12 +41,16 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from derive import attention_cost as cost
 from derive.engine import Derivation
+from derive.random_features import random_feature_steps
 from models.performer import exact_attention, favor_attention, orthogonal_gaussian, positive_features, trig_features
 from models.utils.device import describe, generator, pick_device
+from models.utils.timing import time_calls
 from numeric.check import Bound, CheckResult
 from numeric.flops import count_flops
 from numeric.stats import z_for
-from proofs.cli import Option
+from proofs.kit import plotting
+from proofs.kit.cli import run
+from proofs.kit.options import Option, with_options
 
 NUMBER = "13.32"
 CLAIM = (
@@ -90,7 +93,7 @@ OPTIONS = [
         "--max-n",
         int,
         None,
-        "largest n of the grid 64, 128, ..., max_n (None: 2048 on the CPU, 16384 on CUDA)",
+        "largest n of the grid 64, 128, ..., max_n (unset: the device's, 2048 on the CPU, 16384 on CUDA)",
         lo=2 * N_MIN,
         hi=N_CAP,
         why="exact attention holds ~3 n x n float32 tensors: 2^15 needs 12 GB (a GPU's; the CPU stops at 2^14)",
@@ -108,12 +111,8 @@ REPEATS = 5  # timed repeats per point; the median is reported
 
 
 def derivation() -> Derivation:
-    n, d, r = cost.n, cost.d, cost.r
-    T, M, F, E = (sp.Function(s) for s in ("T", "M", "F", "E"))
-    ex, fp = sp.Symbol("exact"), sp.Symbol("FAVOR+")
-    Te, Tf = cost.exact_time(), cost.favor_time()
-    Fe, Ff = cost.exact_matmul_flops(), cost.favor_matmul_flops()
-    Me, Mf = cost.exact_memory(), cost.favor_memory()
+    """The cost model of both methods, their growth in n, the crossover, why the bracketing makes FAVOR+
+    linear, and why positive random features estimate the softmax kernel."""
     dx = Derivation(
         "Exercise 13.32: exact attention is quadratic in n, FAVOR+ is linear",
         assumptions=[
@@ -123,23 +122,37 @@ def derivation() -> Derivation:
             "W is drawn once (O(r d^2), independent of n), not per call",
         ],
     )
-    dx.define(T(ex), Te, "Q K^T and A V (2 n^2 d each), scale and softmax (6 n^2)" + " (the cost model, as defined)")
-    dx.define(
-        T(fp),
-        Tf,
+    _cost_model_steps(dx)
+    _growth_steps(dx)
+    _slope_and_crossover_steps(dx)
+    _associativity_steps(dx)
+    random_feature_steps(dx, cost.d, cost.r)
+    return dx
+
+
+def _cost_model_steps(dx: Derivation) -> None:
+    """Define the time T, the counted matmul FLOPs F and the memory M of both methods (derive.attention_cost)."""
+    T, M, F = (sp.Function(s) for s in ("T", "M", "F"))
+    ex, fp = sp.Symbol("exact"), sp.Symbol("FAVOR+")
+    favor_terms = (
         "Q W^T, K W^T (4nrd), phi(K)^T V and phi(Q)(.) (2nrd each), normaliser (2nr), elementwise (11nr + 7nd)"
-        + " (the cost model, as defined)",
     )
-    dx.define(F(ex), Fe, "the matmul terms, which a FLOP counter counts" + " (the cost model, as defined)")
-    dx.define(F(fp), Ff, "the matmul terms of FAVOR+" + " (the cost model, as defined)")
-    dx.define(M(ex), Me, "the n x n score matrix" + " (the cost model, as defined)")
-    dx.define(
-        M(fp),
-        Mf,
-        "W, phi(K)^T V (rd each), phi(Q), phi(K) (nr each), key sum (r), normaliser (n)"
-        + " (the cost model, as defined)",
-    )
-    # growth orders
+    for lhs, rhs, what in (
+        (T(ex), cost.exact_time(), "Q K^T and A V (2 n^2 d each), scale and softmax (6 n^2)"),
+        (T(fp), cost.favor_time(), favor_terms),
+        (F(ex), cost.exact_matmul_flops(), "the matmul terms, which a FLOP counter counts"),
+        (F(fp), cost.favor_matmul_flops(), "the matmul terms of FAVOR+"),
+        (M(ex), cost.exact_memory(), "the n x n score matrix"),
+        (M(fp), cost.favor_memory(), "W, phi(K)^T V (rd each), phi(Q), phi(K) (nr each), key sum (r), normaliser (n)"),
+    ):
+        dx.define(lhs, rhs, what + " (the cost model, as defined)")
+
+
+def _growth_steps(dx: Derivation) -> None:
+    """Exact attention is Theta(n^2 d) in time and Theta(n^2) in memory, FAVOR+ Theta(nrd) and Theta(nr + rd);
+    both ratios FAVOR+ / exact tend to 0."""
+    n, d, r = cost.n, cost.d, cost.r
+    Te, Tf, Me, Mf = cost.exact_time(), cost.favor_time(), cost.exact_memory(), cost.favor_memory()
     dx.limit(Te / n**2, n, sp.oo, 4 * d + 6, "T_exact / n^2 tends to a positive constant: Theta(n^2) at fixed d")
     dx.eq(
         Te / (n**2 * d),
@@ -166,7 +179,13 @@ def derivation() -> Derivation:
     )
     dx.limit(Tf / Te, n, sp.oo, 0, "T_FAVOR+ / T_exact -> 0: the ratio exact / FAVOR+ grows without bound")
     dx.limit(Mf / Me, n, sp.oo, 0, "and so does the memory ratio")
-    # log-log slopes: each model is homogeneous in n, so the slope is exact at every n
+
+
+def _slope_and_crossover_steps(dx: Derivation) -> None:
+    """Log-log slopes 2 and 1 of time and counted FLOPs at every n (each model is homogeneous in n), and the
+    n where the costs meet: n* = (8rd + 13r + 7d)/(4d + 6), about 2r."""
+    n, d, r = cost.n, cost.d, cost.r
+    Te, Tf, Fe, Ff = cost.exact_time(), cost.favor_time(), cost.exact_matmul_flops(), cost.favor_matmul_flops()
     for name, expr, k in (("exact", Te, 2), ("FAVOR+", Tf, 1), ("exact", Fe, 2), ("FAVOR+", Ff, 1)):
         what = "time" if expr in (Te, Tf) else "counted FLOPs"
         dx.eq(
@@ -177,7 +196,6 @@ def derivation() -> Derivation:
             strategy="cancel",
             computed=cost.loglog_slope(expr),
         )
-    # crossover
     ns = cost.crossover()
     dx.eq(
         sp.Symbol("n^*"),
@@ -196,7 +214,11 @@ def derivation() -> Derivation:
         computed=nf,
     )
     dx.limit(nf / r, d, sp.oo, 2, "for wide heads the crossover is n* = 2r")
-    # why linear: associativity
+
+
+def _associativity_steps(dx: Derivation) -> None:
+    """Why linear: (phi(Q) phi(K)^T) V = phi(Q) (phi(K)^T V), and only the right bracket avoids n^2 FLOPs."""
+    n, d, r, F = cost.n, cost.d, cost.r, sp.Function("F")
     A = sp.Matrix(3, 2, sp.symbols("a1:7"))  # phi(Q): n x r, with n = 3, r = 2
     B = sp.Matrix(2, 3, sp.symbols("b1:7"))  # phi(K)^T: r x n
     C = sp.Matrix(3, 2, sp.symbols("c1:7"))  # V: n x d, with d = 2
@@ -216,46 +238,6 @@ def derivation() -> Derivation:
         computed=left / right,
     )
     dx.limit(right / left, n, sp.oo, 0, "only the right bracket avoids the n^2 term")
-    # why phi works: the Gaussian moment generating function (one coordinate; coordinates are independent)
-    w, z, x, y, q, k = sp.symbols("w z x y q k", real=True)
-    mgf = sp.exp(z**2 / 2) * sp.integrate(sp.exp(-((w - z) ** 2) / 2), (w, -sp.oo, sp.oo)) / sp.sqrt(2 * sp.pi)
-    dx.eq(
-        sp.Integral(sp.exp(w * z - w**2 / 2) / sp.sqrt(2 * sp.pi), (w, -sp.oo, sp.oo)),
-        sp.exp(z**2 / 2),
-        "E[exp(w z)] for w ~ N(0, 1): complete the square, w z - w^2/2 = z^2/2 - (w - z)^2/2",
-        strategy="simplify",
-        computed=mgf,
-    )
-    dx.eq(
-        E(sp.Symbol("phi(x)·phi(y)")),
-        sp.exp(x * y),
-        "E[exp(w(x + y))] exp(-(x^2 + y^2)/2) = exp(x y): unbiased, every term positive",
-        strategy="simplify",
-        computed=mgf.subs(z, x + y) * sp.exp(-(x**2 + y**2) / 2),
-    )
-    second = mgf.subs(z, 2 * (x + y)) * sp.exp(-(x**2 + y**2))
-    dx.eq(
-        E(sp.Symbol("(phi(x)·phi(y))^2")) / sp.exp(2 * x * y),
-        sp.exp((x + y) ** 2),
-        "second moment over the squared mean, so one feature's relative variance is exp(|x + y|^2) - 1",
-        strategy="simplify",
-        computed=second / sp.exp(2 * x * y),
-    )
-    s2 = sp.Symbol("s", positive=True)  # |x + y|^2
-    dx.eq(
-        sp.Symbol("slope_err"),
-        sp.Rational(-1, 2),
-        "a mean of r independent features has standard error sqrt((exp(s) - 1)/r): log-log slope -1/2 in r",
-        strategy="cancel",
-        computed=cost.loglog_slope(sp.sqrt((sp.exp(s2) - 1) / r), r),
-    )
-    dx.eq(
-        (q * d ** sp.Rational(-1, 4)) * (k * d ** sp.Rational(-1, 4)),
-        q * k / sp.sqrt(d),
-        "inputs scaled by d^(-1/4) make phi(q) phi(k) estimate exp(q k / sqrt(d))",
-        strategy="simplify",
-    )
-    return dx
 
 
 # -- measurements ----------------------------------------------------------------------------------
@@ -285,24 +267,11 @@ def counted(fn) -> tuple[int, int]:
 
 def median_time(fn, dev: torch.device, repeats: int = REPEATS, min_time: float = 2e-3) -> float:
     """Median seconds per call over ``repeats`` timed batches, each long enough (>= min_time) to time;
-    CUDA is synchronised before and after each batch."""
-    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    CUDA is synchronised before and after each batch (``models.utils.timing``)."""
     with torch.no_grad():
-        fn()
-        sync()  # warm-up
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        inner = max(1, min(1000, math.ceil(min_time / max(time.perf_counter() - t0, 1e-7))))
-        ts = []
-        for _ in range(repeats):
-            sync()
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                fn()
-            sync()
-            ts.append((time.perf_counter() - t0) / inner)
-    return statistics.median(ts)
+        first = time_calls(fn, device=dev, repeats=1, warmup=1)  # a warm-up call, then one timed call
+        inner = max(1, min(1000, math.ceil(min_time / max(first.median, 1e-7))))  # calls per batch
+        return time_calls(fn, device=dev, repeats=repeats, warmup=0, number=inner).median
 
 
 def fit_slope(x, y, sigma=None) -> tuple[float, float]:
@@ -377,23 +346,34 @@ def _error_part(dev, gen, samples: int, d: int) -> list[dict]:
     return rows
 
 
-_CACHE: dict = {}
+def _max_n(max_n: int, dev: torch.device) -> int:
+    """The largest n of the grid: as given, or the device's default when 0."""
+    return max_n or (16384 if dev.type == "cuda" else 2048)
 
 
-def validate(features=128, dim=64, max_n=None, samples=DEFAULT_SAMPLES) -> None:
-    """The checks that do not depend on the device (the CLI runs them before the derivation)."""
-    why = {o.dest: o.why for o in OPTIONS} | {"samples": SAMPLES_WHY}
-    for name, v, hi in (("samples", samples, MAX_SAMPLES), ("features", features, MAX_FEATURES), ("dim", dim, MAX_DIM)):
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ValueError(f"{name}: must be a positive integer, got {v!r}")
-        if v > hi:
-            raise ValueError(f"{name}: must be at most {hi:,} ({why[name]}), got {v:,}")
-    if samples < 2:
-        raise ValueError(f"samples: need at least 2 feature redraws for a standard error, got {samples}")
-    if max_n is not None and (isinstance(max_n, bool) or not isinstance(max_n, int) or not 2 * N_MIN <= max_n <= N_CAP):
-        raise ValueError(f"max_n: must be an integer in [{2 * N_MIN}, {N_CAP}], got {max_n!r}")
-    if max_n is not None and _grid(max_n)[-1] != max_n:  # never round a size down in silence
-        raise ValueError(f"max_n: must be {N_MIN} times a power of two (the grid 64, 128, ..., max_n), got {max_n:,}")
+def validate(o) -> None:
+    """Redraws enough for a standard error, max_n on the grid, and on the CPU the memory and time bounds."""
+    if o.samples < 2:
+        raise ValueError(f"samples: need at least 2 feature redraws for a standard error, got {o.samples}")
+    if o.max_n and _grid(o.max_n)[-1] != o.max_n:  # never round a size down in silence
+        raise ValueError(f"max_n: must be {N_MIN} times a power of two (the grid 64, 128, ..., max_n), got {o.max_n:,}")
+    dev = pick_device(o.device)
+    max_n = _max_n(o.max_n, dev)
+    if dev.type == "cuda":
+        return
+    if max_n > N_CAP_CPU:
+        raise ValueError(
+            f"max_n: on the CPU at most {N_CAP_CPU:,} (exact attention holds ~3 n x n float32 tensors: "
+            f"{N_CAP:,} needs 12 GB, and its timed calls would take long), got {max_n:,}"
+        )
+    cost_s, error_s = cpu_seconds(o.samples, o.features, o.dim, max_n)
+    if cost_s + error_s > MAX_CPU_SECONDS:
+        raise ValueError(
+            f"{'max_n' if cost_s >= error_s else 'samples'}: on the CPU, max_n {max_n:,} with {o.features:,} features, "
+            f"dim {o.dim} and {o.samples:,} redraws would take ~{cost_s + error_s:,.0f} s (8 runs of 4 n^2 d + 8 n r d "
+            f"FLOPs per n at ~7.5 GFLOP/s, ~0.4 s per redraw); at most {MAX_CPU_SECONDS} s: give smaller sizes or "
+            "run on a GPU"
+        )
 
 
 def cpu_seconds(samples: int, features: int, dim: int, max_n: int) -> tuple[float, float]:
@@ -404,67 +384,18 @@ def cpu_seconds(samples: int, features: int, dim: int, max_n: int) -> tuple[floa
     return 8 * cost / 7.5e9, samples * (0.4 + 3e-4 * dim)
 
 
-def _validate(samples, features, dim, max_n, dev):
-    validate(features, dim, max_n, samples)
-    if max_n is None:
-        max_n = 16384 if dev.type == "cuda" else 2048
-    if dev.type != "cuda" and max_n > N_CAP_CPU:
-        raise ValueError(
-            f"max_n: on the CPU at most {N_CAP_CPU:,} (exact attention holds ~3 n x n float32 tensors: "
-            f"{N_CAP:,} needs 12 GB, and its timed calls would take long), got {max_n:,}"
-        )
-    cost_s, error_s = cpu_seconds(samples, features, dim, max_n)
-    if dev.type != "cuda" and cost_s + error_s > MAX_CPU_SECONDS:
-        raise ValueError(
-            f"{'max_n' if cost_s >= error_s else 'samples'}: on the CPU, max_n {max_n:,} with {features:,} features, "
-            f"dim {dim} and {samples:,} redraws would take ~{cost_s + error_s:,.0f} s (8 runs of 4 n^2 d + 8 n r d "
-            f"FLOPs per n at ~7.5 GFLOP/s, ~0.4 s per redraw); at most {MAX_CPU_SECONDS} s: give smaller sizes or "
-            "run on a GPU"
-        )
-    return max_n
-
-
-def measure(
-    device=None,
-    samples: int | None = DEFAULT_SAMPLES,
-    seed: int = 0,
-    features: int = 128,
-    dim: int = 64,
-    max_n: int | None = None,
-) -> dict:
-    """All measurements of the check. The last ones are kept, so that ``--plot`` after the check does
-    not redo them; ``samples=None`` (the figure) takes the kept ones whatever their sample count."""
-    dev = pick_device(device)
-    max_n = _validate(DEFAULT_SAMPLES if samples is None else samples, features, dim, max_n, dev)
-    key = (str(dev), seed, features, dim, max_n)
-    kept = _CACHE.get(key)
-    if kept is None or (samples is not None and kept["samples"] != samples):
-        samples = DEFAULT_SAMPLES if samples is None else samples
-        gen = generator(dev, seed)
-        kept = {
-            "device": dev,
-            "samples": samples,
-            "cost": _cost_part(dev, gen, features, dim, max_n),
-            "error": _error_part(dev, gen, samples, dim),
-        }
-        _CACHE.clear()
-        _CACHE[key] = kept
-    return kept
-
-
 # -- check ---------------------------------------------------------------------------------------
 
 
-def check(
-    device=None,
-    samples: int = DEFAULT_SAMPLES,
-    seed: int = 0,
-    features: int = 128,
-    dim: int = 64,
-    max_n: int | None = None,
-) -> CheckResult:
-    data = measure(device, samples, seed, features, dim, max_n)
-    dev, r, d, rows, err = data["device"], features, dim, data["cost"], data["error"]
+@with_options
+def check(o) -> CheckResult:
+    """Counted FLOPs and largest tensors of models.performer against the cost model on the n grid, the error
+    against exact attention over r, and wall time (reported, not asserted); controls: FAVOR+ quadratic, the
+    error not falling with r, trigonometric features never negative."""
+    dev, r, d = pick_device(o.device), o.features, o.dim
+    gen = generator(dev, o.seed)
+    rows = _cost_part(dev, gen, r, d, _max_n(o.max_n, dev))
+    err = _error_part(dev, gen, o.samples, d)
     ns = [row["n"] for row in rows]
     sub = lambda e, nv: int(e.subs({cost.n: nv, cost.d: d, cost.r: r}))
     model_f = [sub(cost.favor_matmul_flops(), nv) for nv in ns]
@@ -479,10 +410,10 @@ def check(
     res = CheckResult(
         f"Exercise {NUMBER}: FAVOR+ is linear in n, exact attention quadratic (r = {r}, d = {d})",
         describe(dev),
-        samples,
-        seed,
+        o.samples,
+        o.seed,
     )
-    res.table = [dict(row) for row in rows]
+    res.table, res.series["error"] = [dict(row) for row in rows], err
     res.claims += [
         Bound.of(
             f"FAVOR+ FLOPs counted vs 8nrd + 2nr, worst |diff| over n = {ns[0]}..{ns[-1]}",
@@ -496,46 +427,32 @@ def check(
         Bound.of("FAVOR+ largest tensor vs max(nr, rd, nd), worst |diff|", worst(got["largest FAVOR+"], big_f), 0, 0),
         Bound.of("exact largest tensor vs max(n^2, nd), worst |diff|", worst(got["largest exact"], big_e), 0, 0),
     ]
+    square = worst(got["largest FAVOR+"], [nv * nv for nv in ns])
     res.controls += [
         Bound.of("FAVOR+ FLOPs grow like n^2: slope", slope_f, 2, SLOPE_TOL),
         Bound.of(
             "FAVOR+ FLOPs equal exact attention's 4n^2 d, worst |diff|", worst(got["FLOPs FAVOR+"], model_e), 0, 0
         ),
-        Bound.of(
-            "FAVOR+ allocates an n x n matrix: largest tensor vs n^2, worst |diff|",
-            worst(got["largest FAVOR+"], [nv * nv for nv in ns]),
-            0,
-            0,
-        ),
+        Bound.of("FAVOR+ allocates an n x n matrix: largest tensor vs n^2, worst |diff|", square, 0, 0),
     ]
 
     # error versus r: a weighted log-log fit; sd of log(mean error) is stderr / mean
     rs = [e["r"] for e in err]
     slope_r, se_r = fit_slope(rs, [e["error"] for e in err], [e["stderr"] / e["error"] for e in err])
     tol_r = ERR_SLOPE_ALLOWANCE + z_for(RATE) * se_r
-    res.claims.append(
-        Bound.of(
-            f"log-log slope of FAVOR+ error vs r = {rs[0]}..{rs[-1]} (Monte Carlo rate), stderr {se_r:.2g}",
-            slope_r,
-            -0.5,
-            tol_r,
-        )
-    )
+    label = f"log-log slope of FAVOR+ error vs r = {rs[0]}..{rs[-1]} (Monte Carlo rate), stderr {se_r:.2g}"
+    res.claims.append(Bound.of(label, slope_r, -0.5, tol_r))
     res.controls.append(Bound.of("error does not fall with r: slope", slope_r, 0.0, tol_r))
     neg_p, neg_t = err[0]["negative kernel estimates"], err[0]["trig negative kernel estimates"]
-    res.claims.append(
-        Bound.of(f"fraction of negative kernel estimates phi(q).phi(k), positive features, r = {rs[0]}", neg_p, 0, 0)
-    )
-    res.controls.append(
-        Bound.of(f"trigonometric features never give negative kernel estimates, r = {rs[0]}", neg_t, 0, 0)
-    )
+    label = f"fraction of negative kernel estimates phi(q).phi(k), positive features, r = {rs[0]}"
+    res.claims.append(Bound.of(label, neg_p, 0, 0))
+    label = f"trigonometric features never give negative kernel estimates, r = {rs[0]}"
+    res.controls.append(Bound.of(label, neg_t, 0, 0))
 
     # wall time: reported, not asserted
     upper = [i for i, nv in enumerate(ns) if nv * 8 >= ns[-1]]
-    ts_f = [got["time FAVOR+ (s)"][i] for i in upper]
-    ts_e = [got["time exact (s)"][i] for i in upper]
-    tslope_f, _ = fit_slope([ns[i] for i in upper], ts_f)
-    tslope_e, _ = fit_slope([ns[i] for i in upper], ts_e)
+    tslope_f, _ = fit_slope([ns[i] for i in upper], [got["time FAVOR+ (s)"][i] for i in upper])
+    tslope_e, _ = fit_slope([ns[i] for i in upper], [got["time exact (s)"][i] for i in upper])
     faster = [tf < te for tf, te in zip(got["time FAVOR+ (s)"], got["time exact (s)"])]
     cross = next((ns[i] for i in range(len(ns)) if all(faster[i:])), None)
     n_star = float(cost.crossover().subs({cost.d: d, cost.r: r}))
@@ -550,7 +467,7 @@ def check(
         f"{n_star_f:.1f}; measured on this device: "
         + (f"FAVOR+ faster from n = {cross} on" if cross else f"FAVOR+ not faster within n <= {ns[-1]}")
         + ".",
-        f"Error vs r (n = {N_ERR}, d = {d}, {samples} orthogonal redraws each; trig uses 2r features): "
+        f"Error vs r (n = {N_ERR}, d = {d}, {o.samples} orthogonal redraws each; trig uses 2r features): "
         + "; ".join(f"r={e['r']}: {e['error']:.4f} ± {e['stderr']:.2g} (trig {e['trig error']:.4f})" for e in err)
         + f". At r = {rs[0]}, {100 * neg_t:.2f}% of the trig kernel estimates are negative, 0% of the positive ones."
         " With these moderate norms (near-uniform attention) trig features, with twice the features, can err less;"
@@ -565,54 +482,36 @@ def check(
 # -- figure --------------------------------------------------------------------------------------
 
 
-def figure(path, device=None, seed: int = 0, features: int = 128, dim: int = 64, max_n: int | None = None):
-    import matplotlib
+def figure(res: CheckResult):
+    """Counted FLOPs with the cost model and wall time against n, and the error against r with the r^(-1/2) rate,
+    all from the check's result."""
+    from matplotlib.ticker import NullFormatter
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from models.utils.files import save_figure
-
-    data = measure(device, None, seed, features, dim, max_n)
-    rows, err = data["cost"], data["error"]
-    ns = [row["n"] for row in rows]
-    fig, ax = plt.subplots(1, 3, figsize=(14, 4))
-    for key, c in (("FAVOR+", "C0"), ("exact", "C1")):
+    o, rows, err = res.settings, res.table, res.series["error"]
+    ns, sub = [row["n"] for row in rows], {cost.d: o.dim, cost.r: o.features}
+    fig, ax = plotting.subplots(3, width=14, height=4)
+    for key, c, model in (("FAVOR+", "C0", cost.favor_time()), ("exact", "C1", cost.exact_time())):
         ax[0].loglog(ns, [row[f"FLOPs {key}"] for row in rows], "o-", color=c, label=f"{key} (counted)")
+        modelled = [float(model.subs(sub | {cost.n: nv})) for nv in ns]
+        ax[0].loglog(ns, modelled, "--", color=c, label=f"{key} model, all terms")
         ax[1].loglog(ns, [row[f"time {key} (s)"] for row in rows], "o-", color=c, label=key)
-    sub = {cost.d: dim, cost.r: features}
-    ax[0].loglog(
-        ns,
-        [float(cost.favor_time().subs(sub | {cost.n: nv})) for nv in ns],
-        "--",
-        color="C0",
-        label="FAVOR+ model, all terms",
-    )
-    ax[0].loglog(
-        ns,
-        [float(cost.exact_time().subs(sub | {cost.n: nv})) for nv in ns],
-        "--",
-        color="C1",
-        label="exact model, all terms",
-    )
-    ax[0].set(xlabel="n", ylabel="FLOPs", title=f"FLOPs (r = {features}, d = {dim})")
-    ax[1].set(xlabel="n", ylabel="seconds", title=f"wall time, {describe(data['device'])}")
+    ax[0].set(xlabel="n", ylabel="FLOPs", title=f"FLOPs (r = {o.features}, d = {o.dim})")
+    ax[1].set(xlabel="n", ylabel="seconds", title=f"wall time, {res.device}")
     rs = [e["r"] for e in err]
     ax[2].errorbar(rs, [e["error"] for e in err], [e["stderr"] for e in err], fmt="o-", label="positive orthogonal")
     ax[2].errorbar(rs, [e["trig error"] for e in err], [e["trig stderr"] for e in err], fmt="s-", label="trig (2r)")
     ax[2].loglog(rs, [err[0]["error"] * (rv / rs[0]) ** -0.5 for rv in rs], "k:", label="r^(-1/2)")
     ax[2].set(xlabel="r", ylabel="relative error", title=f"error vs exact attention (n = {N_ERR})")
     ax[2].set_xticks(rs, [str(rv) for rv in rs])
-    ax[2].xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax[2].xaxis.set_minor_formatter(NullFormatter())
     for a in ax:
         a.legend(fontsize=8)
     fig.tight_layout()
-    return save_figure(fig, path)
+    return fig
 
 
 def main(argv=None) -> int:
-    from proofs.cli import run
-
+    """The command line: ``python -m proofs.performer_complexity --help``."""
     return run(sys.modules[__name__], argv)
 
 

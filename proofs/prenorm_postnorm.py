@@ -36,7 +36,9 @@ from derive.engine import Derivation
 from models.gpt import Block, GPTConfig
 from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
-from proofs.cli import Option
+from proofs.kit import plotting
+from proofs.kit.cli import run
+from proofs.kit.options import Option, with_options
 
 NUMBER = "13.31"
 CLAIM = "Pre-norm x + f(LN(x)) and post-norm LN(x + f(x)) give different outputs for the same weights."
@@ -76,6 +78,7 @@ DIFF_TOL = 1e-3  # 'equal up to 1e-3': a much looser comparison that pre vs post
 # the exact example
 X_EX = sp.Matrix([[1, 2, 6]])
 W_EX = sp.Matrix([[0, 0, 1], [0, 0, 0], [0, 0, 0]])  # f(x) = W x = (x_3, 0, 0): copy feature 3 into 1
+S_EX = sp.sqrt(sp.Rational(3, 14))  # 1 / sigma(x) for the example x
 
 
 def ln_exact(z: sp.Matrix) -> sp.Matrix:
@@ -85,10 +88,12 @@ def ln_exact(z: sp.Matrix) -> sp.Matrix:
 
 
 def mean(z: sp.Matrix):
+    """The mean of the entries of ``z`` (exact)."""
     return sum(z) / len(z)
 
 
 def mean_sq(z: sp.Matrix):
+    """The mean of the squared entries of ``z`` (exact)."""
     return sum(e**2 for e in z) / len(z)
 
 
@@ -98,10 +103,13 @@ def example(x: sp.Matrix = X_EX, W: sp.Matrix = W_EX) -> dict:
     return {"x": x, "LN(x)": ln_exact(x), "pre": x + f(ln_exact(x)), "x+f(x)": x + f(x), "post": ln_exact(x + f(x))}
 
 
+def _row(name: str) -> sp.MatrixSymbol:
+    return sp.MatrixSymbol(name, 1, 3)
+
+
 def derivation() -> Derivation:
-    ex = example()
-    s = sp.sqrt(sp.Rational(3, 14))
-    Y = lambda name: sp.MatrixSymbol(name, 1, 3)  # noqa: E731
+    """The exact example's two outputs differ; post-norm outputs are always normalised, pre-norm's are not;
+    with the sublayer off, pre-norm is the identity and post-norm is not."""
     dx = Derivation(
         "Exercise 13.31: pre-norm and post-norm are not equivalent",
         assumptions=[
@@ -110,77 +118,76 @@ def derivation() -> Derivation:
             "pre-norm y = x + f(LN(x)); post-norm y = LN(x + f(x)); the same W in both",
         ],
     )
+    ex = example()
+    _example_steps(dx, ex)
+    _normalisation_steps(dx, ex)
+    _identity_steps(dx, ex)
+    return dx
+
+
+def _example_steps(dx: Derivation, ex: dict) -> None:
+    """The example's pre- and post-norm outputs, and the squared length of their difference, which is positive."""
+    s, M = S_EX, sp.Matrix
+    dx.eq(_row("LN(x)"), s * M([[-2, -1, 3]]), "mean 3, deviations (-2, -1, 3), mean square 14/3", computed=ex["LN(x)"])
+    dx.eq(_row("y_pre"), M([[1 + 3 * s, 2, 6]]), "pre-norm: x + W LN(x) = x + (LN(x)_3, 0, 0)", computed=ex["pre"])
+    dx.eq(_row("x + Wx"), M([[7, 2, 6]]), "post-norm's residual sum x + (x_3, 0, 0)", "exact", computed=ex["x+f(x)"])
     dx.eq(
-        Y("LN(x)"),
-        s * sp.Matrix([[-2, -1, 3]]),
-        "mean 3, deviations (-2, -1, 3), mean square 14/3",
-        computed=ex["LN(x)"],
-    )
-    dx.eq(Y("y_pre"), sp.Matrix([[1 + 3 * s, 2, 6]]), "pre-norm: x + W LN(x) = x + (LN(x)_3, 0, 0)", computed=ex["pre"])
-    dx.eq(
-        Y("x + Wx"),
-        sp.Matrix([[7, 2, 6]]),
-        "post-norm's residual sum x + (x_3, 0, 0)",
-        strategy="exact",
-        computed=ex["x+f(x)"],
-    )
-    dx.eq(
-        Y("y_post"),
-        s * sp.Matrix([[2, -3, 1]]),
+        _row("y_post"),
+        s * M([[2, -3, 1]]),
         "post-norm: LN(7, 2, 6); mean 5, deviations (2, -3, 1), mean square 14/3",
         computed=ex["post"],
     )
     diff = ex["pre"] - ex["post"]
-    dx.eq(Y("y_pre - y_post"), sp.Matrix([[1 + s, 2 + 3 * s, 6 - s]]), "the difference", computed=diff)
+    dx.eq(_row("y_pre - y_post"), M([[1 + s, 2 + 3 * s, 6 - s]]), "the difference", computed=diff)
     i = sp.Symbol("i", positive=True, integer=True)
     yp, yq = sp.IndexedBase("y_pre"), sp.IndexedBase("y_post")
+    length = sp.Rational(607, 14) + 2 * s
     dx.eq(
         sp.Sum((yp[i] - yq[i]) ** 2, (i, 1, 3)),
-        sp.Rational(607, 14) + 2 * s,
+        length,
         "its squared length",
         computed=sp.expand(sum(e**2 for e in diff)),
     )
-    dx.holds(sp.Rational(607, 14) + 2 * s, ">", 0, "is positive: the same weights give different outputs")
-    z = sp.Matrix([sp.symbols("z1:4", real=True)])
+    dx.holds(length, ">", 0, "is positive: the same weights give different outputs")
+
+
+def _normalisation_steps(dx: Derivation, ex: dict) -> None:
+    """Every LayerNorm output (so every post-norm output) has mean 0 and mean square 1; the pre-norm output not."""
+    s, Mean, n = S_EX, sp.Function("mean"), ln_exact(sp.Matrix([sp.symbols("z1:4", real=True)]))
+    dx.eq(Mean(sp.Symbol("LN(z)")), 0, "any z: a LayerNorm output has mean 0 ...", "cancel", computed=mean(n))
     dx.eq(
-        sp.Function("mean")(sp.Symbol("LN(z)")),
-        0,
-        "any z: a LayerNorm output has mean 0 ...",
-        strategy="cancel",
-        computed=mean(ln_exact(z)),
-    )
-    dx.eq(
-        sp.Function("mean")(sp.Symbol("LN(z)") ** 2),
+        Mean(sp.Symbol("LN(z)") ** 2),
         1,
         "... and mean square 1, so every post-norm output is normalised",
-        strategy="cancel",
-        computed=mean_sq(ln_exact(z)),
+        "cancel",
+        computed=mean_sq(n),
     )
     dx.eq(
-        sp.Function("mean")(sp.Symbol("y_pre")),
+        Mean(sp.Symbol("y_pre")),
         3 + s,
         "the pre-norm output is not: mean(x) + mean(W LN(x)) = 3 + s",
         computed=mean(ex["pre"]),
     )
+    var = sp.Rational(107, 21) - 4 * s
     dx.eq(
-        sp.Function("Var")(sp.Symbol("y_pre")),
-        sp.Rational(107, 21) - 4 * s,
-        "its variance",
-        computed=mean_sq(ex["pre"]) - mean(ex["pre"]) ** 2,
+        sp.Function("Var")(sp.Symbol("y_pre")), var, "its variance", computed=mean_sq(ex["pre"]) - mean(ex["pre"]) ** 2
     )
-    dx.holds(sp.Rational(107, 21) - 4 * s, ">", 1, "is not 1: the pre-norm output is not normalised")
+    dx.holds(var, ">", 1, "is not 1: the pre-norm output is not normalised")
+
+
+def _identity_steps(dx: Derivation, ex: dict) -> None:
+    """With the sublayer off (f = 0) pre-norm is the identity, post-norm is LN(x), a positive distance from x."""
     zero = example(W=sp.zeros(3, 3))
-    dx.eq(Y("y_pre|f=0"), X_EX, "with f = 0, pre-norm is the identity", strategy="exact", computed=zero["pre"])
-    dx.eq(Y("y_post|f=0"), ex["LN(x)"], "while post-norm is LN(x) ...", computed=zero["post"])
-    gap = sp.expand(sum(e**2 for e in zero["post"] - X_EX))
+    dx.eq(_row("y_pre|f=0"), X_EX, "with f = 0, pre-norm is the identity", "exact", computed=zero["pre"])
+    dx.eq(_row("y_post|f=0"), ex["LN(x)"], "while post-norm is LN(x) ...", computed=zero["post"])
+    i, gap = sp.Symbol("i", positive=True, integer=True), 44 - 2 * sp.sqrt(42)
     dx.eq(
-        sp.Sum((yq[i] - sp.IndexedBase("x")[i]) ** 2, (i, 1, 3)),
-        44 - 2 * sp.sqrt(42),
+        sp.Sum((sp.IndexedBase("y_post")[i] - sp.IndexedBase("x")[i]) ** 2, (i, 1, 3)),
+        gap,
         "... whose squared distance from x",
-        computed=gap,
+        computed=sp.expand(sum(e**2 for e in zero["post"] - X_EX)),
     )
-    dx.holds(44 - 2 * sp.sqrt(42), ">", 0, "is positive: post-norm cannot pass x through unchanged")
-    return dx
+    dx.holds(gap, ">", 0, "is positive: post-norm cannot pass x through unchanged")
 
 
 # -- numerics ------------------------------------------------------------------------------------
@@ -217,12 +224,14 @@ def pair(d_model: int, tokens: int, state: dict, dev) -> tuple[Block, Block]:
 
 # closed forms written out from the formulas, independent of the module code
 def ref_ln(x, s, name, eps):
+    """LayerNorm ``name`` of the state dict ``s`` over the last axis of ``x`` (B, T, D), with gain and bias."""
     mu = x.mean(-1, keepdim=True)
     var = ((x - mu) ** 2).mean(-1, keepdim=True)
     return (x - mu) / torch.sqrt(var + eps) * s[f"{name}.weight"] + s[f"{name}.bias"]
 
 
 def ref_attn(x, s, n_head):
+    """Causal multi-head self-attention of ``x`` (B, T, D) with the weights of ``s``, written out; (B, T, D)."""
     B, T, D = x.shape
     hd = D // n_head
     qkv = x @ s["attn.c_attn.weight"].T + s["attn.c_attn.bias"]  # (B, T, 3D)
@@ -237,12 +246,14 @@ def ref_attn(x, s, n_head):
 
 
 def ref_mlp(x, s):
+    """The MLP sublayer of ``s`` (Linear, exact GELU, Linear) applied to ``x`` (B, T, D); (B, T, D)."""
     a = x @ s["mlp.c_fc.weight"].T + s["mlp.c_fc.bias"]
     g = 0.5 * a * (1.0 + torch.erf(a / math.sqrt(2.0)))  # exact GELU
     return g @ s["mlp.c_proj.weight"].T + s["mlp.c_proj.bias"]
 
 
 def ref_block(x, s, prenorm: bool, n_head: int, eps: float):
+    """One Block in closed form: pre-norm x + A(LN1 x), then + M(LN2 .); post-norm LN1(x + A x), then LN2(. + M .)."""
     if prenorm:
         x = x + ref_attn(ref_ln(x, s, "ln_1", eps), s, n_head)
         return x + ref_mlp(ref_ln(x, s, "ln_2", eps), s)
@@ -267,35 +278,26 @@ def trial_cost(d_model: int, tokens: int) -> tuple[float, float]:
     return 820 * d * d + 200 * t * t + 130 * t * d, 0.35 + 3.1e-6 * d * d + 2e-6 * t * t + 1.4e-8 * t * d * d
 
 
-def _validate(d_model, tokens, samples):
-    if isinstance(d_model, bool) or not isinstance(d_model, int) or d_model <= 0 or d_model % N_HEAD:
-        raise ValueError(f"d_model: must be a positive multiple of {N_HEAD}, got {d_model!r}")
-    if d_model > MAX_D:
-        raise ValueError(f"d_model: must be at most {MAX_D:,} ({OPTIONS[0].why}), got {d_model:,}")
-    if isinstance(tokens, bool) or not isinstance(tokens, int) or not 1 <= tokens <= MAX_T:
-        raise ValueError(f"tokens: must be an integer in [1, {MAX_T:,}], got {tokens!r}")
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ValueError(f"samples: must be a positive integer, got {samples!r}")
-    nbytes, seconds = trial_cost(d_model, tokens)
+def validate(o) -> None:
+    """d_model a multiple of the head count; one trial's memory and all trials' time within the budget."""
+    if o.d_model % N_HEAD:
+        raise ValueError(f"d_model: must be a positive multiple of {N_HEAD}, got {o.d_model!r}")
+    nbytes, seconds = trial_cost(o.d_model, o.tokens)
     if nbytes > MAX_BYTES:
         raise ValueError(
-            f"tokens: d_model {d_model:,} with {tokens:,} tokens would hold ~{nbytes / 1e9:.1f} GB (820 d^2 + 200 T^2 "
-            f"+ 130 T d bytes: Blocks, scores, activations); at most {MAX_BYTES / 1e9:.1f} GB"
+            f"tokens: d_model {o.d_model:,} with {o.tokens:,} tokens would hold ~{nbytes / 1e9:.1f} GB (820 d^2 + "
+            f"200 T^2 + 130 T d bytes: Blocks, scores, activations); at most {MAX_BYTES / 1e9:.1f} GB"
         )
-    if samples * seconds > MAX_SECONDS:
+    if o.samples * seconds > MAX_SECONDS:
         raise ValueError(
-            f"samples: {samples:,} trials at d_model {d_model:,}, {tokens:,} tokens would take "
-            f"~{samples * seconds:,.0f} s on 2 CPU cores ({seconds:.2g} s each); at most {MAX_SECONDS} s"
+            f"samples: {o.samples:,} trials at d_model {o.d_model:,}, {o.tokens:,} tokens would take "
+            f"~{o.samples * seconds:,.0f} s on 2 CPU cores ({seconds:.2g} s each); at most {MAX_SECONDS} s"
         )
-
-
-def validate(d_model=32, tokens=8, samples=DEFAULT_SAMPLES) -> None:
-    """Refuse bad options before any work (the CLI calls this before the derivation)."""
-    _validate(d_model, tokens, samples)
 
 
 def trial(d_model: int, tokens: int, gen, dev) -> dict:
-    """One random trial: fresh weights and inputs; returns the measured maxima (floats)."""
+    """One random trial: fresh weights and inputs; returns the measured maxima (floats) and, under
+    ``_outputs``, the flattened pre- and post-norm outputs (CPU tensors)."""
     proto = Block(_config(d_model, tokens, True)).to(device=dev, dtype=torch.float64)
     state = random_state(proto, gen)
     pre, post = pair(d_model, tokens, state, dev)
@@ -305,17 +307,13 @@ def trial(d_model: int, tokens: int, gen, dev) -> dict:
         y_pre, y_post = pre(x), post(x)
         r_pre, r_post = ref_block(x, state, True, N_HEAD, eps), ref_block(x, state, False, N_HEAD, eps)
         # sublayers switched off: zero output projections
-        zstate = dict(state)
-        for k in ("attn.c_proj.weight", "attn.c_proj.bias", "mlp.c_proj.weight", "mlp.c_proj.bias"):
-            zstate[k] = torch.zeros_like(state[k])
+        zstate = state | {k: torch.zeros_like(v) for k, v in state.items() if k.split(".")[1] == "c_proj"}
         z_pre, z_post = pair(d_model, tokens, zstate, dev)
         yz_pre, yz_post = z_pre(x), z_post(x)
         rz_post = ref_ln(ref_ln(x, state, "ln_1", eps), state, "ln_2", eps)
         # the derivation's LayerNorm (gain 1, bias 0, eps 0) at the output, to test normalisation
-        nstate = dict(state)
-        for k in ("ln_1", "ln_2"):
-            nstate[f"{k}.weight"] = torch.ones_like(state[f"{k}.weight"])
-            nstate[f"{k}.bias"] = torch.zeros_like(state[f"{k}.bias"])
+        plain = {k: torch.ones_like(v) if k.endswith("weight") else torch.zeros_like(v) for k, v in state.items()}
+        nstate = state | {k: v for k, v in plain.items() if k.startswith("ln_")}
         n_pre, n_post = pair(d_model, tokens, nstate, dev)
         for b in (n_pre, n_post):
             b.ln_1.eps = b.ln_2.eps = 0.0
@@ -338,80 +336,42 @@ def trial(d_model: int, tokens: int, gen, dev) -> dict:
     }
 
 
-def check(
-    device=None, samples: int = DEFAULT_SAMPLES, seed: int = 0, d_model: int = 32, tokens: int = 8
-) -> CheckResult:
-    _validate(d_model, tokens, samples)
-    dev = pick_device(device)
-    gen = generator(dev, seed)
-    res = CheckResult(CLAIM, describe(dev), samples, seed)
+# (claim, measured key): each claim is max over trials <= EQUAL_TOL; each control min over trials <= DIFF_TOL
+CLAIMS = [
+    ("pre-norm Block = x + A(LN1 x), then + M(LN2 .) in closed form (max {n})", "|pre-ref|"),
+    ("post-norm Block = LN1(x + A x), then LN2(. + M .) in closed form (max {n})", "|post-ref|"),
+    ("zeroed sublayers: pre-norm Block is the identity (max {n})", "f=0 |pre-x|"),
+    ("zeroed sublayers: post-norm Block = LN2(LN1(x)) (max {n})", "f=0 |post-LN(LN x)|"),
+    ("post-norm output has feature mean 0 (plain LN, eps 0; max over tokens, {n})", "post mean"),
+    ("post-norm output has feature variance 1 (plain LN, eps 0; max over tokens, {n})", "post var-1"),
+]
+CONTROLS = [
+    ("pre-norm = post-norm, up to {tol:g} (smallest max|diff| {n})", "|pre-post|"),
+    ("pre-norm Block = the post-norm closed form, up to {tol:g} (smallest {n})", "|pre-ref_post|"),
+    ("zeroed sublayers: post-norm Block is the identity, up to {tol:g} (smallest {n})", "f=0 |post-x|"),
+    ("pre-norm output has feature mean 0, up to {tol:g} (smallest {n})", "pre mean"),
+    ("pre-norm output has feature variance 1, up to {tol:g} (smallest {n})", "pre var-1"),
+]
+
+
+@with_options
+def check(o) -> CheckResult:
+    """``samples`` trials of models.gpt.Block, pre- and post-norm with one state dict, against closed forms;
+    controls: pre = post, post-norm with zeroed sublayers is the identity, the pre-norm output is normalised."""
+    dev = pick_device(o.device)
+    gen = generator(dev, o.seed)
+    res = CheckResult(CLAIM, describe(dev), o.samples, o.seed)
     rows = []
-    for i in range(samples):
-        r = trial(d_model, tokens, gen, dev)
-        r.pop("_outputs")
+    for i in range(o.samples):
+        r = trial(o.d_model, o.tokens, gen, dev)
+        res.series.setdefault("outputs", r.pop("_outputs"))  # the first trial's, for the figure
         rows.append(r)
         res.table.append({"trial": i} | r)
-    worst = lambda k: max(r[k] for r in rows)  # noqa: E731
-    least = lambda k: min(r[k] for r in rows)  # noqa: E731
-    n = f"over {samples} trials"
-    res.claims += [
-        Bound.of(
-            f"pre-norm Block = x + A(LN1 x), then + M(LN2 .) in closed form (max {n})",
-            worst("|pre-ref|"),
-            0.0,
-            EQUAL_TOL,
-        ),
-        Bound.of(
-            f"post-norm Block = LN1(x + A x), then LN2(. + M .) in closed form (max {n})",
-            worst("|post-ref|"),
-            0.0,
-            EQUAL_TOL,
-        ),
-        Bound.of(f"zeroed sublayers: pre-norm Block is the identity (max {n})", worst("f=0 |pre-x|"), 0.0, EQUAL_TOL),
-        Bound.of(
-            f"zeroed sublayers: post-norm Block = LN2(LN1(x)) (max {n})", worst("f=0 |post-LN(LN x)|"), 0.0, EQUAL_TOL
-        ),
-        Bound.of(
-            f"post-norm output has feature mean 0 (plain LN, eps 0; max over tokens, {n})",
-            worst("post mean"),
-            0.0,
-            EQUAL_TOL,
-        ),
-        Bound.of(
-            f"post-norm output has feature variance 1 (plain LN, eps 0; max over tokens, {n})",
-            worst("post var-1"),
-            0.0,
-            EQUAL_TOL,
-        ),
-    ]
-    res.controls += [
-        Bound.of(
-            f"pre-norm = post-norm, up to {DIFF_TOL:g} (smallest max|diff| {n})", least("|pre-post|"), 0.0, DIFF_TOL
-        ),
-        Bound.of(
-            f"pre-norm Block = the post-norm closed form, up to {DIFF_TOL:g} (smallest {n})",
-            least("|pre-ref_post|"),
-            0.0,
-            DIFF_TOL,
-        ),
-        Bound.of(
-            f"zeroed sublayers: post-norm Block is the identity, up to {DIFF_TOL:g} (smallest {n})",
-            least("f=0 |post-x|"),
-            0.0,
-            DIFF_TOL,
-        ),
-        Bound.of(
-            f"pre-norm output has feature mean 0, up to {DIFF_TOL:g} (smallest {n})", least("pre mean"), 0.0, DIFF_TOL
-        ),
-        Bound.of(
-            f"pre-norm output has feature variance 1, up to {DIFF_TOL:g} (smallest {n})",
-            least("pre var-1"),
-            0.0,
-            DIFF_TOL,
-        ),
-    ]
+    n = f"over {o.samples} trials"
+    res.claims += [Bound.of(c.format(n=n), max(r[k] for r in rows), 0.0, EQUAL_TOL) for c, k in CLAIMS]
+    res.controls += [Bound.of(c.format(n=n, tol=DIFF_TOL), min(r[k] for r in rows), 0.0, DIFF_TOL) for c, k in CONTROLS]
     res.notes += [
-        f"models.gpt.Block, d={d_model}, h={N_HEAD}, T={tokens}, batch {BATCH}, float64, biases, eval mode; "
+        f"models.gpt.Block, d={o.d_model}, h={N_HEAD}, T={o.tokens}, batch {BATCH}, float64, biases, eval mode; "
         "both blocks load one state dict of seeded random weights",
         f"claims: max|module - closed form| <= {EQUAL_TOL:g}; controls use the looser {DIFF_TOL:g} and must "
         "still be rejected, so pre and post differ by more than 10^7 times the equality tolerance",
@@ -420,45 +380,31 @@ def check(
     return res
 
 
-def figure(path, device=None, seed: int = 0, d_model: int = 32, tokens: int = 8):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from models.utils.files import save_figure
-
-    _validate(d_model, tokens, DEFAULT_SAMPLES)
-    dev = pick_device(device)
-    ex = example()
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    idx = range(3)
+def figure(res: CheckResult):
+    """Left: the exact example's x, pre-norm and post-norm outputs; right: the first trial's pre- against
+    post-norm Block outputs, with the line of equal outputs."""
+    o, ex = res.settings, example()
+    fig, (a, b) = plotting.subplots(2, width=10, height=4)
+    labels = {"x": "x = (1, 2, 6)", "pre": "pre-norm x + W LN(x)", "post": "post-norm LN(x + Wx)"}
     for name, off in [("x", -0.27), ("pre", 0.0), ("post", 0.27)]:
-        a.bar(
-            [i + off for i in idx],
-            [float(v) for v in ex[name]],
-            width=0.25,
-            label={"x": "x = (1, 2, 6)", "pre": "pre-norm x + W LN(x)", "post": "post-norm LN(x + Wx)"}[name],
-        )
-    a.set_xticks(list(idx), ["feature 1", "feature 2", "feature 3"])
+        a.bar([i + off for i in range(3)], [float(v) for v in ex[name]], width=0.25, label=labels[name])
+    a.set_xticks(list(range(3)), ["feature 1", "feature 2", "feature 3"])
     a.axhline(0, color="k", lw=0.6)
     a.set_title("exact example: d = 3, f(x) = (x_3, 0, 0)")
     a.legend(fontsize=8)
-    y_pre, y_post = trial(d_model, tokens, generator(dev, seed), dev)["_outputs"]
+    y_pre, y_post = res.series["outputs"]
     b.scatter(y_pre.numpy(), y_post.numpy(), s=6, alpha=0.6)
     lim = float(max(y_pre.abs().max(), y_post.abs().max()))
     b.plot([-lim, lim], [-lim, lim], "k--", lw=0.8, label="equal outputs")
-    b.set_xlabel("pre-norm Block output")
-    b.set_ylabel("post-norm Block output (same weights)")
-    b.set_title(f"models.gpt.Block, d={d_model}, seed {seed}")
+    b.set(xlabel="pre-norm Block output", ylabel="post-norm Block output (same weights)")
+    b.set_title(f"models.gpt.Block, d={o.d_model}, seed {o.seed}")
     b.legend(fontsize=8)
     fig.suptitle("Exercise 13.31: pre-norm and post-norm are different functions")
-    return save_figure(fig, path)
+    return fig
 
 
 def main(argv=None) -> int:
-    from proofs.cli import run
-
+    """The command line: ``python -m proofs.prenorm_postnorm --help``."""
     return run(sys.modules[__name__], argv)
 
 

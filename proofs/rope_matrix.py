@@ -31,45 +31,31 @@ import torch
 
 from derive.engine import Derivation
 from derive.rotation import half_permutation, rope_matrix, rot2, sinusoidal_frequency
+from derive.sinusoid import exact_base
 from models.positional import CONVENTIONS, apply_rope
-from models.utils.cli import finite_float
 from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
-from proofs.cli import Option
+from numeric.rotary import EPS, pair_index, pow_angle_ulps, unit_rows
+from proofs.kit import plotting
+from proofs.kit.cli import run
+from proofs.kit.options import Option, with_options
 
 NUMBER = "13.16"
 CLAIM = "RoPE turns (q_0, q_1) at position m by R(m) = [[cos m, -sin m], [sin m, cos m]] (omega_0 = 1)."
 DEFAULT_SAMPLES = 8  # random unit vectors rotated at every m
-OPTIONS = [
-    Option(
-        "--m",
-        str,
-        "0,1,2,3",
-        "comma-separated positions m: integers, decimals, fractions (--m=-1,2 if the first is negative)",
-    ),
-    Option(
-        "--dim",
-        int,
-        4,
-        "head dimension d (even)",
-        lo=2,
-        hi=256,
-        why="the exercise's range: len(m) x d/2 cos and sin values at 40 digits, 4,096 at most",
-    ),
-    Option(
-        "--base",
-        finite_float(1.0, 1e12, lo_open=True),
-        10000.0,
-        "the base b of the frequencies b^(-2i/d), in (1, 1e12]",
-    ),
-]
 MAX_DIM, MAX_M, MAX_COUNT, MAX_EXP = 256, 10**6, 32, 40
+_M_HELP = "comma-separated positions m: integers, decimals, fractions (--m=-1,2 if the first is negative)"
+_WHY_DIM = "the exercise's range: len(m) x d/2 cos and sin values at 40 digits, 4,096 at most"
+OPTIONS = [
+    Option("--m", str, "0,1,2,3", _M_HELP),
+    Option("--dim", int, 4, "head dimension d (even)", lo=2, hi=MAX_DIM, why=_WHY_DIM),
+    Option("--base", float, 10000.0, "the base b of the frequencies b^(-2i/d), in (1, 1e12]", lo=1, hi=1e12),
+]
 # Memory and time grow with samples x len(m) x dim float64 entries: measured 0.2 GB and 3.5 s for 1.6e6 of them
 # (10^5 samples at the defaults) on 2 CPU cores, ~125 bytes and ~2 us each; MAX_ENTRIES = 2^24 needs ~2 GB.
 MAX_ENTRIES = 1 << 24
 MAX_SAMPLES = 10**6
 SAMPLES_WHY = "samples x len(m) x dim float64 entries, up to ~125 bytes each: 10^6 at the defaults took 1.1 GB, 6 s"
-EPS = torch.finfo(torch.float64).eps
 
 
 def _position(s: str):
@@ -82,9 +68,10 @@ def _position(s: str):
     return sp.Rational(s.strip())
 
 
-def validate(m="0,1,2,3", dim=4, base=10000.0, samples=DEFAULT_SAMPLES) -> list:
-    """Check the options; return the positions as exact sympy Rationals."""
-    parts = str(m).split(",")
+def positions(m: str) -> list:
+    """The positions asked, as exact sympy Rationals; ValueError ``m: ...`` for more than MAX_COUNT of
+    them, one that is not a number, or one outside [-MAX_M, MAX_M]."""
+    parts = m.split(",")
     if len(parts) > MAX_COUNT:
         raise ValueError(
             f"m: at most {MAX_COUNT} values (each costs d/2 cosines and sines at 40 digits), got {len(parts):,}"
@@ -101,19 +88,25 @@ def validate(m="0,1,2,3", dim=4, base=10000.0, samples=DEFAULT_SAMPLES) -> list:
             f"m: each must lie in [-{MAX_M:,}, {MAX_M:,}] (the float64 angle m w_i errs by ~|m| eps, and the "
             f"tolerance with it), got {sp.sstr(big[0]) if len(sp.sstr(big[0])) <= 40 else f'{float(big[0]):.3g}'}"
         )
-    if isinstance(dim, bool) or not isinstance(dim, int) or not 2 <= dim <= MAX_DIM or dim % 2:
-        raise ValueError(f"dim: must be an even integer in [2, {MAX_DIM}], got {dim!r}")
-    if isinstance(base, bool) or not isinstance(base, (int, float)) or not 1 < base <= 1e12:
-        raise ValueError(f"base: must be a number in (1, 1e12], got {base!r}")
-    if samples * len(ms) * dim > MAX_ENTRIES:
-        raise ValueError(
-            f"samples: samples x len(m) x dim must be at most {MAX_ENTRIES:,} (float64 entries, ~125 bytes each "
-            f"with the copies: ~2 GB), got {samples:,} x {len(ms)} x {dim} = {samples * len(ms) * dim:,}"
-        )
     return ms
 
 
+def validate(o) -> None:
+    """The positions parse, the width is even, the base is above 1, and samples x len(m) x dim fits memory."""
+    ms = positions(o.m)
+    if o.dim % 2:
+        raise ValueError(f"dim: must be even (dims are rotated in pairs), got {o.dim}")
+    if o.base <= 1:
+        raise ValueError(f"base: must be above 1, got {o.base:g}")
+    if o.samples * len(ms) * o.dim > MAX_ENTRIES:
+        raise ValueError(
+            f"samples: samples x len(m) x dim must be at most {MAX_ENTRIES:,} (float64 entries, ~125 bytes each "
+            f"with the copies: ~2 GB), got {o.samples:,} x {len(ms)} x {o.dim} = {o.samples * len(ms) * o.dim:,}"
+        )
+
+
 def derivation() -> Derivation:
+    """omega_0 = 1, the block R(m) and its action, a rotation, and both layouts written out for d = 4."""
     m, n = sp.symbols("m n", real=True)
     b, dd = sp.symbols("b d", positive=True)
     q = sp.Matrix(sp.symbols("q_0:4", real=True))
@@ -162,16 +155,10 @@ def derivation() -> Derivation:
     return d
 
 
-def pairs(dim: int, convention: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Index tensors (a, b): pair i is dims (a[i], b[i]), (2i, 2i+1) or (i, i + dim/2)."""
-    i = torch.arange(dim // 2)
-    return (2 * i, 2 * i + 1) if convention == "interleaved" else (i, i + dim // 2)
-
-
 def exact_cos_sin(ms: list, dim: int, base) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of the angles m w_i, w_i = b^(-2i/d), from the exact m and b at 40 digits, each
     rounded once to float64; two (len(ms), dim/2) tensors."""
-    b = sp.Rational(repr(float(base)))
+    b = exact_base(base)
     with mpmath.workdps(40):
         th = [(mpmath.mpf(b.p) / b.q) ** (-mpmath.mpf(2 * i) / dim) for i in range(dim // 2)]
         ang = [[mpmath.mpf(x.p) / x.q * t for t in th] for x in ms]
@@ -184,7 +171,7 @@ def exact_cos_sin(ms: list, dim: int, base) -> tuple[torch.Tensor, torch.Tensor]
 def reference(q: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, convention: str) -> torch.Tensor:
     """R(m) q for q (S, dim) at every m by the pair formula (x_a, x_b) -> (x_a cos - x_b sin, x_a sin + x_b cos);
     (S, len(ms), dim) float64. Pass -sin for the transpose R(-m)."""
-    a, c = (t.to(q.device) for t in pairs(q.shape[-1], convention))
+    a, c = pair_index(q.shape[-1], convention, q.device)
     cos, sin = cos.to(q.device), sin.to(q.device)
     out = torch.empty(q.shape[0], cos.shape[0], q.shape[-1], dtype=q.dtype, device=q.device)
     qa, qc = q[:, None, a], q[:, None, c]
@@ -195,17 +182,21 @@ def reference(q: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, convention:
 def tolerance(m_max: float, base: float) -> float:
     """For unit q: the frequency b^(-2i/d) by pow carries (ln b / 2 + 1) eps relative error, the angle
     m w_i one more rounding, cos/sin and three operations a few eps; the reference 2.5 eps. Doubled."""
-    return 2 * EPS * (6 + 2 * m_max * (math.log(base) / 2 + 1.5))
+    return 2 * EPS * (6 + pow_angle_ulps(2 * m_max, base))
 
 
-def check(device=None, samples=DEFAULT_SAMPLES, seed=0, m="0,1,2,3", dim=4, base=10000.0) -> CheckResult:
-    ms = validate(m, dim, base, samples)
-    dev = pick_device(device)
+@with_options
+def check(o) -> CheckResult:
+    """apply_rope in both layouts against the pair formula with exact cos and sin; controls: the
+    transpose R(-m) and the other layout's formula (where they differ from the claim)."""
+    ms, dim, base, samples, dev = positions(o.m), o.dim, o.base, o.samples, pick_device(o.device)
     res = CheckResult(
-        f"RoPE of random unit q, dim = {dim}, base {base:g}, m in {[str(x) for x in ms]}", describe(dev), samples, seed
+        f"RoPE of random unit q, dim = {dim}, base {base:g}, m in {[str(x) for x in ms]}",
+        describe(dev),
+        samples,
+        o.seed,
     )
-    q = torch.randn(samples, dim, generator=generator(dev, seed), device=dev, dtype=torch.float64)
-    q = q / q.norm(dim=-1, keepdim=True)
+    q = unit_rows((samples, dim), generator(dev, o.seed), dev)
     pos = torch.tensor([float(x) for x in ms], dtype=torch.float64, device=dev)
     got = {c: apply_rope(q[:, None, :].expand(-1, len(ms), -1), pos, base, c) for c in CONVENTIONS}  # (S, M, dim)
     cos, sin = exact_cos_sin(ms, dim, base)
@@ -249,33 +240,21 @@ def check(device=None, samples=DEFAULT_SAMPLES, seed=0, m="0,1,2,3", dim=4, base
     return res
 
 
-def figure(path, device=None, seed=0, m="0,1,2,3", dim=4, base=10000.0):
-    """The first pair (q_0, q_1) = (1, 0.5) turned by R(m): the circle it traces and the asked m."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from models.utils.files import save_figure
-
-    ms = validate(m, dim, base)
-    q = torch.zeros(1, dim, dtype=torch.float64)
-    q[0, :2] = torch.tensor([1.0, 0.5])
-    t = torch.linspace(0, 2 * math.pi, 200, dtype=torch.float64)
-    circ = apply_rope(q.expand(len(t), -1), t, base)[:, :2]
-    pts = apply_rope(q.expand(len(ms), -1), torch.tensor([float(x) for x in ms], dtype=torch.float64), base)[:, :2]
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot(circ[:, 0], circ[:, 1], "k-", lw=0.8)
-    for x, p in zip(ms, pts):
-        ax.annotate(f"m = {x}", p.tolist(), textcoords="offset points", xytext=(5, 5))
+def figure(res: CheckResult):
+    """The first pair (q_0, q_1) = (1, 0.5) turned by R(m), from the check's cos m and sin m: the circle
+    it traces (closed form) and the asked m."""
+    t = [2 * math.pi * j / 199 for j in range(200)]
+    fig, ax = plotting.subplots(width=5, height=5)
+    ax.plot([math.cos(a) - 0.5 * math.sin(a) for a in t], [math.sin(a) + 0.5 * math.cos(a) for a in t], "k-", lw=0.8)
+    for r in res.table:
+        p = (r["cos m"] - 0.5 * r["sin m"], r["sin m"] + 0.5 * r["cos m"])  # R(m) (1, 0.5)
+        ax.annotate(f"m = {r['m']}", p, textcoords="offset points", xytext=(5, 5))
         ax.plot([0, p[0]], [0, p[1]], "-o", ms=4)
     ax.set(aspect="equal", xlabel="q_0", ylabel="q_1", title="Exercise 13.16: R(m) turns (q_0, q_1) by m radians")
-    return save_figure(fig, path)
+    return fig
 
 
 def main(argv=None) -> int:
-    from proofs.cli import run
-
     return run(sys.modules[__name__], argv)
 
 

@@ -27,12 +27,16 @@ import sys
 import sympy as sp
 import torch
 
+from derive.blockdiag import transpose_product_blockwise
 from derive.engine import Derivation
-from derive.rotation import block_diag_rotation, generic_matrix, rope_matrix, rot2
+from derive.rotation import block_diag_rotation, rope_matrix, rot2
 from models.positional import CONVENTIONS, apply_rope, rope_frequencies, sinusoidal_table
 from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
-from proofs.cli import Option
+from numeric.rotary import EPS, angle_error, pair_index, unit_rows
+from proofs.kit import plotting
+from proofs.kit.cli import run
+from proofs.kit.options import Option, with_options
 
 NUMBER = "13.27"
 CLAIM = "With RoPE, <R_m q, R_n k> = q^T R_(n-m) k depends only on the relative position n - m."
@@ -45,36 +49,21 @@ DEFAULT_SAMPLES = 128  # random unit (q, k) draws, each scored on the whole (m, 
 MAX_DIM, MAX_POSITIONS, MAX_GRID, MAX_DENSE, MAX_ROWS = 1024, 4096, 1 << 24, 1 << 26, 1 << 25
 MAX_SAMPLES = MAX_GRID // 64**2
 SAMPLES_WHY = "samples x positions^2 float64 score grids, ~60-90 bytes each: 4,096 at 64 positions took 1 GB, 29 s"
+_WHY_DIM = "(2 positions - 1) x dim x dim float64 rotations: 1,024 at 32 positions is 0.5 GB"
+_WHY_POS = "samples x positions^2 float64 scores, ~90 bytes each: 4,096 at 1 sample is 1.5 GB"
 OPTIONS = [
-    Option(
-        "--dim",
-        int,
-        64,
-        "head dimension (even)",
-        lo=2,
-        hi=MAX_DIM,
-        why="(2 positions - 1) x dim x dim float64 rotations: 1,024 at 32 positions is 0.5 GB",
-    ),
-    Option(
-        "--positions",
-        int,
-        64,
-        "grid size: m, n in [0, positions)",
-        lo=2,
-        hi=MAX_POSITIONS,
-        why="samples x positions^2 float64 scores, ~90 bytes each: 4,096 at 1 sample is 1.5 GB",
-    ),
+    Option("--dim", int, 64, "head dimension (even)", lo=2, hi=MAX_DIM, why=_WHY_DIM),
+    Option("--positions", int, 64, "grid size: m, n in [0, positions)", lo=2, hi=MAX_POSITIONS, why=_WHY_POS),
 ]
 SHIFTS = (1, 17, 1000, 4096)
-EPS = torch.finfo(torch.float64).eps
 BASE = 10000.0
 
 
-def _validate(dim, positions, samples: int = 1) -> None:
-    if not isinstance(dim, int) or dim <= 0 or dim % 2 or dim > MAX_DIM:
-        raise ValueError(f"dim: must be a positive even integer at most {MAX_DIM:,}, got {dim!r}")
-    if not isinstance(positions, int) or not 2 <= positions <= MAX_POSITIONS:
-        raise ValueError(f"positions: must be an integer in [2, {MAX_POSITIONS:,}], got {positions!r}")
+def validate(o) -> None:
+    """An even dim, and the memory of the dense rotations, of R_(n-m) k and of the score grids."""
+    dim, positions, samples = o.dim, o.positions, o.samples
+    if dim % 2:
+        raise ValueError(f"dim: must be even (dims are rotated in pairs), got {dim}")
     if (2 * positions - 1) * dim * dim > MAX_DENSE:
         raise ValueError(
             f"dim: (2 positions - 1) x dim^2 must be at most {MAX_DENSE:,} (the dense float64 rotations, "
@@ -92,18 +81,8 @@ def _validate(dim, positions, samples: int = 1) -> None:
         )
 
 
-def validate(dim=64, positions=64, samples=DEFAULT_SAMPLES) -> None:
-    """Refuse bad options before any work (the CLI calls this before the derivation)."""
-    _validate(dim, positions, samples)
-
-
 def derivation() -> Derivation:
-    m, n, t = sp.symbols("m n t", real=True)
-    th = sp.Symbol("theta", positive=True)
-    q0, q1, k0, k1 = sp.symbols("q_0 q_1 k_0 k_1", real=True)
-    q, k = sp.Matrix([q0, q1]), sp.Matrix([k0, k1])
-    Rm, Rn = rot2(m * th), rot2(n * th)
-    R = sp.Function("R")
+    """One block, then all blocks (block-diagonal algebra), then the score and the other layout."""
     d = Derivation(
         "Exercise 13.27: the RoPE score depends only on n - m",
         assumptions=[
@@ -113,36 +92,48 @@ def derivation() -> Derivation:
             "identity is the symbolic block of step 2 repeated with theta = theta_i; step 5 writes out 3 blocks",
         ],
     )
+    m, n, t = sp.symbols("m n t", real=True)
+    th = sp.Symbol("theta", positive=True)
+    _one_block(d, m, n, th)
+    transpose_product_blockwise(d)
+    _three_blocks(d, m, n)
+    _score(d, m, n, t, th)
+    _half_layout(d, m, n)
+    return d
+
+
+def _one_block(d: Derivation, m, n, th) -> None:
+    """Steps 1-3: the block of Exercise 13.16, and R_m^T R_n = R_(n-m) for one 2x2 block."""
     d.eq(
-        R(m),
+        sp.Function("R")(m),
         rot2(m),
         "Exercise 13.16: the block on (q_0, q_1) at position m with theta_0 = 1",
         strategy="exact",
         computed=rope_matrix(m, [1]),
     )
+    Rm, Rn = rot2(m * th), rot2(n * th)
     d.eq(Rm.T * Rn, rot2((n - m) * th), "one block: R_m^T R_n = R_(n-m)", strategy="trig")
     d.eq(Rm.T * Rm, sp.eye(2), "R_m is orthogonal (the case n = m)", strategy="trig")
-    A, B, C, D = (generic_matrix(s) for s in "ABCD")
-    a, b, c, e = (sp.MatrixSymbol(s, 2, 2) for s in "ABCD")
-    shown = sp.BlockDiagMatrix(a, b).T * sp.BlockDiagMatrix(c, e) - sp.BlockDiagMatrix(a.T * c, b.T * e)
-    d.eq(
-        shown,
-        sp.zeros(4, 4),
-        "block-diagonal matrices: transpose and product go block by block (any 2x2 blocks A, B, C, D)",
-        strategy="expand",
-        computed=sp.diag(A, B).T * sp.diag(C, D) - sp.diag(A.T * C, B.T * D),
-    )
+
+
+def _three_blocks(d: Derivation, m, n) -> None:
+    """Step 5: R_m^T R_n = R_(n-m) with three blocks written out."""
     ths = sp.symbols("theta_0:3", positive=True)
-    RmT_Rn = sp.MatrixSymbol("R_m", 6, 6).T * sp.MatrixSymbol("R_n", 6, 6)
     Rm3, Rn3 = block_diag_rotation([m * x for x in ths]), block_diag_rotation([n * x for x in ths])
     d.eq(
-        RmT_Rn,
+        sp.MatrixSymbol("R_m", 6, 6).T * sp.MatrixSymbol("R_n", 6, 6),
         block_diag_rotation([(n - m) * x for x in ths]),
         "three blocks: R_m^T R_n = R_(n-m)",
         strategy="trig",
         computed=Rm3.T * Rn3,
     )
-    score = ((Rm * q).T * (Rn * k))[0]
+
+
+def _score(d: Derivation, m, n, t, th) -> None:
+    """Steps 6-8: the score is q^T R_(n-m) k, a function of n - m written out, unchanged by a shift."""
+    q0, q1, k0, k1 = sp.symbols("q_0 q_1 k_0 k_1", real=True)
+    q, k = sp.Matrix([q0, q1]), sp.Matrix([k0, k1])
+    score = ((rot2(m * th) * q).T * (rot2(n * th) * k))[0]
     rel = (q.T * rot2((n - m) * th) * k)[0]
     d.eq(score, rel, "so <R_m q, R_n k> = q^T R_(n-m) k (one block, symbolic q, k)", strategy="trig")
     d.eq(
@@ -153,14 +144,18 @@ def derivation() -> Derivation:
     )
     shifted = ((rot2((m + t) * th) * q).T * (rot2((n + t) * th) * k))[0]
     d.eq(shifted, score, "hence shifting both positions by t leaves the score unchanged", strategy="trig")
+
+
+def _half_layout(d: Derivation, m, n) -> None:
+    """Step 9: the same identity in Hugging Face's 'half' layout, three blocks."""
+    ths = sp.symbols("theta_0:3", positive=True)
     d.eq(
-        RmT_Rn,
+        sp.MatrixSymbol("R_m", 6, 6).T * sp.MatrixSymbol("R_n", 6, 6),
         rope_matrix(n - m, ths, "half"),
         "the 'half' layout (pairs (i, i + d/2)), three blocks: R_m^T R_n = R_(n-m) as well",
         strategy="trig",
         computed=rope_matrix(m, ths, "half").T * rope_matrix(n, ths, "half"),
     )
-    return d
 
 
 # -- numerics ------------------------------------------------------------------------------------
@@ -170,8 +165,7 @@ def rope_dense(r: torch.Tensor, dim: int, convention: str) -> torch.Tensor:
     """Dense R_r (len(r), dim, dim) built entry by entry, independently of apply_rope."""
     theta = rope_frequencies(dim, BASE, r.device)  # (dim/2,)
     ang = r.to(torch.float64)[:, None] * theta  # (R, dim/2)
-    i = torch.arange(dim // 2, device=r.device)
-    a, b = (2 * i, 2 * i + 1) if convention == "interleaved" else (i, i + dim // 2)
+    a, b = pair_index(dim, convention, r.device)
     out = torch.zeros(len(r), dim, dim, dtype=torch.float64, device=r.device)
     c, s = ang.cos(), ang.sin()
     out[:, a, a], out[:, a, b], out[:, b, a], out[:, b, b] = c, -s, s, c
@@ -198,7 +192,7 @@ def relative_formula(q, k, P: int, convention: str, sign: int = 1) -> torch.Tens
 def rotation_error(p: int) -> float:
     """Bound on |R_p x - fl(R_p x)| for unit x, relative: the angle p*theta (theta <= 1) is rounded
     once (eps/2 relative), cos and sin are within 2 ulp, and each output takes 3 roundings."""
-    return EPS * (abs(p) / 2 + 6)
+    return angle_error(abs(p), 6)
 
 
 def tolerances(P: int, t_max: int, dim: int) -> tuple[float, float]:
@@ -210,15 +204,12 @@ def tolerances(P: int, t_max: int, dim: int) -> tuple[float, float]:
     return s_hi + s_lo, s_hi + rotation_error(P - 1) + dim * EPS
 
 
-def check(
-    device=None, samples: int = DEFAULT_SAMPLES, seed: int = 0, dim: int = 64, positions: int = 64
-) -> CheckResult:
-    _validate(dim, positions, samples)
-    dev = pick_device(device)
-    gen = generator(dev, seed)
-    P = positions
-    q, k = torch.randn(2, samples, dim, generator=gen, device=dev, dtype=torch.float64)
-    q, k = q / q.norm(dim=-1, keepdim=True), k / k.norm(dim=-1, keepdim=True)  # unit: tolerances scale-free
+@with_options
+def check(o) -> CheckResult:
+    """Scores s(m, n) of random unit q, k in both layouts: shift-invariant and equal to q^T R_(n-m) k;
+    controls: absolute sinusoidal PE, the other layout's formula, and R_(m-n)."""
+    samples, seed, dim, P, dev = o.samples, o.seed, o.dim, o.positions, pick_device(o.device)
+    q, k = unit_rows((2, samples, dim), generator(dev, seed), dev)  # unit: tolerances scale-free
     pos = torch.arange(P, device=dev)
     tol_shift, tol_formula = tolerances(P, max(SHIFTS), dim)
     res = CheckResult(
@@ -227,6 +218,7 @@ def check(
     formulas = {c: relative_formula(q, k, P, c) for c in CONVENTIONS}
     for c in CONVENTIONS:
         s0 = scores(q, k, pos, c)
+        res.series[c] = s0[0].cpu()  # the first draw's score grid, for the figure
         shift = max(float((scores(q, k, pos + t, c) - s0).abs().max()) for t in SHIFTS)
         form = float((s0 - formulas[c]).abs().max())
         far = float((scores(q, k, pos + max(SHIFTS), c) - formulas[c]).abs().max())
@@ -247,33 +239,20 @@ def check(
         )
     pe = sinusoidal_table(P + max(SHIFTS), dim, BASE, torch.float64, dev)  # (P + t_max, dim)
     absolute = lambda t: (q[:, None] + pe[t : t + P]) @ (k[:, None] + pe[t : t + P]).transpose(1, 2)  # noqa: E731
-    res.controls.append(
-        Bound.of(
-            "absolute PE: max |s(m+t, n+t) - s(m, n)| of (q + PE(m)).(k + PE(n))",
+    wrong = {
+        "absolute PE: max |s(m+t, n+t) - s(m, n)| of (q + PE(m)).(k + PE(n))": (
             max(float((absolute(t) - absolute(0)).abs().max()) for t in SHIFTS),
-            0.0,
             tol_shift,
         )
-    )
+    }
     if dim > 2:  # at dim = 2 both layouts are the same single pair
-        res.controls.append(
-            Bound.of(
-                "'half' rotation vs the 'interleaved' formula",
-                float((scores(q, k, pos, "half") - formulas["interleaved"]).abs().max()),
-                0.0,
-                tol_formula,
-            )
-        )
+        mixed = scores(q, k, pos, "half") - formulas["interleaved"]
+        wrong["'half' rotation vs the 'interleaved' formula"] = (float(mixed.abs().max()), tol_formula)
     else:
         res.notes.append("dim = 2: the layouts coincide, so the mixed-layout control is skipped")
-    res.controls.append(
-        Bound.of(
-            "[interleaved] s(m, n) vs q^T R_(m-n) k (the sign flipped)",
-            float((scores(q, k, pos, "interleaved") - relative_formula(q, k, P, "interleaved", -1)).abs().max()),
-            0.0,
-            tol_formula,
-        )
-    )
+    flipped = scores(q, k, pos, "interleaved") - relative_formula(q, k, P, "interleaved", -1)
+    wrong["[interleaved] s(m, n) vs q^T R_(m-n) k (the sign flipped)"] = (float(flipped.abs().max()), tol_formula)
+    res.controls += [Bound.of(name, err, 0.0, tol) for name, (err, tol) in wrong.items()]
     res.notes.append(
         f"q, k: {samples} seeded N(0, I) draws scaled to unit length; tolerances "
         f"{tol_shift:.3g} (shift) and {tol_formula:.3g} (formula) from float64 rounding "
@@ -282,34 +261,20 @@ def check(
     return res
 
 
-def figure(path, device=None, seed: int = 0, dim: int = 64, positions: int = 64):
-    """The score s(m, n) of one random (q, k) for both layouts: constant along every diagonal."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from models.utils.files import save_figure
-
-    _validate(dim, positions)
-    dev = pick_device(device)
-    q, k = torch.randn(2, 1, dim, generator=generator(dev, seed), device=dev, dtype=torch.float64)
-    pos = torch.arange(positions, device=dev)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+def figure(res: CheckResult):
+    """The score grid s(m, n) of the check's first (q, k) in both layouts: constant along every diagonal."""
+    fig, axes = plotting.subplots(2, width=10, height=4.5, layout="constrained")
+    fig.suptitle("constant along every diagonal n - m = const: the score depends on n - m only")
     for ax, c in zip(axes, CONVENTIONS):
-        s = scores(q, k, pos, c)[0].cpu().numpy()  # (P, P)
+        s = res.series[c].numpy()  # (P, P)
         lim = abs(s).max()
         im = ax.imshow(s, origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim)
         ax.set(title=f"RoPE score <R_m q, R_n k>, '{c}'", xlabel="key position n", ylabel="query position m")
-        fig.colorbar(im, ax=ax)
-    fig.suptitle("constant along every diagonal n - m = const: the score depends on n - m only")
-    fig.tight_layout()
-    return save_figure(fig, path)
+        fig.colorbar(im, ax=ax, label="score")
+    return fig
 
 
 def main(argv=None) -> int:
-    from proofs.cli import run
-
     return run(sys.modules[__name__], argv)
 
 

@@ -28,6 +28,8 @@ from derive.engine import Derivation
 from models.gpt import CausalSelfAttention, GPTConfig, KVCache
 from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
+from proofs.kit.cli import run
+from proofs.kit.options import with_options
 
 NUMBER = "13.20"
 CLAIM = "CausalSelfAttention gives the same outputs through F.scaled_dot_product_attention as written out by hand."
@@ -39,6 +41,7 @@ B, T = 2, 12
 
 
 def derivation() -> Derivation:
+    """Under the causal mask, row i of the full attention equals query i over the cached keys 0..i alone."""
     q1, k0, k1, k2, v0, v1, v2 = sp.symbols("q_1 k_0 k_1 k_2 v_0 v_1 v_2", real=True)
     m = sp.Symbol("m", negative=True)
     e = sp.exp
@@ -57,6 +60,7 @@ def derivation() -> Derivation:
 
 
 def _pair(cfg_kw: dict, dtype, dev, gen):
+    """A manual-attention layer with seeded weights and an SDPA layer holding the same weights."""
     cfg = GPTConfig(block_size=T, vocab_size=2, n_layer=1, n_head=4, n_embd=64, attn="manual", **cfg_kw)
     manual = CausalSelfAttention(cfg).to(dev, dtype).eval()
     for p in manual.parameters():  # seeded weights, larger than the GPT init so attention is not flat
@@ -78,41 +82,38 @@ def _decode(layer, cfg, x):
     return torch.cat(outs, dim=1)
 
 
-def check(device=None, samples: int = DEFAULT_SAMPLES, seed: int = 0) -> CheckResult:
-    if samples <= 0:
-        raise ValueError(f"samples: must be positive, got {samples}")
-    dev = pick_device(device)
-    gen = generator(dev, seed)
-    res = CheckResult(CLAIM, describe(dev), samples * len(CONFIGS) * 2, seed)
+@with_options
+def check(o) -> CheckResult:
+    """SDPA vs manual attention and cached decode vs full pass, per configuration and dtype; control: no causal mask."""
+    dev = pick_device(o.device)
+    gen = generator(dev, o.seed)
+    res = CheckResult(CLAIM, describe(dev), o.samples * len(CONFIGS) * 2, o.seed)
     for dtype in (torch.float32, torch.float64):
         worst: dict[str, tuple[float, float]] = {}
         for kw in CONFIGS:
-            for _ in range(samples):
+            for _ in range(o.samples):
                 cfg, manual, sdpa = _pair(kw, dtype, dev, gen)
                 x = torch.randn(B, T, cfg.n_embd, generator=gen, device=dev, dtype=torch.float64).to(dtype)
                 with torch.no_grad():
                     ym, ys = manual(x), sdpa(x)
                     no_mask = _bidirectional(manual, x)  # control: no causal mask
                 tol = 64 * torch.finfo(dtype).eps * max(1.0, ym.abs().max().item())
+                decoded = _decode(sdpa, cfg, x)
                 diffs = {
                     "sdpa vs manual, full sequence": (ys - ym).abs().max().item(),
                     "manual: cached decode vs full": (_decode(manual, cfg, x) - ym).abs().max().item(),
-                    "sdpa: cached decode vs full": (_decode(sdpa, cfg, x) - ys).abs().max().item(),
+                    "sdpa: cached decode vs full": (decoded - ys).abs().max().item(),
                 }
                 for key, v in diffs.items():
                     worst[key] = max(worst.get(key, (0.0, tol)), (v, tol))
-                ctl = (no_mask - _decode(sdpa, cfg, x)).abs().max().item()
+                ctl = (no_mask - decoded).abs().max().item()
                 worst["control"] = min(worst.get("control", (float("inf"), tol)), (ctl, tol))
-        name = str(dtype).replace("torch.", "")
+        name, (v, tol) = str(dtype).replace("torch.", ""), worst.pop("control")
+        res.controls.append(Bound.of(f"{name}: bidirectional full pass = cached decode (smallest miss)", v, 0, tol))
         for key, (v, tol) in worst.items():
-            if key == "control":
-                res.controls.append(
-                    Bound.of(f"{name}: bidirectional full pass = cached decode (smallest miss)", v, 0, tol)
-                )
-            else:
-                res.claims.append(Bound.of(f"{name}: {key} (max |diff|)", v, 0, tol))
-                res.table.append({"dtype": name, "comparison": key, "max |diff|": v, "tolerance": tol})
-    res.notes.append(f"configurations: {CONFIGS}; batch {B}, length {T}, width 64, 4 heads; {samples} draws each")
+            res.claims.append(Bound.of(f"{name}: {key} (max |diff|)", v, 0, tol))
+            res.table.append({"dtype": name, "comparison": key, "max |diff|": v, "tolerance": tol})
+    res.notes.append(f"configurations: {CONFIGS}; batch {B}, length {T}, width 64, 4 heads; {o.samples} draws each")
     return res
 
 
@@ -125,8 +126,7 @@ def _bidirectional(layer, x):
 
 
 def main(argv=None) -> int:
-    from proofs.cli import run
-
+    """The command line: ``python -m proofs.sdpa_switch --help``."""
     return run(sys.modules[__name__], argv)
 
 

@@ -22,55 +22,58 @@ the frequencies $b^{-i/d}$ (the exponent's 2 forgotten).
 
 from __future__ import annotations
 
-import math
 import sys
 
 import sympy as sp
 import torch
 
 from derive.engine import Derivation
-from derive.rotation import pe_vector, sinusoidal_frequency
+from derive.rotation import pe_vector
+from derive.sinusoid import exact_frequencies as frequencies
 from models.positional import sinusoidal_table
 from models.utils.device import describe, pick_device
-from numeric.check import Bound, CheckResult
-from proofs.cli import Option
+from numeric.check import Bound, CheckResult, format_table
+from numeric.rotary import EPS, pow_angle_ulps
+from proofs.kit import plotting
+from proofs.kit.cli import run
+from proofs.kit.options import Option, with_options
 
 NUMBER = "13.15"
 CLAIM = "For d_model = 4: PE(0) = (0, 1, 0, 1) and PE(1) = (sin 1, cos 1, sin(1/100), cos(1/100))."
 DEFAULT_SAMPLES = None  # nothing random: one exact table
+MAX_D, MAX_POS, MAX_ENTRIES = 512, 10000, 1024  # the exercise's range: at most 1,024 values to 30 digits
 OPTIONS = [
-    Option("--d-model", int, 4, "model width (even)"),
+    Option("--d-model", int, 4, "model width (even)", lo=2, hi=MAX_D, why="the exercise's range"),
     Option("--positions", str, "0,1", "comma-separated positions >= 0"),
-    Option("--base", float, 10000.0, "the base b of the frequencies b^(-2i/d)"),
+    Option("--base", float, 10000.0, "the base b of the frequencies b^(-2i/d), in (1, 1e12]", lo=1, hi=1e12),
 ]
-MAX_D, MAX_POS, MAX_ENTRIES = 512, 10000, 1024
 F64, F32 = torch.float64, torch.float32
-EPS = torch.finfo(F64).eps
 
 
-def validate(d_model=4, positions="0,1", base=10000.0) -> list[int]:
-    """Check the options; return the positions as integers."""
-    if isinstance(d_model, bool) or not isinstance(d_model, int) or not 2 <= d_model <= MAX_D or d_model % 2:
-        raise ValueError(f"d_model: must be an even integer in [2, {MAX_D}], got {d_model!r}")
+def _positions(positions: str) -> list[int]:
+    """The positions asked, as integers in [0, MAX_POS]; ValueError ``positions: ...`` if not."""
     try:
-        pos = [int(p) for p in str(positions).split(",")]
+        pos = [int(p) for p in positions.split(",")]
     except ValueError:
         raise ValueError(f"positions: expected comma-separated integers, got {positions!r}") from None
     if not all(0 <= p <= MAX_POS for p in pos):
         raise ValueError(f"positions: each must lie in [0, {MAX_POS}], got {positions!r}")
-    if d_model * len(pos) > MAX_ENTRIES:
-        raise ValueError(f"positions: d_model x count must be at most {MAX_ENTRIES}, got {d_model} x {len(pos)}")
-    if isinstance(base, bool) or not isinstance(base, (int, float)) or not 1 < base <= 1e12:
-        raise ValueError(f"base: must be a number in (1, 1e12], got {base!r}")
     return pos
 
 
-def frequencies(d_model: int, base) -> list:
-    """The exact w_i = b^(-2i/d); a float base is read as the decimal it prints as."""
-    return [sinusoidal_frequency(i, d_model, sp.Rational(repr(float(base)))) for i in range(d_model // 2)]
+def validate(o) -> None:
+    """An even width, a base above 1, and at most MAX_ENTRIES values (each evaluated to 30 digits)."""
+    if o.d_model % 2:
+        raise ValueError(f"d_model: must be even (dims pair up as sin, cos), got {o.d_model}")
+    if o.base <= 1:
+        raise ValueError(f"base: must be above 1, got {o.base:g}")
+    pos = _positions(o.positions)
+    if o.d_model * len(pos) > MAX_ENTRIES:
+        raise ValueError(f"positions: d_model x count must be at most {MAX_ENTRIES}, got {o.d_model} x {len(pos)}")
 
 
 def derivation() -> Derivation:
+    """The frequencies and rows 0 and 1 for d_model = 4, the four asked values with decimals, PE(0) for any d."""
     ws = frequencies(4, 10000)
     d = Derivation(
         "Exercise 13.15: the sinusoidal encoding for d_model = 4 at positions 0 and 1",
@@ -87,23 +90,13 @@ def derivation() -> Derivation:
     d.eq(sp.MatrixSymbol("PE(0)", 1, 4), sp.Matrix([[0, 1, 0, 1]]), "row 0: sin 0 = 0, cos 0 = 1", computed=rows[0])
     row1 = sp.Matrix([[sp.sin(1), sp.cos(1), sp.sin(sp.Rational(1, 100)), sp.cos(sp.Rational(1, 100))]])
     d.eq(sp.MatrixSymbol("PE(1)", 1, 4), row1, "row 1: angles 1 and 1/100", strategy="exact", computed=rows[1])
-    asked = sp.Matrix([[rows[0][0], rows[0][1]], [rows[1][0], rows[1][1]]])
-    d.eq(
-        sp.MatrixSymbol("PE(p, i)", 2, 2),
-        sp.Matrix([[0, 1], [sp.sin(1), sp.cos(1)]]),
-        "the four asked values (i = dimension)",
-        computed=asked,
-    )
+    asked, four = sp.Matrix([rows[0][:2], rows[1][:2]]), sp.Matrix([[0, 1], [sp.sin(1), sp.cos(1)]])
+    d.eq(sp.MatrixSymbol("PE(p, i)", 2, 2), four, "the four asked values (i = dimension)", computed=asked)
     for val, lo, hi in ((sp.sin(1), "0.84147", "0.84148"), (sp.cos(1), "0.54030", "0.54031")):
         d.holds(val, ">", sp.Float(lo, 5), "decimals")
         d.holds(val, "<", sp.Float(hi, 5), "decimals")
-    gen = sp.symbols("omega_0:3", positive=True)
-    d.eq(
-        sp.MatrixSymbol("PE(0)", 1, 6),
-        sp.Matrix([[0, 1] * 3]),
-        "any width: PE(0) = (0, 1, 0, 1, ...)",
-        computed=pe_vector(0, gen).T,
-    )
+    row0 = pe_vector(0, sp.symbols("omega_0:3", positive=True)).T
+    d.eq(sp.MatrixSymbol("PE(0)", 1, 6), sp.Matrix([[0, 1] * 3]), "any width: PE(0) = (0, 1, 0, 1, ...)", computed=row0)
     return d
 
 
@@ -114,12 +107,11 @@ def exact_table(positions: list[int], ws: list) -> tuple[torch.Tensor, list[list
     return vals, exprs
 
 
-def answer(d_model=4, positions="0,1", base=10000.0) -> list[str]:
+@with_options
+def answer(o) -> list[str]:
     """The exact table PE(pos, i) for the options asked, with decimals (what ``--no-check`` prints)."""
-    from numeric.check import format_table
-
-    pos = validate(d_model, positions, base)
-    vals, exprs = exact_table(pos, frequencies(d_model, base))
+    pos = _positions(o.positions)
+    vals, exprs = exact_table(pos, frequencies(o.d_model, o.base))
     return format_table(table_rows(pos, vals, exprs)).splitlines()
 
 
@@ -135,14 +127,16 @@ def table_rows(pos: list[int], vals: torch.Tensor, exprs: list[list]) -> list[di
 def tolerance(max_pos: int, base: float) -> float:
     """w_i = b^(-2i/d) by pow in float64: the exponent's rounding scales by ln b, pow adds an ulp; the
     angle pos w_i one more rounding; sin/cos an ulp; the reference half an ulp. Doubled for safety."""
-    return 2 * EPS * (1.5 + max_pos * (math.log(base) / 2 + 1.5))
+    return 2 * EPS * (1.5 + pow_angle_ulps(max_pos, base))
 
 
-def check(device=None, samples=DEFAULT_SAMPLES, seed=0, d_model=4, positions="0,1", base=10000.0) -> CheckResult:
-    pos = validate(d_model, positions, base)
-    dev = pick_device(device)
+@with_options
+def check(o) -> CheckResult:
+    """sinusoidal_table in float64 and float32 against the exact values; controls: sin and cos swapped,
+    all sines then all cosines, the frequencies b^(-i/d)."""
+    pos, d_model, base, dev = _positions(o.positions), o.d_model, o.base, pick_device(o.device)
     res = CheckResult(
-        f"sinusoidal PE, d_model = {d_model}, base {base:g}, positions {pos}", describe(dev), samples, seed
+        f"sinusoidal PE, d_model = {d_model}, base {base:g}, positions {pos}", describe(dev), o.samples, o.seed
     )
     ws = frequencies(d_model, base)
     want, exprs = exact_table(pos, ws)
@@ -171,32 +165,24 @@ def check(device=None, samples=DEFAULT_SAMPLES, seed=0, d_model=4, positions="0,
     return res
 
 
-def figure(path, device=None, seed=0, d_model=4, positions="0,1", base=10000.0):
-    """Each dim of PE(pos) as a curve over pos, with the exact values at the asked positions."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from models.utils.files import save_figure
-
-    pos = validate(d_model, positions, base)
-    want = exact_table(pos, frequencies(d_model, base))[0]
+def figure(res: CheckResult):
+    """Each dim of PE(pos) as a curve over pos (closed form), through the exact values the check compared."""
+    d_model, base = res.settings.d_model, res.settings.base
+    pos = sorted({r["pos"] for r in res.table})
     x = torch.linspace(0, max(pos) + 1, 2000, dtype=torch.float64)
     ws = [float(w) for w in frequencies(d_model, base)]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plotting.subplots(width=7, height=4)
     for c in range(min(d_model, 8)):
         fn = "sin" if c % 2 == 0 else "cos"
         line = ax.plot(x, getattr(torch, fn)(x * ws[c // 2]), lw=1, label=f"dim {c}: {fn}(pos w_{c // 2})")[0]
-        ax.plot(pos, want[:, c], "o", color=line.get_color())
+        at = [(r["pos"], r["value"]) for r in res.table if r["dim"] == c]
+        ax.plot(*zip(*at), "o", color=line.get_color())
     ax.set(xlabel="position", ylabel="PE(pos, dim)", title=f"Exercise 13.15: sinusoidal encoding, d_model = {d_model}")
-    ax.legend(fontsize=7)
-    return save_figure(fig, path)
+    ax.legend(fontsize=7, ncol=2)
+    return fig
 
 
 def main(argv=None) -> int:
-    from proofs.cli import run
-
     return run(sys.modules[__name__], argv)
 
 

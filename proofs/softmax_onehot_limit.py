@@ -33,19 +33,19 @@ from __future__ import annotations
 
 import math
 import sys
-from pathlib import Path
 
 import sympy as sp
 import torch
 
 from derive.engine import Derivation
-from models.utils.cli import finite_float
 from models.utils.device import describe, generator, pick_device
 from numeric.check import CheckResult
 from numeric.dotprod import DISTRIBUTIONS, components
 from numeric.montecarlo import Moments, stream
 from numeric.stats import Estimate, compare, one_sided, samples_for_power, z_for
-from proofs.cli import Option, run
+from proofs.kit import plotting
+from proofs.kit.cli import run
+from proofs.kit.options import Option, with_options
 
 NUMBER = "13.28"
 CLAIM = "Without 1/sqrt(d_k) scaling, softmax(q.k_j) tends to one-hot at the argmax as d_k grows, its Jacobian to 0."
@@ -85,11 +85,13 @@ OPTIONS = [
     ),
     Option(
         "--within",
-        finite_float(0.0, 1.0, lo_open=True, hi_open=True),
+        float,
         0.1,
         "claimed bound on 1 - E[max p] unscaled at the largest d_k, in (0, 1) (fails on a short grid)",
+        lo=0.0,
+        hi=1.0,
     ),
-    Option("--dist", str, "gaussian", f"component distribution ({', '.join(DISTRIBUTIONS)})"),
+    Option("--dist", str, "gaussian", f"component distribution ({', '.join(DISTRIBUTIONS)})", choices=DISTRIBUTIONS),
 ]
 
 
@@ -168,32 +170,24 @@ def derivation() -> Derivation:
 
 
 def _grid(max_dk: int) -> list[int]:
-    if not isinstance(max_dk, int) or max_dk < 16 or max_dk & (max_dk - 1) or max_dk.bit_length() % 2 == 0:
+    if max_dk.bit_length() % 2 == 0 or max_dk & (max_dk - 1):
         raise ValueError(f"max_dk: must be a power of 4 >= 16 (the grid 4, 16, ... needs two points), got {max_dk}")
-    if max_dk > MAX_DK:
-        raise ValueError(
-            f"max_dk: must be at most {MAX_DK:,} (time grows like samples x keys x max_dk), got {max_dk:,}"
-        )
     return [4**j for j in range(1, (max_dk.bit_length() + 1) // 2)]
 
 
-def validate(max_dk=1024, keys=16, within=0.1, dist="gaussian", samples=DEFAULT_SAMPLES) -> list[int]:
-    """Refuse bad options before any work; return the d_k grid."""
-    grid = _grid(max_dk)
-    if isinstance(keys, bool) or not isinstance(keys, int) or not 2 <= keys <= MAX_KEYS:
-        raise ValueError(f"keys: must be an integer in [2, {MAX_KEYS:,}], got {keys}")
-    if not 0 < within < 1:
-        raise ValueError(f"within: must lie in (0, 1), got {within}")
-    if dist not in DISTRIBUTIONS:
-        raise ValueError(f"dist: unknown {dist!r}; choose from {', '.join(DISTRIBUTIONS)}")
-    if samples < MIN_SAMPLES:
-        raise ValueError(f"samples: need at least {MIN_SAMPLES} for the normal approximation, got {samples}")
-    if samples * keys * max_dk > MAX_WORK:
+def validate(o) -> None:
+    """Refuse bad options before any work: the grid, the open interval of ``within``, enough samples for
+    the normal approximation, and the work samples x keys x max_dk (4.4e-8 to 5.6e-8 s each)."""
+    _grid(o.max_dk)
+    if not 0 < o.within < 1:
+        raise ValueError(f"within: must lie in (0, 1), got {o.within}")
+    if o.samples < MIN_SAMPLES:
+        raise ValueError(f"samples: need at least {MIN_SAMPLES} for the normal approximation, got {o.samples}")
+    if o.samples * o.keys * o.max_dk > MAX_WORK:
         raise ValueError(
             f"samples: samples x keys x max_dk must be at most {MAX_WORK:,} (4.4e-8 to 5.6e-8 s each on 2 CPU cores: "
-            f"up to 8 minutes), got {samples:,} x {keys:,} x {max_dk:,}"
+            f"up to 8 minutes), got {o.samples:,} x {o.keys:,} x {o.max_dk:,}"
         )
-    return grid
 
 
 def _softmax_stats(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -204,7 +198,7 @@ def _softmax_stats(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def measure(
-    samples: int, grid: list[int], keys: int, gen: torch.Generator, dist: str = "gaussian", chunk: int | None = None
+    samples: int, grid: list[int], keys: int, gen: torch.Generator, dist: str, chunk: int | None = None
 ) -> dict[tuple[str, int], Moments]:
     """Streaming moments keyed ``(stat, d_k)``: ``w``, ``ws`` (max weight unscaled, scaled), ``J``, ``Js``
     (Jacobian norm), ``dw``, ``dJ``, ``dws`` (paired change from the previous grid point) and ``span``
@@ -244,48 +238,29 @@ def limit_weight(samples: int, keys: int, gen: torch.Generator) -> Estimate:
     return stream(lambda m, g: draw(m, g).amax(-1), samples, gen).mean_estimate()
 
 
-def check(
-    device=None,
-    samples: int = DEFAULT_SAMPLES,
-    seed: int = 0,
-    max_dk: int = 1024,
-    keys: int = 16,
-    within: float = 0.1,
-    dist: str = "gaussian",
-) -> CheckResult:
+@with_options
+def check(o) -> CheckResult:
     """Monte Carlo over the d_k grid: trends, the bound at the largest d_k, the scaled limit, and controls."""
-    grid = validate(max_dk, keys, within, dist, samples)
-    dev = pick_device(device)
-    gen = generator(dev, seed)
+    samples, keys, within, dist, grid = o.samples, o.keys, o.within, o.dist, _grid(o.max_dk)
+    dev = pick_device(o.device)
+    gen = generator(dev, o.seed)
     m = measure(samples, grid, keys, gen, dist)
     lim = limit_weight(LIMIT_FACTOR * samples, keys, gen)
     e = {k: v.mean_estimate() for k, v in m.items()}
     top, prev, low = grid[-1], grid[-2], grid[0]
     res = CheckResult(
-        f"Exercise {NUMBER}: unscaled softmax tends to one-hot ({dist}, n = {keys})", describe(dev), samples, seed
+        f"Exercise {NUMBER}: unscaled softmax tends to one-hot ({dist}, n = {keys})", describe(dev), samples, o.seed
     )
     for a, b in zip(grid, grid[1:]):
         res.claims.append(one_sided(e["dw", b], ">", 0, f"unscaled E[max p] rises from d_k={a} to {b}"))
         res.claims.append(one_sided(e["dJ", b], "<", 0, f"unscaled E‖J‖_F falls from d_k={a} to {b}"))
-    w = e["w", top]
-    res.claims.append(
-        one_sided(
-            Estimate(1 - w.value, w.stderr, w.n),
-            "<",
-            within,
-            f"unscaled 1 - E[max p] at d_k={top} below the stated {within:g}",
-        )
-    )
+    w, label = e["w", top], f"unscaled 1 - E[max p] at d_k={top} below the stated {within:g}"
+    res.claims.append(one_sided(Estimate(1 - w.value, w.stderr, w.n), "<", within, label))
     res.claims.append(compare(e["dws", top], 0.0, f"scaled E[max p] change from d_k={prev} to {top}", RATE))
     # its control, which also guards its power: the scaled change is not as large as the unscaled one
-    res.controls.append(
-        compare(
-            e["dws", top],
-            e["dw", top].value,
-            f"scaled E[max p] changes from d_k={prev} to {top} by the unscaled amount {e['dw', top].value:.4f}",
-            RATE,
-        )
-    )
+    dw = e["dw", top].value
+    label = f"scaled E[max p] changes from d_k={prev} to {top} by the unscaled amount {dw:.4f}"
+    res.controls.append(compare(e["dws", top], dw, label, RATE))
     ws = e["ws", top]
     gap = Estimate(ws.value - lim.value, math.hypot(ws.stderr, lim.stderr), ws.n)
     res.claims.append(compare(gap, 0.0, f"scaled E[max p] at d_k={top} minus its d_k→∞ limit {lim.value:.4f}", RATE))
@@ -296,21 +271,14 @@ def check(
         ),
         compare(e["Js", top], 0.0, f"scaled Jacobian also vanishes: E‖J‖_F at d_k={top}", RATE),
     ]
-    for d in grid:
-        res.table.append(
-            {"d_k": d}
-            | {
-                f"{k}{t}": getattr(e[k, d], f)
-                for k in ("w", "ws", "J", "Js")
-                for t, f in (("", "value"), ("_se", "stderr"))
-            }
-        )
+    cols = [(f"{k}{t}", k, f) for k in ("w", "ws", "J", "Js") for t, f in (("", "value"), ("_se", "stderr"))]
+    res.table += [{"d_k": d} | {c: getattr(e[k, d], f) for c, k, f in cols} for d in grid]
     res.table.append({"d_k": "∞", "ws": lim.value, "ws_se": lim.stderr})
-    res.notes += _notes(res, e, m, grid, samples, lim)
+    res.notes += _notes(res, e, grid, samples, lim)
     return res
 
 
-def _notes(res: CheckResult, e, m, grid, samples, lim) -> list[str]:
+def _notes(res: CheckResult, e, grid, samples, lim) -> list[str]:
     top, prev = grid[-1], grid[-2]
     sd = {c.claim: c.stderr * math.sqrt(samples) for c in res.controls}  # per-sample spread
     need = max(
@@ -331,19 +299,11 @@ def _notes(res: CheckResult, e, m, grid, samples, lim) -> list[str]:
     ]
 
 
-def figure(path, device=None, seed: int = 0, samples: int = DEFAULT_SAMPLES, **options) -> Path:
-    """Mean max weight and mean Jacobian norm against d_k, unscaled and scaled."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from models.utils.files import save_figure
-
-    res = check(device=device, samples=samples, seed=seed, **options)
+def figure(res: CheckResult):
+    """Mean max weight and mean Jacobian norm against d_k, unscaled and scaled, from the check's table."""
     rows = [r for r in res.table if r["d_k"] != "∞"]
     x = [r["d_k"] for r in rows]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (a1, a2) = plotting.subplots(2, width=10, height=4)
     for ax, key, title in ((a1, "w", "mean max weight E[max p]"), (a2, "J", "mean Jacobian norm E‖J‖_F")):
         for k, label in ((key, "unscaled q·k"), (key + "s", "scaled q·k/√d_k")):
             ax.errorbar(x, [r[k] for r in rows], [r[k + "_se"] for r in rows], fmt="o-", ms=4, capsize=2, label=label)
@@ -352,11 +312,12 @@ def figure(path, device=None, seed: int = 0, samples: int = DEFAULT_SAMPLES, **o
     a1.axhline(res.table[-1]["ws"], color="C1", lw=0.8, ls="--", label="scaled limit $d_k\\to\\infty$")
     a2.axhline(0.0, color="k", lw=0.8, ls=":")
     a1.legend(fontsize=8)
-    fig.suptitle(f"Exercise {NUMBER}: N = {res.samples:,} per point, {res.device}", fontsize=9)
-    return save_figure(fig, path)
+    fig.suptitle(plotting.title(res, f"Exercise {NUMBER}: per point"), fontsize=9)
+    return fig
 
 
 def main(argv=None) -> int:
+    """The command line: ``python -m proofs.softmax_onehot_limit --help``."""
     return run(sys.modules[__name__], argv)
 
 

@@ -33,7 +33,6 @@ The PF-day conversion is checked against GPT-3's published 3,640 PF-days (175B p
 
 from __future__ import annotations
 
-import math
 import sys
 
 import sympy as sp
@@ -41,12 +40,12 @@ import torch
 
 from derive import counts
 from derive.engine import Derivation
-from models.gpt import GPT, GPTConfig, swiglu_hidden
-from models.utils.cli import finite_float
+from models.gpt import swiglu_hidden
 from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
-from numeric.flops import count_flops
-from proofs.cli import Option
+from numeric.gpt_flops import counted_gpt, linear_weights, train_step_flops
+from proofs.kit.cli import run
+from proofs.kit.options import Option, with_options
 
 NUMBER = "13.13"
 CLAIM = "Training costs C = 6 N D FLOPs (2 forward + 4 backward per parameter and token): 13B x 2T -> 1.56e23."
@@ -61,31 +60,21 @@ MAX_FLOPS = 6 * 10**12  # ~6 minutes at 16 GFLOP/s
 MAX_BYTES = 6 * 10**9  # by the estimate, which runs ~30% above the measured peak: ~4.5 GB
 MAX_SAMPLES = MAX["samples"]
 SAMPLES_WHY = "FLOP counts do not depend on the data; 64 sequences at the defaults take 8 s, and memory grows with them"
-_POS = dict(lo_open=True)
+POSITIVE = ("params", "tokens", "peak_tflops", "mfu")  # in (0, hi]: the declarations hold the closed bounds
+_PEAK = "peak dense TFLOP/s of one GPU (A100 bf16: 312; H100 SXM bf16: 989), in (0, 1e9]"
+_HEADS = "heads of that GPT (must divide width; even head size for RoPE)"
+_HEADS_WHY = "a head needs an even size, at least 2, and width is at most 1,024"
 OPTIONS = [
-    Option("--params", finite_float(0.0, 1e30, **_POS), 13e9, "N, parameters, in (0, 1e30]"),
-    Option("--tokens", finite_float(0.0, 1e30, **_POS), 2e12, "D, training tokens, in (0, 1e30]"),
-    Option(
-        "--peak-tflops",
-        finite_float(0.0, 1e9, **_POS),
-        312.0,
-        "peak dense TFLOP/s of one GPU (A100 bf16: 312; H100 SXM bf16: 989), in (0, 1e9]",
-    ),
-    Option("--mfu", finite_float(0.0, 1.0, **_POS), 0.4, "model FLOPs utilisation, in (0, 1]"),
+    Option("--params", float, 13e9, "N, parameters, in (0, 1e30]", lo=0.0, hi=1e30),
+    Option("--tokens", float, 2e12, "D, training tokens, in (0, 1e30]", lo=0.0, hi=1e30),
+    Option("--peak-tflops", float, 312.0, _PEAK, lo=0.0, hi=1e9),
+    Option("--mfu", float, 0.4, "model FLOPs utilisation, in (0, 1]", lo=0.0, hi=1.0),
     Option(
         "--gpus", int, 1024, "GPUs, for the wall-clock days", lo=1, hi=MAX["gpus"], why="more than any cluster holds"
     ),
     Option("--layers", int, 2, "L of the GPT measured with FlopCounterMode", lo=1, hi=MAX["layers"], why=_GPT),
     Option("--width", int, 256, "d of that GPT", lo=1, hi=MAX["width"], why=_GPT),
-    Option(
-        "--heads",
-        int,
-        4,
-        "heads of that GPT (must divide width; even head size for RoPE)",
-        lo=1,
-        hi=MAX["width"] // 2,
-        why="a head needs an even size, at least 2, and width is at most 1,024",
-    ),
+    Option("--heads", int, 4, _HEADS, lo=1, hi=MAX["width"] // 2, why=_HEADS_WHY),
     Option("--context", int, 32, "tokens per sequence n_ctx of that GPT", lo=1, hi=MAX["context"], why=_GPT),
     Option("--vocab", int, 65, "V of that GPT (65: tiny Shakespeare's characters)", lo=1, hi=MAX["vocab"], why=_GPT),
 ]
@@ -104,18 +93,23 @@ def _exact(v) -> sp.Rational:
 
 
 def training_flops(params, tokens) -> sp.Rational:
+    """C = 6 N D FLOPs, exactly, for N ``params`` and D ``tokens`` (floats taken as the decimals written)."""
     return C_EXPR.subs({N: _exact(params), D: _exact(tokens)})
 
 
 def pf_days(flops) -> sp.Rational:
+    """``flops`` in petaFLOP/s-days (8.64e19 FLOPs each), exactly."""
     return sp.sympify(flops) / PF_DAY
 
 
 def gpu_hours(flops, peak_tflops, mfu_) -> sp.Rational:
+    """Hours of one GPU of ``peak_tflops`` dense TFLOP/s at utilisation ``mfu_`` to run ``flops``, exactly."""
     return sp.sympify(flops) / (_exact(peak_tflops) * 10**12 * _exact(mfu_) * 3600)
 
 
 def derivation() -> Derivation:
+    """C = 6 N D from one weight matrix, its value for 13B x 2T in FLOPs, PF-days and GPU-hours, and
+    what 6N leaves out."""
     F, C = sp.Function("F"), sp.Function("C")
     L, d, V, n = counts.L, counts.d, counts.V, counts.n_ctx
     dx = Derivation(
@@ -130,58 +124,27 @@ def derivation() -> Derivation:
     dx.eq(F("dx"), 2 * D * a * b, "backward to the layer below: dx = dy W^T, (D x b)(b x a)", "exact", D * b * a * 2)
     dx.eq(F("dW"), 2 * D * a * b, "backward to the weight: dW = x^T dy, (a x D)(D x b)", "exact", a * D * b * 2)
     dx.eq(F("backward") / F("forward"), 2, "backward is twice the forward", "cancel", (4 * D * a * b) / (2 * D * a * b))
-    dx.eq(
-        F("train") / (D * a * b),
-        6,
-        "per weight and token: 2 + 4 = 6 FLOPs",
-        "cancel",
-        (2 + 2 + 2) * D * a * b / (D * a * b),
-    )
+    per_weight = (2 + 2 + 2) * D * a * b / (D * a * b)
+    dx.eq(F("train") / (D * a * b), 6, "per weight and token: 2 + 4 = 6 FLOPs", "cancel", per_weight)
     dx.eq(C(N, D), 6 * N * D, "summed over all matrices, N = sum a_i b_i", "expand", C_EXPR)
     c13 = training_flops(13e9, 2e12)
     dx.eq(C(13 * 10**9, 2 * 10**12), 156 * 10**21, "13B parameters, 2T tokens: 1.56e23 FLOPs", "exact", c13)
     dx.eq(sp.Symbol("PF_day"), 864 * 10**17, "a petaFLOP/s-day: 10^15 FLOP/s for 86400 s", "exact", PF_DAY)
     dx.eq(C(N, D) / sp.Symbol("PF_day"), sp.Rational(16250, 9), "in PF-days: ~1,806", "exact", pf_days(c13))
-    hours = C(N, D) / (3600 * peak * mfu)
-    dx.eq(
-        hours,
-        sp.Rational(3125000, 9),
-        "GPU-hours at 312 TFLOP/s (A100 bf16) and 40% MFU: ~347,222",
-        "exact",
-        gpu_hours(c13, 312, 0.4),
-    )
-    dx.eq(
-        hours / (24 * sp.Symbol("G")),
-        sp.Rational(390625, 27648),
-        "days on G = 1024 GPUs: ~14.1",
-        "exact",
-        gpu_hours(c13, 312, 0.4) / (24 * 1024),
-    )
+    hours, why = C(N, D) / (3600 * peak * mfu), "GPU-hours at 312 TFLOP/s (A100 bf16) and 40% MFU: ~347,222"
+    dx.eq(hours, sp.Rational(3125000, 9), why, "exact", gpu_hours(c13, 312, 0.4))
+    days = gpu_hours(c13, 312, 0.4) / (24 * 1024)
+    dx.eq(hours / (24 * sp.Symbol("G")), sp.Rational(390625, 27648), "days on G = 1024 GPUs: ~14.1", "exact", days)
     # what 6N leaves out, with the per-token forward FLOPs of derive.counts (N = 12 L d^2 as in Kaplan et al.)
     Nk = L * counts.block_matmul_params()
     kap = 3 * counts.forward_flops_per_token(Nk, L, n, d, V, "kaplan")
-    dx.eq(
-        F("train") / D,
-        6 * Nk + 6 * L * n * d + 6 * d * V,
-        "per token, with attention and the output layer",
-        "expand",
-        kap,
-    )
-    dx.eq(
-        F("train") / (6 * N * D) - 1,
-        n / (12 * d) + V / (12 * L * d),
-        "their share of 6N at N = 12 L d^2",
-        "cancel",
-        kap / (6 * Nk) - 1,
-    )
+    why = "per token, with attention and the output layer"
+    dx.eq(F("train") / D, 6 * Nk + 6 * L * n * d + 6 * d * V, why, "expand", kap)
+    why = "their share of 6N at N = 12 L d^2"
+    dx.eq(F("train") / (6 * N * D) - 1, n / (12 * d) + V / (12 * L * d), why, "cancel", kap / (6 * Nk) - 1)
     dense = 3 * counts.forward_flops_per_token(Nk, L, n, d, V, "dense")
-    dx.eq(
-        F("counted") / D,
-        6 * Nk + 12 * L * n * d + 6 * d * V,
-        "what FlopCounterMode counts: the whole n x n score matrix (twice Kaplan's term)",
-        "expand",
-        dense,
-    )
+    why = "what FlopCounterMode counts: the whole n x n score matrix (twice Kaplan's term)"
+    dx.eq(F("counted") / D, 6 * Nk + 12 * L * n * d + 6 * d * V, why, "expand", dense)
     return dx
 
 
@@ -191,18 +154,6 @@ STYLES = {
     "GPT-2 style (tied)": dict(),
     "LLaMA style (untied)": dict(pos="rope", norm="rmsnorm", mlp="swiglu", tie_weights=False),
 }
-
-
-def _int_in(name: str, v, lo: int, hi: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise ValueError(f"{name}: must be an integer in [{lo}, {hi:,}], got {v!r}")
-    return v
-
-
-def _positive(name: str, v, hi: float) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or not 0 < v <= hi:
-        raise ValueError(f"{name}: must be a positive number at most {hi:g}, got {v!r}")
-    return float(v)
 
 
 def training_cost(layers: int, width: int, heads: int, context: int, vocab: int, samples: int) -> tuple[int, int]:
@@ -218,102 +169,46 @@ def training_cost(layers: int, width: int, heads: int, context: int, vocab: int,
     return flops, nbytes
 
 
-def validate(
-    params=13e9,
-    tokens=2e12,
-    peak_tflops=312.0,
-    mfu=0.4,
-    gpus=1024,
-    layers=2,
-    width=256,
-    heads=4,
-    context=32,
-    vocab=65,
-    samples=DEFAULT_SAMPLES,
-):
-    _positive("params", params, 1e30)
-    _positive("tokens", tokens, 1e30)
-    _positive("peak_tflops", peak_tflops, 1e9)
-    _positive("mfu", mfu, 1.0)
-    _int_in("gpus", gpus, 1, MAX["gpus"])
-    _int_in("layers", layers, 1, MAX["layers"])
-    _int_in("width", width, 1, MAX["width"])
-    _int_in("heads", heads, 1, width)
-    _int_in("context", context, 1, MAX["context"])
-    _int_in("vocab", vocab, 1, MAX["vocab"])
-    if width % heads:
-        raise ValueError(f"heads: must divide width={width}, got {heads}")
-    if (width // heads) % 2:
-        raise ValueError(f"heads: the head size width/heads must be even for RoPE, got {width}/{heads}")
-    _int_in("samples", samples, 1, MAX["samples"])
-    flops, nbytes = training_cost(layers, width, heads, context, vocab, samples)
-    sizes = f"L {layers}, d {width}, n_ctx {context}, V {vocab:,}, {samples} sequence(s)"
-    if flops > MAX_FLOPS:
-        raise ValueError(
-            f"samples: the measured steps would take {flops:.2g} FLOPs at {sizes}; at most {MAX_FLOPS:.0g} "
-            "(~16 GFLOP/s on 2 CPU cores: ~6 minutes); use fewer sequences or a smaller GPT"
-        )
-    if nbytes > MAX_BYTES:
-        raise ValueError(
-            f"samples: the measured steps would hold ~{nbytes / 1e9:.1f} GB at {sizes}; at most "
-            f"{MAX_BYTES / 1e9:.0f} GB by the estimate (weights, gradients, logits); use fewer sequences or a "
-            "smaller GPT"
-        )
+def validate(o) -> None:
+    """Refuse zero where only a positive number makes sense, heads that do not split the width into
+    even head sizes (RoPE), and a measured GPT whose FLOPs or memory (:func:`training_cost`) are too large."""
+    for name in POSITIVE:
+        if getattr(o, name) <= 0:
+            raise ValueError(f"{name}: must be above 0, got {getattr(o, name):g}")
+    if o.width % o.heads:
+        raise ValueError(f"heads: must divide width={o.width}, got {o.heads}")
+    if (o.width // o.heads) % 2:
+        raise ValueError(f"heads: the head size width/heads must be even for RoPE, got {o.width}/{o.heads}")
+    flops, nbytes = training_cost(o.layers, o.width, o.heads, o.context, o.vocab, o.samples)
+    sizes = f"L {o.layers}, d {o.width}, n_ctx {o.context}, V {o.vocab:,}, {o.samples} sequence(s)"
+    for over, what in (
+        (
+            flops > MAX_FLOPS,
+            f"take {flops:.2g} FLOPs at {sizes}; at most {MAX_FLOPS:.0g} (~16 GFLOP/s on 2 CPU cores: ~6 minutes)",
+        ),
+        (
+            nbytes > MAX_BYTES,
+            f"hold ~{nbytes / 1e9:.1f} GB at {sizes}; at most {MAX_BYTES / 1e9:.0f} GB by the "
+            "estimate (weights, gradients, logits)",
+        ),
+    ):
+        if over:
+            raise ValueError(f"samples: the measured steps would {what}; use fewer sequences or a smaller GPT")
 
 
-def build(style: str, layers: int, width: int, heads: int, context: int, vocab: int, dev) -> GPT:
-    cfg = GPTConfig(
-        block_size=context,
-        vocab_size=vocab,
-        n_layer=layers,
-        n_head=heads,
-        n_embd=width,
-        bias=False,
-        attn="manual",
-        **STYLES[style],
-    )
-    with dev:
-        return GPT(cfg).train()
-
-
-def matmul_weights(model: GPT) -> int:
-    """Weights of every nn.Linear (blocks and output layer): what the matmuls multiply by."""
-    return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
-
-
-def measure(model: GPT, idx, targets) -> tuple[int, int]:
-    """(forward FLOPs, backward FLOPs) of one training step's loss, counted separately."""
-    model.zero_grad(set_to_none=True)
-    loss, fwd = count_flops(lambda: model(idx, targets)[1])
-    _, bwd = count_flops(loss.backward)
-    return fwd, bwd
-
-
-def check(
-    device=None,
-    samples: int = DEFAULT_SAMPLES,
-    seed: int = 0,
-    params=13e9,
-    tokens=2e12,
-    peak_tflops=312.0,
-    mfu=0.4,
-    gpus=1024,
-    layers=2,
-    width=256,
-    heads=4,
-    context=32,
-    vocab=65,
-) -> CheckResult:
-    validate(params, tokens, peak_tflops, mfu, gpus, layers, width, heads, context, vocab, samples)
-    dev = pick_device(device)
-    gen = generator(dev, seed)
-    res = CheckResult(CLAIM, describe(dev), samples, seed)
-    C = training_flops(params, tokens)
-    hrs = gpu_hours(C, peak_tflops, mfu)
+@with_options
+def check(o) -> CheckResult:
+    """The answer for the options asked, the PF-day against GPT-3's published figure, and FlopCounterMode
+    on a GPT-2-style and a LLaMA-style GPT: backward = 2 x forward, per token = 6 N_matmul + 12 L n d."""
+    dev = pick_device(o.device)
+    gen = generator(dev, o.seed)
+    res = CheckResult(CLAIM, describe(dev), o.samples, o.seed)
+    C = training_flops(o.params, o.tokens)
+    hrs = gpu_hours(C, o.peak_tflops, o.mfu)
     res.notes.append(
-        f"Answer: C = 6 x {params:.4g} x {tokens:.4g} = {float(C):.4g} FLOPs = {float(pf_days(C)):,.0f} PF-days "
-        f"= {float(hrs):,.0f} GPU-hours at {peak_tflops:g} TFLOP/s x {mfu:.0%} MFU "
-        f"= {float(hrs) / gpus / 24:,.1f} days on {gpus:,} GPUs"
+        f"Answer: C = 6 x {o.params:.4g} x {o.tokens:.4g} = {float(C):.4g} FLOPs = {float(pf_days(C)):,.0f} PF-days "
+        f"= {float(hrs):,.0f} GPU-hours at {o.peak_tflops:g} TFLOP/s x {o.mfu:.0%} MFU "
+        f"= {float(hrs) / o.gpus / 24:,.1f} days on {o.gpus:,} GPUs"
     )
     # the PF-day unit against a published figure
     g3 = float(pf_days(training_flops(GPT3["N"], GPT3["D"])))
@@ -321,58 +216,17 @@ def check(
     g3h = float(training_flops(GPT3["N"], GPT3["D"])) / (10**15 * 3600)
     res.controls.append(Bound.of("GPT-3 with a PF-day of 1e15 x 3600 FLOPs (an hour)", g3h / GPT3["pf_days"], 1, 0.01))
 
-    Lv, dv, nv, Vv = layers, width, context, vocab
-    idx = torch.randint(0, Vv, (samples, nv), device=dev, generator=gen)
-    tgt = torch.randint(0, Vv, (samples, nv), device=dev, generator=gen)
-    attn = 12 * Lv * nv * dv  # dense attention, forward + backward, per token
-    for style in STYLES:
-        model = build(style, Lv, dv, heads, nv, Vv, dev)
-        fwd, bwd = measure(model, idx, tgt)
-        n_tok = samples * nv
-        ff = swiglu_hidden(dv) if "LLaMA" in style else None
-        blocks = Lv * counts.block_matmul_params(dv, heads, "swiglu" if ff else "gelu", d_ff=ff)
-        n_mm = int(blocks) + Vv * dv  # block matrices and the output layer
-        per_tok = (fwd + bwd) / n_tok
-        n_all = model.num_params()
-        res.claims.append(
-            Bound.of(f"{style}: nn.Linear weights = L x block matrices + V d", matmul_weights(model), n_mm, 0)
-        )
-        res.claims.append(Bound.of(f"{style}: backward = 2 x forward", bwd, 2 * fwd, 0))
-        res.claims.append(Bound.of(f"{style}: forward + backward = 3 x forward", fwd + bwd, 3 * fwd, 0))
-        want = 3 * int(counts.forward_flops_per_token(blocks, Lv, nv, dv, Vv, "dense"))
-        res.claims.append(Bound.of(f"{style}: per token = 6 N_matmul + 12 L n d", per_tok, want, 0))
-        res.controls.append(Bound.of(f"{style}: backward = forward", bwd, fwd, 0))
-        res.controls.append(Bound.of(f"{style}: per token = 6 N_matmul (no attention term)", per_tok, 6 * n_mm, 0))
-        predicted = want / (6 * n_all)
-        if abs(predicted - 1) <= EPS / 2:
-            res.claims.append(
-                Bound.of(f"{style}: per token / 6N ~ 1 (within {EPS:.0%})", per_tok / (6 * n_all), 1, EPS)
-            )
-            res.controls.append(
-                Bound.of(f"{style}: per token / 2N ~ 1 ('2N for training')", per_tok / (2 * n_all), 1, EPS)
-            )
-        else:
-            res.notes.append(
-                f"{style}: 6N is {predicted - 1:+.1%} off here (attention or non-matmul parameters); "
-                "no 'about 6N' claim at these sizes"
-            )
-        res.table.append(
-            {
-                "model": style,
-                "N (all)": n_all,
-                "N_matmul": n_mm,
-                "not matmul": n_all - n_mm,
-                "fwd/token": fwd / n_tok,
-                "bwd/fwd": bwd / fwd,
-                "6N_matmul": 6 * n_mm,
-                "12Lnd": attn,
-                "(fwd+bwd)/token": per_tok,
-                "/6N": per_tok / (6 * n_all),
-            }
-        )
+    Lv, dv, nv, Vv = o.layers, o.width, o.context, o.vocab
+    idx = torch.randint(0, Vv, (o.samples, nv), device=dev, generator=gen)
+    tgt = torch.randint(0, Vv, (o.samples, nv), device=dev, generator=gen)
+    for style, fields in STYLES.items():
+        model = counted_gpt(Lv, dv, o.heads, nv, Vv, dev, **fields)
+        fwd, bwd = train_step_flops(model, idx, tgt)
+        _style_findings(res, style, model, fwd, bwd, o)
     res.notes += [
-        f"GPT with L={Lv}, d={dv}, h={heads}, V={Vv}, n_ctx={nv}, no biases, attn='manual', {samples} sequence(s); "
-        "FLOPs from torch.utils.flop_counter.FlopCounterMode (2 per multiply-add), forward and backward counted apart",
+        f"GPT with L={Lv}, d={dv}, h={o.heads}, V={Vv}, n_ctx={nv}, no biases, attn='manual', {o.samples} "
+        "sequence(s); FLOPs from torch.utils.flop_counter.FlopCounterMode (2 per multiply-add), forward and backward "
+        "counted apart",
         "N_matmul = L x block matrices + the d x V output layer; 'not matmul' = norm gains, learned positions and an "
         "untied input table: they are in N but cost no matmul FLOPs (a lookup or an elementwise product)",
         "12Lnd: attention's QK^T and AV, forward and backward, counted over the whole n x n matrix (causal mask or "
@@ -382,9 +236,51 @@ def check(
     return res
 
 
-def main(argv=None) -> int:
-    from proofs.cli import run
+def _style_findings(res: CheckResult, style: str, model, fwd: int, bwd: int, o) -> None:
+    """One style's counted step against its formulas (controls: backward = forward, no attention term,
+    '2N for training'), 'about 6N' where the formula says so, and its table row."""
+    Lv, dv, nv, Vv = o.layers, o.width, o.context, o.vocab
+    n_tok = o.samples * nv
+    ff = swiglu_hidden(dv) if "LLaMA" in style else None
+    blocks = Lv * counts.block_matmul_params(dv, o.heads, "swiglu" if ff else "gelu", d_ff=ff)
+    n_mm = int(blocks) + Vv * dv  # block matrices and the output layer
+    per_tok = (fwd + bwd) / n_tok
+    n_all = model.num_params()
+    res.claims.append(
+        Bound.of(f"{style}: nn.Linear weights = L x block matrices + V d", linear_weights(model), n_mm, 0)
+    )
+    res.claims.append(Bound.of(f"{style}: backward = 2 x forward", bwd, 2 * fwd, 0))
+    res.claims.append(Bound.of(f"{style}: forward + backward = 3 x forward", fwd + bwd, 3 * fwd, 0))
+    want = 3 * int(counts.forward_flops_per_token(blocks, Lv, nv, dv, Vv, "dense"))
+    res.claims.append(Bound.of(f"{style}: per token = 6 N_matmul + 12 L n d", per_tok, want, 0))
+    res.controls.append(Bound.of(f"{style}: backward = forward", bwd, fwd, 0))
+    res.controls.append(Bound.of(f"{style}: per token = 6 N_matmul (no attention term)", per_tok, 6 * n_mm, 0))
+    predicted = want / (6 * n_all)
+    if abs(predicted - 1) <= EPS / 2:
+        res.claims.append(Bound.of(f"{style}: per token / 6N ~ 1 (within {EPS:.0%})", per_tok / (6 * n_all), 1, EPS))
+        res.controls.append(Bound.of(f"{style}: per token / 2N ~ 1 ('2N for training')", per_tok / (2 * n_all), 1, EPS))
+    else:
+        res.notes.append(
+            f"{style}: 6N is {predicted - 1:+.1%} off here (attention or non-matmul parameters); "
+            "no 'about 6N' claim at these sizes"
+        )
+    res.table.append(
+        {
+            "model": style,
+            "N (all)": n_all,
+            "N_matmul": n_mm,
+            "not matmul": n_all - n_mm,
+            "fwd/token": fwd / n_tok,
+            "bwd/fwd": bwd / fwd,
+            "6N_matmul": 6 * n_mm,
+            "12Lnd": 12 * Lv * nv * dv,  # dense attention, forward + backward, per token
+            "(fwd+bwd)/token": per_tok,
+            "/6N": per_tok / (6 * n_all),
+        }
+    )
 
+
+def main(argv=None) -> int:
     return run(sys.modules[__name__], argv)
 
 

@@ -1,9 +1,10 @@
 """Exercise 13.32: the cost model (derive.attention_cost), its derivation, the FLOP counter on the
-implementation, the check with its negative controls, the figure and the command line."""
+implementation, the check with its negative controls, the figure and the exercise's own rules.
+
+The contract test (tests/test_contract.py) covers what every exercise shares: the default check
+passing with its controls rejected, --json, --help, the figure, the declared bounds."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import sympy as sp
@@ -14,6 +15,7 @@ from derive import PROVED
 from derive import attention_cost as cost
 from models.performer import exact_attention, favor_attention, orthogonal_gaussian
 from proofs import performer_complexity as pc
+from proofs.kit.options import settings
 
 SMALL = {"max_n": 512, "samples": 12}  # a quick check: n = 64..512, 12 redraws per r
 
@@ -95,76 +97,35 @@ def test_negative_controls_rejected(small_check):
     assert any("trigonometric" in k for k in ctrl)
 
 
-def test_json_cli_parses_with_verdict(capsys, small_check):
-    code = pc.main(["--json", "--device", "cpu", "--max-n", str(SMALL["max_n"]), "--samples", str(SMALL["samples"])])
-    out = json.loads(capsys.readouterr().out)
-    assert code == 0 and out["verdict"] == "PASS" and out["exercise"] == "13.32"
-    assert out["check"]["verdict"] == "PASS" and out["derivation"]["status"] == PROVED
+def test_figure_draws_the_check_result_without_measuring(small_check, monkeypatch):
+    for part in ("_cost_part", "_error_part", "median_time"):
+        monkeypatch.setattr(pc, part, lambda *a, **k: pytest.fail("the figure measured again"))
+    fig = pc.figure(small_check)
+    assert len(fig.axes) == 3 and len(fig.axes[0].lines) == 4  # counted and modelled, for both methods
 
 
-def test_figure_written(tmp_path, small_check):
-    # after a check the figure reuses its measurements (whatever their sample count)
-    path = pc.figure(tmp_path / "performer.png", device="cpu", max_n=SMALL["max_n"])
-    assert path.exists() and path.stat().st_size > 10_000
-
-
-@pytest.mark.parametrize(
-    "argv, name",
-    [
-        (["--features", "0"], "features"),
-        (["--dim", "-1"], "dim"),
-        (["--max-n", "100", "--no-check", "--plot", "x.png"], "--max-n: must be at least 128"),
-        (["--features", str(10**12)], "--features: must be at most 8,192"),
-        (["--dim", str(10**12)], "--dim: must be at most 256"),
-        (["--max-n", str(10**12)], "--max-n: must be at most 32,768"),
-        (["--samples", str(10**12)], "--samples: must be at most 1,000"),
-    ],
-)
-def test_bad_input_exits_2_naming_the_parameter(argv, name, capsys):
-    with pytest.raises(SystemExit) as e:
-        code = pc.main(argv)
-        raise SystemExit(code)
-    err = capsys.readouterr().err.strip()
-    assert e.value.code == 2 and len(err.splitlines()) == 1 and name in err and "Traceback" not in err
-
-
-def test_bad_input_from_the_shell():
-    p = subprocess.run(
-        [sys.executable, "-m", "proofs.performer_complexity", "--dim", "-1"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert p.returncode == 2 and "Traceback" not in p.stderr
-    assert len(p.stderr.strip().splitlines()) == 1 and "dim" in p.stderr
-
-
-@pytest.mark.parametrize(
-    "kwargs, name",
-    [
-        ({"samples": 1}, "samples"),
-        ({"features": 0}, "features"),
-        ({"dim": 2.5}, "dim"),
-        ({"max_n": 10}, "max_n"),
-    ],
-)
-def test_check_validates_arguments(kwargs, name):
-    with pytest.raises(ValueError, match=rf"^{name}:"):
-        pc.check(device="cpu", **kwargs)
+def test_unset_max_n_is_the_devices_default():
+    assert settings(pc, device="cpu").max_n is None
+    assert pc._max_n(None, torch.device("cpu")) == 2048 and pc._max_n(None, torch.device("cuda")) == 16384
+    assert pc._max_n(256, torch.device("cpu")) == 256
 
 
 @pytest.mark.parametrize(
     "kwargs, start",
     [
+        ({"samples": 1}, "samples: need at least 2 feature redraws"),
+        ({"max_n": 10}, "max_n: must be at least 128"),
+        ({"max_n": 0}, "max_n: must be at least 128"),
+        ({"max_n": 1000}, "max_n: must be 64 times a power of two"),
         ({"max_n": 1 << 15}, "max_n: on the CPU at most 16,384 ("),  # ~12 GB of n x n scores: a GPU's size
         ({"max_n": 1 << 14, "dim": 256, "features": 8192}, "max_n: on the CPU, max_n 16,384 "),  # ~16 minutes
         ({"samples": 1000, "dim": 256}, "samples: on the CPU, max_n 2,048 "),
-        ({"samples": 1001}, "samples: must be at most 1,000 ("),
     ],
 )
-def test_check_refuses_sizes_beyond_the_cpu_budget_before_any_work(kwargs, start):
+def test_own_rules_refuse_before_any_work(kwargs, start):
+    """The exercise's own rules (the contract test covers every exercise's declared bounds)."""
     with pytest.raises(ValueError) as e:
-        pc.check(device="cpu", **kwargs)
+        settings(pc, device="cpu", **kwargs)
     assert str(e.value).startswith(start)
 
 

@@ -8,10 +8,10 @@ import pytest
 from helpers import cli_exit
 
 import proofs
-import proofs.run
+import proofs.kit.runner
 from numeric.check import Bound, CheckResult
 from proofs.__main__ import main
-from proofs.report import write_report
+from proofs.kit.report import write_report
 
 QUICK = {"13.30": "mha_params", "13.31": "prenorm_postnorm"}
 
@@ -19,7 +19,7 @@ QUICK = {"13.30": "mha_params", "13.31": "prenorm_postnorm"}
 @pytest.fixture
 def quick(monkeypatch):
     monkeypatch.setattr(proofs, "REGISTRY", dict(QUICK))
-    for mod in ("proofs.__main__", "proofs.run", "proofs.report"):
+    for mod in ("proofs.__main__", "proofs.kit.report"):
         monkeypatch.setattr(sys.modules[mod], "REGISTRY", dict(QUICK), raising=False)
 
 
@@ -34,7 +34,7 @@ def test_list_names_every_registered_exercise():
 
 def test_load_by_number_or_name_and_unknown():
     assert proofs.load("13.30") is proofs.load("mha_params")
-    assert proofs.load("13.17") is proofs.load("13.12") and proofs.load("13.23") is proofs.load("kv_cache")
+    assert proofs.load("13.17") is proofs.load("13.12") and proofs.load("13.23") is proofs.load("mqa_decoding")
     with pytest.raises(ValueError, match="^exercise"):
         proofs.load("13.99")
 
@@ -65,14 +65,14 @@ def test_report_failure_leaves_the_old_report_intact(quick, tmp_path, monkeypatc
     before = (out / "results.json").read_text()
     calls = []
 
-    def crash(number, **kw):
-        calls.append(number)
+    def crash(mod, **kw):
+        calls.append(mod)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(number, **kw)
+        return real(mod, **kw)
 
-    real = proofs.run.run_one
-    monkeypatch.setattr(sys.modules["proofs.report"], "run_one", crash)
+    real = proofs.kit.runner.run_one
+    monkeypatch.setattr(sys.modules["proofs.kit.report"], "run_one", crash)
     with pytest.raises(KeyboardInterrupt):
         write_report(tmp_path / "rep", device="cpu")
     assert (out / "results.json").read_text() == before
@@ -171,6 +171,7 @@ def test_every_calculator_answers_without_its_check(name, argv, answer, capsys):
         ("rope_matrix", ["--device", "cpu", "--no-check"], "--device"),
         ("sinusoidal_values", ["--samples", "5"], "--samples"),  # draws nothing at random
         ("attention_by_hand", ["--samples", "2"], "--samples"),
+        ("dot_product_variance", ["--plot", "x.png", "--no-check"], "--plot"),  # the figure draws the check
     ],
 )
 def test_flags_that_would_be_ignored_are_refused(name, argv, flag, capsys):

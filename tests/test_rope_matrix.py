@@ -1,12 +1,10 @@
-"""Exercise 13.16: R(m) on (q_0, q_1) with omega_0 = 1: derivation, answer, cross-check, controls, CLI.
+"""Exercise 13.16: R(m) on (q_0, q_1) with omega_0 = 1: the answer, cross-checks, controls, its own rules.
 
 Every answer is compared with math.cos / math.sin and the rotation written out here, not with the
-module's own reference."""
+module's own reference. The contract test covers what every exercise shares (default check, --json,
+--help, figure, declared bounds)."""
 
-import json
 import math
-import subprocess
-import sys
 
 import pytest
 import sympy as sp
@@ -18,21 +16,18 @@ from hypothesis import strategies as st
 from derive.engine import PROVED
 from models.positional import apply_rope
 from proofs import rope_matrix as mod
+from proofs.kit.options import settings as checked
 
 f64 = torch.float64
 
 
-def test_every_step_is_proved():
-    d = mod.derivation()
-    assert len(d.steps) >= 8
-    assert [s.status for s in d.steps] == [PROVED] * len(d.steps)
-
-
 def test_the_symbolic_answer():
     m = sp.Symbol("m", real=True)
-    block = next(s for s in mod.derivation().steps if "block on (q_0, q_1)" in s.reason)
+    d = mod.derivation()
+    block = next(s for s in d.steps if "block on (q_0, q_1)" in s.reason)
     want = sp.Matrix([[sp.cos(m), -sp.sin(m)], [sp.sin(m), sp.cos(m)]])
     assert (block.rhs - want).applyfunc(sp.simplify) == sp.zeros(2, 2)
+    assert d.status == PROVED and len(d.steps) >= 8
 
 
 def test_answer_at_the_default_positions():
@@ -43,13 +38,14 @@ def test_answer_at_the_default_positions():
         assert r["cos m"] == pytest.approx(math.cos(x), abs=1e-16)
         assert r["sin m"] == pytest.approx(math.sin(x), abs=1e-16)
     assert res.table[1]["exact cos m"] == "cos(1)" and res.table[1]["exact sin m"] == "sin(1)"
+    assert len(res.claims) == 2 and len(res.controls) == 4  # per layout: the transpose, the other layout
 
 
-def test_default_check_passes_and_controls_are_rejected():
-    res = mod.check(device="cpu")
-    assert res.passed, res.text()
-    assert len(res.claims) == 2 and all(c.agrees for c in res.claims)
-    assert len(res.controls) == 4 and not any(c.agrees for c in res.controls)
+def test_fractional_positions():
+    rows = mod.check(device="cpu", m="1/2,3").table
+    assert [r["m"] for r in rows] == ["1/2", "3"]
+    assert rows[0]["cos m"] == pytest.approx(math.cos(0.5), abs=1e-16)
+    assert rows[1]["sin m"] == pytest.approx(math.sin(3), abs=1e-16)
 
 
 @given(
@@ -117,58 +113,26 @@ def test_degenerate_values_skip_their_controls_with_a_note():
     assert sum("skipped" in n for n in res.notes) == 3
 
 
-def test_json_cli_reports_the_answer(capsys):
-    assert mod.main(["--json", "--m", "1/2,3"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["exercise"] == "13.16" and out["verdict"] == "PASS" and out["derivation"]["status"] == PROVED
-    rows = out["check"]["table"]
-    assert [r["m"] for r in rows] == ["1/2", "3"]
-    assert rows[0]["cos m"] == pytest.approx(math.cos(0.5), abs=1e-16)
-    assert rows[1]["sin m"] == pytest.approx(math.sin(3), abs=1e-16)
-
-
 @pytest.mark.parametrize(
-    "argv, name",
+    "kw, message",
     [
-        (["--dim", "3"], "dim"),
-        (["--dim", "-2"], "dim"),
-        (["--m", "pi"], "m"),
-        (["--m", "1/0"], "m"),
-        (["--m", "1e9"], "m"),
-        (["--base", "0.5"], "base"),
-        (["--dim", "x"], "--dim"),
-        (["--dim", str(10**12)], "--dim: must be at most 256"),
-        (["--base", "1"], "--base: must be above 1"),
-        (["--base", "1e13"], "--base: must be at most 1e+12"),
-        (["--m", "1e99999999"], "--m: exponents must be at most 40"),
-        (["--m", ",".join(["1"] * 33)], "--m: at most 32 values"),
-        (["--samples", str(10**12)], "--samples: must be at most 1,000,000"),
-        (["--samples", "1000000", "--dim", "8"], "--samples: samples x len(m) x dim"),
+        ({"m": "pi"}, "^m: expected comma-separated numbers"),
+        ({"m": "1/0"}, "^m: expected comma-separated numbers"),
+        ({"m": ""}, "^m: expected comma-separated numbers"),
+        ({"m": "1e9"}, r"^m: each must lie in \[-1,000,000, 1,000,000\]"),
+        ({"m": "1e99999999"}, "^m: exponents must be at most 40"),
+        ({"m": ",".join(["1"] * 33)}, "^m: at most 32 values"),
+        ({"dim": 3}, "^dim: must be even"),
+        ({"base": 1.0}, "^base: must be above 1, got 1$"),
+        ({"samples": 10**6, "dim": 8}, "^samples: samples x len"),
     ],
 )
-def test_bad_input_exits_2_with_one_line(argv, name, capsys):
-    assert cli_exit(mod, argv) == 2
-    err = capsys.readouterr().err
-    assert name in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+def test_the_exercise_rules_name_the_option(kw, message):
+    with pytest.raises(ValueError, match=message):
+        checked(mod, **kw)
 
 
-@pytest.mark.parametrize(
-    "opts, name", [({"dim": 0}, "dim"), ({"dim": 7}, "dim"), ({"m": ""}, "m"), ({"base": 1}, "base")]
-)
-def test_bad_options_raise_naming_the_parameter(opts, name, tmp_path):
-    with pytest.raises(ValueError, match=f"^{name}:"):
-        mod.check(device="cpu", **opts)
-    with pytest.raises(ValueError, match=f"^{name}:"):
-        mod.figure(tmp_path / "x.png", **opts)
-
-
-def test_odd_dim_from_the_shell():
-    p = subprocess.run([sys.executable, "-m", "proofs.rope_matrix", "--dim", "5"], capture_output=True, text=True)
-    assert p.returncode == 2 and p.stdout == ""
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: --dim:")
-
-
-def test_figure_is_written(tmp_path):
-    path = mod.figure(tmp_path / "rope.png", m="0,1,2,3,1/2")
-    assert path.exists() and path.stat().st_size > 0
+def test_an_open_lower_bound_on_the_base_reads_as_before(capsys):
+    """--base is declared from 1, and 1 itself is refused by validate: the message names the flag."""
+    assert cli_exit(mod, ["--base", "1"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --base: must be above 1, got 1"

@@ -57,7 +57,8 @@ def parser_for(mod: ModuleType) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=seed_int(), default=None, help="seed of the explicit generator (default 0)")
     p.add_argument("--no-check", action="store_true", help="print the derivation (and the answer) only")
     for o in options_of(mod):
-        p.add_argument(o.flag, type=o.converter(), default=None, help=f"{o.help} (default {o.default})")
+        default = "" if o.default is None else f" (default {o.default})"  # None: the help says what is used
+        p.add_argument(o.flag, type=o.converter(), default=None, help=o.help + default)
     return p
 
 

@@ -35,7 +35,9 @@ class Option:
 
     ``type`` is int, float or str; ints and floats must lie in [``lo``, ``hi``] (``why`` says where
     ``hi`` comes from: memory or time), floats must be finite, and a str with ``choices`` must be one
-    of them. ``default`` is the value used when the option is not given."""
+    of them; ``lo_open`` excludes ``lo`` itself (a positive float: ``lo=0, lo_open=True``). ``default``
+    is the value used when the option is not given; ``None`` means "the exercise's own choice" (the
+    help says which), and then ``None`` is also accepted from the API."""
 
     flag: str
     type: type
@@ -45,6 +47,7 @@ class Option:
     hi: float | None = None
     why: str = ""
     choices: tuple[str, ...] | None = None
+    lo_open: bool = False
 
     @property
     def dest(self) -> str:
@@ -56,7 +59,7 @@ class Option:
         if self.type is int:
             return int_in(self.lo, self.hi, self.why)
         if self.type is float:
-            return finite_float(self.lo, self.hi)
+            return finite_float(self.lo, self.hi, lo_open=self.lo_open)
         return self._text
 
     def _text(self, s: str) -> str:
@@ -66,6 +69,8 @@ class Option:
 
     def coerce(self, value: object) -> object:
         """``value`` checked as the command line would check it; ValueError ``dest: ...`` if not."""
+        if value is None and self.default is None:
+            return None
         if self.type is int and (isinstance(value, bool) or not isinstance(value, int)):
             raise ValueError(f"{self.dest}: expected an integer, got {value!r}")
         if self.type is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
@@ -124,8 +129,10 @@ def settings(mod: ModuleType, device=None, samples=None, seed=0, **given) -> Set
     else:
         samples = mod.DEFAULT_SAMPLES if samples is None else samples
         hi, why = max_samples(mod)
-        if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= hi:
-            raise ValueError(f"samples: must be an integer from 1 to {hi:,} ({why}), got {samples!r}")
+        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"samples: must be a positive integer, got {samples!r}")
+        if samples > hi:
+            raise ValueError(f"samples: must be at most {hi:,} ({why}), got {samples:,}")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
         raise ValueError(f"seed: must be an integer from 0 to 2^63 - 1, got {seed!r}")
     o = Settings(device, samples, seed, values)
