@@ -7,3 +7,6 @@ def cli_exit(mod, argv) -> int:
         return mod.main(argv)
     except SystemExit as e:  # argparse's own errors (a non-integer, say) exit this way
         return e.code
+
+
+QUICK = {"13.30": "mha_params", "13.31": "prenorm_postnorm"}  # two fast exercises for `all` and the report

@@ -8,8 +8,6 @@ from helpers import cli_exit
 
 from models.utils.files import MARKER, TEMP_MARKER, check_replaceable, replace_dir, write_atomic
 
-QUICK = {"13.30": "mha_params"}
-
 
 def _tree(root):
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
@@ -17,19 +15,6 @@ def _tree(root):
 
 def _build(text="new"):
     return lambda tmp: (tmp / "index.md").write_text(text)
-
-
-@pytest.fixture
-def quick(monkeypatch):
-    import sys
-
-    import proofs.__main__  # noqa: F401
-    import proofs.report  # noqa: F401
-    import proofs.run  # noqa: F401
-
-    monkeypatch.setattr(proofs, "REGISTRY", dict(QUICK))
-    for mod in ("proofs.__main__", "proofs.run", "proofs.report"):
-        monkeypatch.setattr(sys.modules[mod], "REGISTRY", dict(QUICK), raising=False)
 
 
 def test_report_into_a_users_folder_keeps_every_file(tmp_path, capsys, quick):
@@ -59,7 +44,7 @@ def test_report_onto_a_users_file_is_refused_and_the_file_stays(tmp_path, capsys
 
 
 def test_a_report_replaces_only_its_own_earlier_report(tmp_path, quick):
-    from proofs.report import write_report
+    from proofs.kit.report import write_report
 
     out = write_report(tmp_path / "rep", device="cpu")
     assert (out / MARKER).is_file() and (out / "mha_params.md").is_file()

@@ -5,22 +5,13 @@ import subprocess
 import sys
 
 import pytest
-from helpers import cli_exit
+from helpers import QUICK, cli_exit
 
 import proofs
 import proofs.kit.runner
 from numeric.check import Bound, CheckResult
 from proofs.__main__ import main
 from proofs.kit.report import write_report
-
-QUICK = {"13.30": "mha_params", "13.31": "prenorm_postnorm"}
-
-
-@pytest.fixture
-def quick(monkeypatch):
-    monkeypatch.setattr(proofs, "REGISTRY", dict(QUICK))
-    for mod in ("proofs.__main__", "proofs.kit.report"):
-        monkeypatch.setattr(sys.modules[mod], "REGISTRY", dict(QUICK), raising=False)
 
 
 def test_list_names_every_registered_exercise():
