@@ -37,7 +37,10 @@ from derive.engine import Derivation
 from models.gpt import CausalSelfAttention, GPTConfig
 from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
-from proofs.cli import Option
+from numeric.sizes import int_list
+from proofs.kit import plotting
+from proofs.kit.cli import run
+from proofs.kit.options import Option, with_options
 
 NUMBER = "13.30"
 CLAIM = "Multi-head attention has 4 d^2 weights (4 d^2 + 4 d with biases) for every number of heads h dividing d."
@@ -64,29 +67,29 @@ WRONG = {  # plausible wrong formulas for the bias-free count
     "3 d^2 + d^2 h": lambda dd, hh: 3 * dd * dd + dd * dd * hh,
     "4 d^2 h": lambda dd, hh: 4 * dd * dd * hh,
 }
+NOTES = [
+    "counts are exact integers; every comparison has tolerance 0",
+    "'worst' reports the (d, h) with the largest |count - formula|; a control is rejected when even "
+    "the closest config differs",
+    f"random (d, h): d uniform in 1..{RANDOM_D} and h a uniform divisor of d, from the seeded generator",
+    "columns: torch = nn.MultiheadAttention, gpt = gpt.CausalSelfAttention; +b with biases; "
+    "3d^2/h = W_Q^i, W_K^i, W_V^i of one head",
+]
+WHY = {"d": "4 d^2 weights per module, built for every divisor: 2,048 takes ~15 s", "heads": "each must divide every d"}
 
 
 def divisors(n: int) -> list[int]:
+    """Every positive divisor of ``n``, in increasing order."""
     return [k for k in range(1, n + 1) if n % k == 0]
 
 
-def _ints(name: str, value, maximum: int, why: str) -> list[int]:
-    parts = value.split(",") if isinstance(value, str) else list(value)
-    parts = [p for p in parts if str(p).strip() != ""]
-    out = []
-    for p in parts:
-        try:
-            v = int(str(p).strip())
-        except ValueError:
-            raise ValueError(f"{name}: expected comma-separated integers, got {str(value)[:80]!r}") from None
-        if v < 1:
-            raise ValueError(f"{name}: each must be at least 1, got {v:,}")
-        if v > maximum:
-            raise ValueError(f"{name}: each must be at most {maximum:,} ({why}), got {v:,}")
-        out.append(v)
-    out = sorted(set(out))
-    if len(out) > MAX_COUNT:
-        raise ValueError(f"{name}: at most {MAX_COUNT} distinct values (each builds its own modules), got {len(out):,}")
+def _sizes(o, name: str) -> list[int]:
+    """The widths asked for (``name`` "d", at least one) or the head counts ("heads"; none: every divisor)."""
+    out = int_list(
+        name, getattr(o, name), MAX_D, WHY[name], max_count=MAX_COUNT, count_why="each builds its own modules"
+    )
+    if name == "d" and not out:
+        raise ValueError("d: give at least one width")
     return out
 
 
@@ -100,37 +103,33 @@ def weights_built(ds: list[int], hs: list[int], samples: int) -> int:
     return total + samples * 16 * RANDOM_D * RANDOM_D // 3
 
 
-def _validate(d_list, heads, samples):
-    ds = _ints("d", d_list, MAX_D, "4 d^2 weights per module, built for every divisor: 2,048 takes ~15 s")
-    if not ds:
-        raise ValueError("d: give at least one width")
-    hs = _ints("heads", heads, MAX_D, "each must divide every d")
+def validate(o) -> None:
+    """Every head count must divide every width, and the weights the check builds (its time) are bounded."""
+    ds, hs = _sizes(o, "d"), _sizes(o, "heads")
     for hh in hs:
         for dd in ds:
             if dd % hh:
                 raise ValueError(f"heads: {hh} does not divide d={dd}")
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ValueError(f"samples: must be a positive integer, got {samples!r}")
-    n = weights_built(ds, hs, samples)
+    n = weights_built(ds, hs, o.samples)
     if n > MAX_WEIGHTS:
         raise ValueError(
             f"d: the check would build {n:.3g} weights (4 d^2 per module, every divisor h of every d and "
             f"every GQA pair); at most {MAX_WEIGHTS:.0g} (~5e-9 s each on 2 CPU cores: ~7 minutes); "
             "give fewer or smaller widths, --heads, or fewer --samples"
         )
-    return ds, hs
 
 
-def validate(d="64,96,128,512", heads="", samples=DEFAULT_SAMPLES) -> None:
-    """Refuse bad options before any work (the CLI calls this before the derivation)."""
-    _validate(d, heads, samples)
+# -- the derivation ------------------------------------------------------------------------------
 
 
 def derivation() -> Derivation:
+    """Sum the heads' 3 d^2 / h and add W_O: 4 d^2 (+ 4 d with biases) for symbolic d and h, free of h;
+    beside it grouped-query attention, whose count depends on h unless h_kv = h."""
     i = sp.Symbol("i", positive=True, integer=True)
     P = sp.Function("P")
     head = counts.attention_head_params(d, h)
-    mha = counts.attention_params(d, h, bias=False)
+    heads, biases = sp.Sum(head, (i, 1, h)), sp.Sum(3 * d / h, (i, 1, h))
+    mha, withb = counts.attention_params(d, h, bias=False), counts.attention_params(d, h, bias=True)
     gqa = counts.attention_params(d, h, bias=False, n_kv=h_kv)
     dx = Derivation(
         "Exercise 13.30: multi-head attention has 4 d^2 parameters for every h",
@@ -140,93 +139,48 @@ def derivation() -> Derivation:
             "GQA: h_kv key/value heads (h_kv divides h), each d x d_k for K and for V",
         ],
     )
-    dx.eq(
-        sp.Symbol("P_Q,i"),
-        d**2 / h,
-        "one head's query map is d x d/h",
-        strategy="cancel",
-        computed=d * counts.head_dim(d, h),
-    )
-    dx.eq(
-        sp.Symbol("P_head"),
-        3 * d**2 / h,
-        "W_Q^i, W_K^i, W_V^i together: 3 d^2 / h per head",
-        strategy="cancel",
-        computed=head,
-    )
-    dx.eq(
-        sp.Sum(head, (i, 1, h)),
-        3 * d**2,
-        "sum over the h heads: h * 3 d^2 / h",
-        strategy="cancel",
-        computed=sp.Sum(head, (i, 1, h)).doit(),
-    )
-    dx.eq(
-        P(h),
-        4 * d**2,
-        "add W_O (d x d) acting on the concatenated heads",
-        strategy="expand",
-        computed=sp.Sum(head, (i, 1, h)).doit() + d * d,
-    )
-    dx.eq(
-        P(h), mha, "the same count as derive.counts.attention_params(bias=False)", strategy="expand", computed=4 * d**2
-    )
-    dx.eq(sp.Derivative(P(h), h), 0, "independent of h", strategy="exact", computed=sp.diff(mha, h))
-    dx.eq(
-        sp.Sum(3 * d / h, (i, 1, h)) + d,
-        4 * d,
-        "biases: 3 d/h per head (Q, K, V) and d for W_O",
-        strategy="cancel",
-        computed=sp.Sum(3 * d / h, (i, 1, h)).doit() + d,
-    )
-    withb = counts.attention_params(d, h, bias=True)
-    dx.eq(P(h), 4 * d**2 + 4 * d, "with biases: 4 d^2 + 4 d, still free of h", strategy="expand", computed=withb)
-    dx.eq(sp.Derivative(P(h), h), 0, "with biases, independent of h", strategy="exact", computed=sp.diff(withb, h))
-    dx.eq(
-        P(h, h_kv),
-        2 * d**2 + 2 * d * h_kv * d / h,
-        "GQA: W_Q and W_O d x d, W_K and W_V d x h_kv d_k",
-        strategy="cancel",
-        computed=gqa,
-    )
-    dx.eq(
-        P(h) - P(h, h_kv),
-        2 * d**2 * (1 - h_kv / h),
-        "GQA saves 2 d^2 (1 - h_kv/h): zero only if h_kv = h",
-        strategy="cancel",
-        computed=mha - gqa,
-    )
-    dx.eq(P(h, h), 4 * d**2, "h_kv = h is standard multi-head attention", strategy="expand", computed=gqa.subs(h_kv, h))
-    mqa = gqa.subs(h_kv, 1)
-    dx.eq(
-        sp.Derivative(P(h, 1), h),
-        -2 * d**2 / h**2,
-        "MQA (h_kv = 1): 2 d^2 + 2 d^2/h depends on h",
-        strategy="cancel",
-        computed=sp.diff(mqa, h),
-    )
+    dx.eq(sp.Symbol("P_Q,i"), d**2 / h, "one head's query map is d x d/h", "cancel", d * counts.head_dim(d, h))
+    dx.eq(sp.Symbol("P_head"), 3 * d**2 / h, "W_Q^i, W_K^i, W_V^i together: 3 d^2 / h per head", "cancel", head)
+    dx.eq(heads, 3 * d**2, "sum over the h heads: h * 3 d^2 / h", "cancel", heads.doit())
+    dx.eq(P(h), 4 * d**2, "add W_O (d x d) acting on the concatenated heads", "expand", heads.doit() + d * d)
+    dx.eq(P(h), mha, "the same count as derive.counts.attention_params(bias=False)", "expand", 4 * d**2)
+    dx.eq(sp.Derivative(P(h), h), 0, "independent of h", "exact", sp.diff(mha, h))
+    dx.eq(biases + d, 4 * d, "biases: 3 d/h per head (Q, K, V) and d for W_O", "cancel", biases.doit() + d)
+    dx.eq(P(h), 4 * d**2 + 4 * d, "with biases: 4 d^2 + 4 d, still free of h", "expand", withb)
+    dx.eq(sp.Derivative(P(h), h), 0, "with biases, independent of h", "exact", sp.diff(withb, h))
+    gqa_count = 2 * d**2 + 2 * d * h_kv * d / h
+    dx.eq(P(h, h_kv), gqa_count, "GQA: W_Q and W_O d x d, W_K and W_V d x h_kv d_k", "cancel", gqa)
+    saved = 2 * d**2 * (1 - h_kv / h)
+    dx.eq(P(h) - P(h, h_kv), saved, "GQA saves 2 d^2 (1 - h_kv/h): zero only if h_kv = h", "cancel", mha - gqa)
+    dx.eq(P(h, h), 4 * d**2, "h_kv = h is standard multi-head attention", "expand", gqa.subs(h_kv, h))
+    mqa = sp.diff(gqa.subs(h_kv, 1), h)
+    dx.eq(sp.Derivative(P(h, 1), h), -2 * d**2 / h**2, "MQA (h_kv = 1): 2 d^2 + 2 d^2/h depends on h", "cancel", mqa)
     return dx
 
 
-# -- numerics ------------------------------------------------------------------------------------
+# -- the check -----------------------------------------------------------------------------------
 
 
 def n_params(module: torch.nn.Module) -> int:
+    """The number of parameters (weights and biases) of ``module``."""
     return sum(p.numel() for p in module.parameters())
 
 
 def torch_mha(dd: int, hh: int, bias: bool, dev) -> int:
+    """Parameters of ``torch.nn.MultiheadAttention(dd, hh, bias=bias)`` built on ``dev``."""
     with dev:
         return n_params(torch.nn.MultiheadAttention(dd, hh, bias=bias))
 
 
 def project_attention(dd: int, hh: int, bias: bool, dev, n_kv: int | None = None) -> int:
+    """Parameters of the project's ``CausalSelfAttention`` (width ``dd``, ``hh`` heads, ``n_kv`` KV heads)."""
     cfg = GPTConfig(block_size=1, vocab_size=1, n_layer=1, n_head=hh, n_embd=dd, n_kv_head=n_kv, bias=bias)
     with dev:
         return n_params(CausalSelfAttention(cfg))
 
 
 def formula(dd: int, hh: int, bias: bool, n_kv: int | None = None) -> int:
+    """The count of derive.counts.attention_params at integers, as an int (AssertionError if not one)."""
     e = counts.attention_params(dd, hh, bias, n_kv)
     if not e.is_integer:
         raise AssertionError(f"count {e} is not an integer")
@@ -247,13 +201,10 @@ def _configs(ds, hs, samples, gen, dev) -> list[tuple[int, int, str]]:
     return grid + rand
 
 
-def check(device=None, samples: int = DEFAULT_SAMPLES, seed: int = 0, d="64,96,128,512", heads="") -> CheckResult:
-    ds, hs = _validate(d, heads, samples)
-    dev = pick_device(device)
-    gen = generator(dev, seed)
-    res = CheckResult(CLAIM, describe(dev), samples, seed)
-    configs = _configs(ds, hs, samples, gen, dev)
-    counted = {}  # (module, bias, d, h) -> count
+def _count(res: CheckResult, configs, dev) -> dict:
+    """Count every module with and without biases at each (d, h); one table row per config.
+    Returns {(module, bias, d, h): count}."""
+    counted = {}
     for dd, hh, src in configs:
         row = {"d": dd, "h": hh, "d_k": dd // hh, "src": src, "3d^2/h": int(counts.attention_head_params(dd, hh))}
         for name, (col, fn) in MODULES.items():
@@ -262,6 +213,12 @@ def check(device=None, samples: int = DEFAULT_SAMPLES, seed: int = 0, d="64,96,1
                 row[col + ("+b" if b else "")] = counted[name, b, dd, hh]
         row["4d^2+4d"], row["4d^2"] = formula(dd, hh, True), formula(dd, hh, False)
         res.table.append(row)
+    return counted
+
+
+def _mha_findings(res: CheckResult, counted: dict, configs) -> None:
+    """Claims: each module equals 4 d^2 (+ 4 d) for every h of each width and at the random pairs.
+    Controls: the wrong formulas at h > 1, and 4 d^2 for the biased modules."""
 
     def worst(name, b, pairs, target):
         """The (count, target) pair with the largest |count - target| over ``pairs`` of (d, h)."""
@@ -291,14 +248,20 @@ def check(device=None, samples: int = DEFAULT_SAMPLES, seed: int = 0, d="64,96,1
             res.controls.append(Bound.of(f"{name}(bias=False) = {wname} (worst over all (d, h > 1))", got, want, 0))
         got, want = worst(name, True, all_pairs, lambda x, y: formula(x, y, False))
         res.controls.append(Bound.of(f"{name}(bias=True) = 4 d^2 (biases forgotten)", got, want, 0))
+    if not multi:
+        res.notes.append("no (d, h) with h > 1: the wrong formulas 4d^2/h, 3d^2 + d^2 h, 4d^2 h equal 4d^2 at h = 1")
 
-    # grouped-query attention: its own formula agrees; 4 d^2 (+ 4 d) is rejected for every n_kv < h
+
+def _gqa_findings(res: CheckResult, ds: list[int], hs: list[int], dev) -> None:
+    """Grouped-query attention: its own formula agrees, and 4 d^2 (+ 4 d) is rejected for every h_kv < h.
+    Keeps the MQA counts (h_kv = 1, no biases) for the figure in ``res.series["mqa"]``."""
+    mqa = res.series.setdefault("mqa", {})
     for dd in ds:
         gqa = [(hh, kv) for hh in (hs or divisors(dd)) for kv in divisors(hh) if kv < hh]
-        if not gqa:
-            continue
-        for b in (True, False):
+        for b in (True, False) if gqa else ():
             got = {(hh, kv): project_attention(dd, hh, b, dev, kv) for hh, kv in gqa}
+            if not b:
+                mqa |= {(dd, hh): n for (hh, kv), n in got.items() if kv == 1}
             bad = max(gqa, key=lambda k: abs(got[k] - formula(dd, k[0], b, k[1])))
             res.claims.append(
                 Bound.of(
@@ -319,62 +282,49 @@ def check(device=None, samples: int = DEFAULT_SAMPLES, seed: int = 0, d="64,96,1
                     0,
                 )
             )
-    if not multi:
-        res.notes.append("no (d, h) with h > 1: the wrong formulas 4d^2/h, 3d^2 + d^2 h, 4d^2 h equal 4d^2 at h = 1")
-    res.notes += [
-        "counts are exact integers; every comparison has tolerance 0",
-        "'worst' reports the (d, h) with the largest |count - formula|; a control is rejected when even "
-        "the closest config differs",
-        f"random (d, h): d uniform in 1..{RANDOM_D} and h a uniform divisor of d, from the seeded generator",
-        "columns: torch = nn.MultiheadAttention, gpt = gpt.CausalSelfAttention; +b with biases; "
-        "3d^2/h = W_Q^i, W_K^i, W_V^i of one head",
-    ]
+
+
+@with_options
+def check(o) -> CheckResult:
+    """Count the parameters of nn.MultiheadAttention and gpt.CausalSelfAttention, with and without biases, for
+    every h of each width and at seeded random (d, h), and compare each with 4 d^2 (+ 4 d) exactly."""
+    ds, hs = _sizes(o, "d"), _sizes(o, "heads")
+    dev = pick_device(o.device)
+    res = CheckResult(CLAIM, describe(dev), o.samples, o.seed)
+    configs = _configs(ds, hs, o.samples, generator(dev, o.seed), dev)
+    _mha_findings(res, _count(res, configs, dev), configs)
+    _gqa_findings(res, ds, hs, dev)
+    res.notes += NOTES
     return res
 
 
-def figure(path, device=None, seed: int = 0, d="64,96,128,512", heads=""):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from models.utils.files import save_figure
-
-    ds, hs = _validate(d, heads, DEFAULT_SAMPLES)
-    dev = pick_device(device)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for dd in ds:
-        hl = hs or divisors(dd)
-        line = ax.plot(
-            hl,
-            [torch_mha(dd, hh, False, dev) / dd**2 for hh in hl],
-            "o",
-            label=f"d={dd}: nn.MultiheadAttention",
-        )[0]
-        ax.plot(
-            hl,
-            [project_attention(dd, hh, False, dev, 1) / dd**2 for hh in hl],
-            "s",
-            mfc="none",
-            color=line.get_color(),
-            label=f"d={dd}: CausalSelfAttention, h_kv=1 (MQA)",
-        )
-    hmax = max(max(hs or divisors(dd)) for dd in ds)
+def figure(res: CheckResult):
+    """Parameters / d^2 against h for each width asked: nn.MultiheadAttention (4 for every h) and the MQA
+    CausalSelfAttention (2 + 2/h), as counted by the check, beside the closed forms and a wrong 4/h."""
+    fig, ax = plotting.subplots(width=6.4, height=4.2)
+    grid_rows = [r for r in res.table if r["src"] == "grid"]
+    for dd in dict.fromkeys(r["d"] for r in grid_rows):
+        rows = [r for r in grid_rows if r["d"] == dd]
+        hl = [r["h"] for r in rows]
+        line = ax.plot(hl, [r["torch"] / dd**2 for r in rows], "o", label=f"d={dd}: nn.MultiheadAttention")[0]
+        mqa = [res.series["mqa"].get((dd, r["h"]), r["gpt"]) / dd**2 for r in rows]  # h = 1: MQA is MHA
+        ax.plot(hl, mqa, "s", mfc="none", color=line.get_color(), label=f"d={dd}: CausalSelfAttention, h_kv=1 (MQA)")
+    hmax = max(r["h"] for r in grid_rows)
     grid = [2**k for k in range(0, hmax.bit_length())]
     ax.plot(grid, [4.0] * len(grid), "k-", lw=0.8, label="4 d^2 (any h)")
     ax.plot(grid, [2 + 2 / g for g in grid], "k:", lw=0.8, label="MQA 2 d^2 + 2 d^2/h")
     ax.plot(grid, [4 / g for g in grid], "r--", lw=0.8, label="wrong: 4 d^2 / h")
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("number of heads h")
-    ax.set_ylabel("parameters / d^2 (no biases)")
-    ax.set_title("Exercise 13.30: attention parameters do not depend on h")
+    ax.set(
+        xlabel="number of heads h",
+        ylabel="parameters / d^2 (no biases)",
+        title="Exercise 13.30: attention parameters do not depend on h",
+    )
     ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
-    return save_figure(fig, path)
+    return fig
 
 
 def main(argv=None) -> int:
-    from proofs.cli import run
-
     return run(sys.modules[__name__], argv)
 
 

@@ -1,16 +1,18 @@
-"""Exercise 13.18: compute-optimal (N, D); answers recomputed by hand, the check and its controls, CLI."""
+"""Exercise 13.18: compute-optimal (N, D); answers recomputed by hand, the check and its controls, the open ends
+and float64 range of its options, robustness over that range (the contract test covers what every exercise shares)."""
 
 import json
 import math
-import subprocess
-import sys
 
 import pytest
+from helpers import cli_exit
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from derive.engine import PROVED
+from models.utils.cli import name_flags
 from proofs import chinchilla as ex
+from proofs.kit import options
 
 FIT = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 
@@ -40,7 +42,7 @@ def test_derivation_all_proved():
 
 
 def test_answers_at_the_exercise_values():
-    rows = {r["answer"][:4].strip(): r for r in ex.answers(ex.validate())}
+    rows = {r["answer"][:4].strip(): r for r in ex.answers(options.settings(ex))}
     n_a = math.sqrt(1e22 / 120)
     assert math.isclose(rows["(a)"]["N"], n_a, rel_tol=1e-12) and math.isclose(n_a, 9.128709e9, rel_tol=1e-6)
     assert math.isclose(rows["(a)"]["D"], 20 * n_a, rel_tol=1e-12)
@@ -69,18 +71,16 @@ def test_answers_at_the_exercise_values():
     st.floats(1e10, 1e30),
 )
 def test_closed_form_is_the_bisected_root(alpha, beta, A, B, c):
-    o = ex.validate(flops=c, A=A, B=B, alpha=alpha, beta=beta)
+    o = options.settings(ex, flops=c, A=A, B=B, alpha=alpha, beta=beta)
     n, d = ex.fitted_optimum(c, o)
     want = bisect_root(c, A, B, alpha, beta)
     assert math.isclose(n, want, rel_tol=1e-9)
     assert math.isclose(d, c / (6 * want), rel_tol=1e-9)
 
 
-def test_check_passes_and_controls_are_rejected():
+def test_check_has_every_budget_and_control_and_says_where_its_numbers_come_from():
     res = ex.check()
-    assert res.passed, res.text()
-    assert len(res.claims) == 6 and all(c.agrees for c in res.claims)
-    assert len(res.controls) == 3 and not any(c.agrees for c in res.controls)
+    assert len(res.claims) == 6 and len(res.controls) == 3
     text = res.text()
     for s in ("arXiv:2203.15556", "Table 2", "406.4", "tokens/param", "flat near its minimum"):
         assert s in text
@@ -104,12 +104,20 @@ def test_samples_choose_the_budgets():
     assert [c.claim.split(":")[0] for c in res.claims[:2]] == ["C = 3e+21", "C = 1e+18"]
 
 
-def test_cli_prints_answers_and_figure(capsys, tmp_path):
-    assert ex.main(["--plot", str(tmp_path / "iso.png")]) == 0
+def test_cli_prints_answers(capsys):
+    assert ex.main(["--samples", "1"]) == 0
     out = capsys.readouterr().out
     for s in ("Exercise 13.18", "N = 9.129e+09", "N = 5.16e+09", "D = 3.23e+11", "Verdict: PASS"):
         assert s in out
-    assert (tmp_path / "iso.png").stat().st_size > 0
+
+
+def test_figure_draws_the_budgets_and_argmins_of_the_check(monkeypatch):
+    res = ex.check(samples=3, flops=3e21)
+    monkeypatch.setattr(ex.powerlaw, "argmin", lambda *a: pytest.fail("the figure searched again"))
+    ax = ex.figure(res).axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()][:3] == ["C = 1e+18", "C = 1e+20", "C = 3e+21"]
+    crosses = [ln.get_xdata()[0] for ln in ax.lines if ln.get_marker() == "x" and len(ln.get_xdata())]
+    assert sorted(crosses) == sorted(math.exp(x) for x in res.series["argmin"].values())
 
 
 def test_cli_json_follows_the_options(capsys):
@@ -140,77 +148,55 @@ def test_every_float_flag_is_an_option():
     assert {o.dest: o.flag for o in ex.OPTIONS} == FLOAT_FLAGS
 
 
-@pytest.mark.parametrize("dest", sorted(FLOAT_FLAGS))
-@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, -1.0, "1e22", None, True])
-def test_nan_inf_and_non_numbers_are_refused_by_every_flag(dest, bad):
-    with pytest.raises(ValueError) as e:
-        ex.validate(**{dest: bad})
-    msg = str(e.value)
-    assert msg.startswith(f"{FLOAT_FLAGS[dest]}: must be ") and "\n" not in msg and repr(bad) in msg
-
-
 @pytest.mark.parametrize(
     "opts, name",
     [
-        ({"flops": 0.0}, "--flops"),
-        ({"flops": -1e22}, "--flops"),
-        ({"flops": math.inf}, "--flops"),
-        ({"alpha": 0.0}, "--alpha"),
-        ({"beta": 1.5}, "--beta"),
-        ({"beta": 1.0}, "--beta"),
-        ({"A": -1.0}, "--A"),
-        ({"A": 0.0}, "--A"),
-        ({"B": math.nan}, "--B"),
-        ({"E": -0.1}, "--E"),
-        ({"tokens_per_param": 0.0}, "--tokens-per-param"),
-        ({"a_approach1": 0.0}, "--a-approach1"),
-        ({"a_approach2": 1.0}, "--a-approach2"),
-        ({"anchor_params": -7e10}, "--anchor-params"),
-        ({"anchor_tokens": 0.0}, "--anchor-tokens"),
-        ({"samples": 0}, "--samples"),
+        ({"flops": 0.0}, "flops"),
+        ({"flops": -1e22}, "flops"),
+        ({"alpha": 0.0}, "alpha"),
+        ({"beta": 1.5}, "beta"),
+        ({"beta": 1.0}, "beta"),
+        ({"A": -1.0}, "A"),
+        ({"A": 0}, "A"),
+        ({"E": -0.1}, "E"),
+        ({"tokens_per_param": 0.0}, "tokens_per_param"),
+        ({"a_approach1": 0.0}, "a_approach1"),
+        ({"a_approach2": 1.0}, "a_approach2"),
+        ({"anchor_params": -7e10}, "anchor_params"),
+        ({"anchor_tokens": 0.0}, "anchor_tokens"),
         # together out of float64's range: the answer would not be a float64 number
-        ({"A": 1e300}, "--A"),
-        ({"B": 1e-300, "alpha": 1e-3}, "--B"),
-        ({"flops": 1e300}, "--flops"),
-        ({"tokens_per_param": 1e-300}, "--tokens-per-param"),
-        ({"anchor_params": 1e-300}, "--anchor-params"),
+        ({"A": 1e300}, "A"),
+        ({"B": 1e-300, "alpha": 1e-3}, "B"),
+        ({"flops": 1e300}, "flops"),
+        ({"tokens_per_param": 1e-300}, "tokens_per_param"),
+        ({"anchor_params": 1e-300}, "anchor_params"),
     ],
 )
 def test_bad_options_raise_naming_parameter(opts, name):
     with pytest.raises(ValueError, match=rf"^{name}:") as e:
-        ex.check(**opts)
+        options.settings(ex, **opts)
     assert "\n" not in str(e.value)
+
+
+def test_zero_is_accepted_for_E_alone():
+    assert options.settings(ex, E=0.0).E == 0.0
 
 
 def test_out_of_range_message_gives_the_reason():
     with pytest.raises(ValueError) as e:
-        ex.validate(A=1e300)
+        options.settings(ex, A=1e300)
     msg = str(e.value)
-    assert msg.startswith("--A: must keep every answer's N and D within 10^-150..10^150")
-    assert "float64" in msg and "got 1e+300" in msg and "N = 10^489.4" in msg
+    assert msg.startswith("A: must keep every answer's N and D within 10^-150..10^150")
+    assert "float64" in msg and "got 1e+300" in msg and "N = 10^489.4" in msg and "alpha=0.34" in msg
 
 
-def test_nan_message():
+@pytest.mark.parametrize("argv, flag", [(["--alpha", "1"], "--alpha"), (["--B", "1e300"], "--B")])
+def test_cli_prints_the_api_message_with_flags_in_one_line(argv, flag, capsys):
     with pytest.raises(ValueError) as e:
-        ex.validate(A=math.nan)
-    assert str(e.value) == "--A: must be a positive finite number, got nan"
-
-
-@pytest.mark.parametrize(
-    "argv, flag", [(["--alpha", "0"], "--alpha"), (["--A", "nan"], "--A"), (["--B", "1e300"], "--B")]
-)
-def test_cli_bad_input_subprocess(argv, flag):
-    out = subprocess.run([sys.executable, "-m", "proofs.chinchilla", *argv], capture_output=True, text=True)
-    assert out.returncode == 2
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and flag + ":" in lines[0] and "Traceback" not in out.stderr
-
-
-def test_cli_prints_the_api_message_as_is():
-    with pytest.raises(ValueError) as e:
-        ex.validate(B=1e300)
-    out = subprocess.run([sys.executable, "-m", "proofs.chinchilla", "--B", "1e300"], capture_output=True, text=True)
-    assert out.returncode == 2 and out.stderr.strip() == f"error: {e.value}"
+        options.settings(ex, **{flag[2:]: float(argv[1])})
+    assert cli_exit(ex, argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {name_flags(str(e.value), FLOAT_FLAGS)}"] and err[0].startswith(f"error: {flag}:")
 
 
 # -- robustness over the whole range the flags allow --------------------------------------------
@@ -242,11 +228,11 @@ def test_check_passes_or_refuses_cleanly_over_the_whole_range(A, B, alpha, beta,
     refuses the values in one line naming a flag of the fit (the answer would leave 10^+-150), or passes."""
     opts = dict(A=A, B=B, alpha=alpha, beta=beta, flops=flops)
     try:
-        o = ex.validate(**opts)
+        o = options.settings(ex, **opts)
     except ValueError as e:
         msg = str(e)
         assert "\n" not in msg and "10^-150..10^150" in msg
-        assert msg.split(":")[0] in ("--A", "--B", "--alpha", "--beta", "--flops")
+        assert msg.split(":")[0] in ("A", "B", "alpha", "beta", "flops")
         event("refused")
         return
     event("accepted")
@@ -258,7 +244,7 @@ def test_check_passes_or_refuses_cleanly_over_the_whole_range(A, B, alpha, beta,
 def test_check_passes_with_every_control_in_a_wide_box(A, B, alpha, beta, flops):
     """In this box (A, B in 1e-30..1e30, exponents in 0.3..0.99, 1e10..1e28 FLOPs) no value is refused,
     the check passes at every budget, and the three controls (two when alpha = beta) are rejected."""
-    o = ex.validate(A=A, B=B, alpha=alpha, beta=beta, flops=flops)
+    o = options.settings(ex, A=A, B=B, alpha=alpha, beta=beta, flops=flops)
     res = ex.check(A=A, B=B, alpha=alpha, beta=beta, flops=flops)
     assert_sound(res, o)
     assert len(res.claims) == len({flops, *ex.BUDGETS}) + 1 and not any("budgets left out" in n for n in res.notes)
@@ -292,7 +278,7 @@ def test_check_passes_across_the_accepted_range(log_a, alpha, beta, log_c, log_n
     assume(-300 < log_b < 300)
     opts = dict(A=A, B=10.0**log_b, alpha=alpha, beta=beta, flops=flops)
     try:
-        o = ex.validate(**opts)
+        o = options.settings(ex, **opts)
     except ValueError:  # at the edge of 10^+-150 after rounding, or (a) outside it at the smallest budgets
         assume(False)
         return
@@ -320,7 +306,7 @@ EXTREMES = [
 @pytest.mark.parametrize("opts", EXTREMES)
 def test_extremes_pass_and_a_wrong_closed_form_still_fails(opts, monkeypatch):
     res = ex.check(**opts)
-    assert_sound(res, ex.validate(**opts))
+    assert_sound(res, options.settings(ex, **opts))
     assert len(res.controls) >= 1
     right = ex.fitted_optimum
     monkeypatch.setattr(ex, "fitted_optimum", lambda c, o: tuple(1.01 * v for v in right(c, o)))

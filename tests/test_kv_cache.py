@@ -1,8 +1,7 @@
-"""Exercises 13.14 and 13.23: KV-cache bytes; answers by hand, the check and its controls, CLI."""
+"""Exercises 13.14 and 13.23: KV-cache bytes; answers by hand, the check and its controls, the exercise's own
+rules between options (the contract test covers what every exercise shares)."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -11,7 +10,9 @@ from hypothesis import strategies as st
 
 from derive.engine import PROVED
 from models.gpt import GPT, GPTConfig, KVCache
+from numeric.kvcache import generate_keeping_cache, one_thread, storage_bytes, written_bytes
 from proofs import kv_cache as ex
+from proofs.kit import options
 
 TORCH = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "fp8": torch.float8_e4m3fn}
 TORCH["int8"] = torch.int8
@@ -34,7 +35,7 @@ def test_derivation_all_proved():
 
 
 def test_answers_13_14_by_hand():
-    rows = ex.answers(ex.validate())
+    rows = ex.answers(options.settings(ex))
     per = 2 * 80 * 64 * 128 * 2
     assert rows[0]["bytes/token"] == per == 2_621_440
     assert per / 10**6 == 2.62144 and per / 2**20 == 2.5
@@ -50,7 +51,7 @@ def test_answers_13_14_by_hand():
 
 
 def test_answers_13_23_by_hand():
-    rows = [r for r in ex.answers(ex.validate()) if r["exercise"] == "13.23"]
+    rows = [r for r in ex.answers(options.settings(ex)) if r["exercise"] == "13.23"]
     assert [(r["attention"], r["n_kv"]) for r in rows] == [("MHA", 12), ("GQA(4)", 4), ("MQA", 1)]
     assert [r["bytes/token"] for r in rows] == [2 * 12 * n * 64 * 2 for n in (12, 4, 1)] == [36864, 12288, 3072]
     assert [r["saving vs MHA"] for r in rows] == ["1x", "3x", "12x"]
@@ -58,13 +59,13 @@ def test_answers_13_23_by_hand():
 
 
 def test_answers_follow_the_options():
-    cfg = ex.validate(layers=32, heads=32, kv_heads="8", head_dim=128, dtype="bf16", context="4096", mqa_gqa=6)
+    cfg = options.settings(ex, layers=32, heads=32, kv_heads="8", head_dim=128, dtype="bf16", context="4096", mqa_gqa=6)
     rows = ex.answers(cfg)
     assert rows[0]["attention"] == "GQA(8)" and rows[0]["bytes/token"] == 2 * 32 * 8 * 128 * 2
     assert rows[0]["total bytes"] == 4096 * 131072 == 512 * 2**20
     assert len([r for r in rows if r["context"] == 4096]) == 3  # GQA(8), then MHA and MQA beside it
     assert [r["n_kv"] for r in rows if r["exercise"] == "13.23"] == [12, 6, 1]
-    assert ex.answers(ex.validate(kv_heads="mqa"))[0]["n_kv"] == 1
+    assert ex.answers(options.settings(ex, kv_heads="mqa"))[0]["n_kv"] == 1
 
 
 @pytest.mark.parametrize(
@@ -80,12 +81,10 @@ def test_human_units(n, text):
     assert ex.human(n) == text
 
 
-def test_check_passes_and_controls_are_rejected():
+def test_check_compares_exactly_and_states_the_answers():
     res = ex.check(device="cpu")
-    assert res.passed, res.text()
     assert len(res.claims) >= 12 and all(c.agrees and c.tol == 0 for c in res.claims)
-    assert len(res.controls) == 4 and not any(c.agrees for c in res.controls)
-    assert all(c.tol == 0 for c in res.controls)
+    assert len(res.controls) == 4 and all(c.tol == 0 for c in res.controls)
     text = res.text()
     for s in ("2,621,440 bytes", "2.62144 MB", "2.5 MiB", "80 GiB", "78.125 GiB", "LLaMA-2-70B", "MQA 12x"):
         assert s in text
@@ -113,7 +112,7 @@ def test_project_cache_holds_the_formula(layers, hk, hd, dtype, positions, batch
     cfg = GPTConfig(block_size=positions, vocab_size=2, n_layer=layers, n_head=heads, n_embd=heads * hd, n_kv_head=n_kv)
     cache = KVCache(cfg, batch, positions, dtype=TORCH[dtype])
     by_hand = 2 * layers * n_kv * hd * itemsize(dtype) * batch * positions
-    assert cache.nbytes == by_hand == ex.storage_bytes(cache)
+    assert cache.nbytes == by_hand == storage_bytes(cache)
     assert ex.per_token(layers, n_kv, hd, dtype) * batch * positions == by_hand
     if n_kv < heads:  # the control: counting query heads instead of KV heads is wrong
         assert cache.nbytes != 2 * layers * heads * hd * itemsize(dtype) * batch * positions
@@ -134,12 +133,12 @@ def test_generate_fills_the_formula(layers, hk, hd, dtype, new, prompt, batch):
     cfg = GPTConfig(prompt + new, 11, layers, heads, heads * hd, n_kv_head=n_kv)
     model = GPT(cfg).to(TORCH[dtype]).eval()
     idx = torch.randint(0, 11, (batch, prompt), generator=torch.Generator().manual_seed(0))
-    with ex.one_thread():  # tiny tensors: OpenMP threads only contend on a shared CPU
-        out, cache = ex.generate_keeping_cache(model, idx, new)
+    with one_thread():  # tiny tensors: OpenMP threads only contend on a shared CPU
+        out, cache = generate_keeping_cache(model, idx, new)
     per = 2 * layers * n_kv * hd * itemsize(dtype) * batch
     assert out.shape == (batch, prompt + new)
     assert cache.nbytes == per * (prompt + new)  # room for prompt and new tokens
-    assert ex.written_bytes(cache) == per * (prompt + new - 1)  # the last token is never fed back
+    assert written_bytes(cache) == per * (prompt + new - 1)  # the last token is never fed back
     assert "new_cache" not in vars(model)  # the spy is removed
 
 
@@ -147,8 +146,8 @@ def test_spy_does_not_change_generation():
     """NaN in the unwritten positions never leaks: the same tokens as a plain generate()."""
     model = GPT(GPTConfig(16, 11, 2, 4, 16, n_kv_head=2)).eval()
     idx = torch.randint(0, 11, (2, 3), generator=torch.Generator().manual_seed(1))
-    with ex.one_thread():
-        out, _ = ex.generate_keeping_cache(model, idx, 6)
+    with one_thread():
+        out, _ = generate_keeping_cache(model, idx, 6)
         assert torch.equal(out, model.generate(idx, 6, temperature=0))
 
 
@@ -174,36 +173,28 @@ def test_cli_json_and_figure(capsys, tmp_path):
 @pytest.mark.parametrize(
     "opts, name",
     [
-        ({"layers": 0}, "layers"),
-        ({"heads": -4}, "heads"),
-        ({"head_dim": 0}, "head_dim"),
         ({"kv_heads": "5"}, "kv_heads"),
         ({"kv_heads": "0"}, "kv_heads"),
         ({"kv_heads": "gqa"}, "kv_heads"),
-        ({"dtype": "fp64"}, "dtype"),
+        ({"heads": 8, "kv_heads": "16"}, "kv_heads"),
         ({"context": "0"}, "context"),
         ({"context": "-3"}, "context"),
         ({"context": "32Q"}, "context"),
+        ({"context": str(2**31) + "K"}, "context"),  # 2^41 tokens
         ({"mqa_heads": 12, "mqa_gqa": 5}, "mqa_gqa"),
-        ({"mqa_layers": 0}, "mqa_layers"),
-        ({"mqa_context": -1}, "mqa_context"),
-        ({"samples": 0}, "samples"),
+        ({"samples": ex.MAX_SAMPLES + 1}, "samples"),
     ],
 )
 def test_bad_options_raise_naming_parameter(opts, name):
     with pytest.raises(ValueError, match=rf"^{name}:"):
-        ex.check(device="cpu", **opts)
+        options.settings(ex, **opts)
 
 
-def test_cli_bad_input_in_process(capsys):
+def test_the_largest_context_is_accepted():
+    assert [c for c, _ in ex.contexts(str(2**30) + "K")] == [2**40, 2**30 * 1000]
+
+
+def test_cli_bad_input_names_both_flags(capsys):
     assert ex.main(["--heads", "64", "--kv-heads", "3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --kv-heads:") and "--heads=64" in err[0]
-
-
-@pytest.mark.parametrize("argv, name", [(["--layers", "0"], "layers"), (["--dtype", "fp64"], "dtype")])
-def test_cli_bad_input_subprocess(argv, name):
-    out = subprocess.run([sys.executable, "-m", "proofs.kv_cache", *argv], capture_output=True, text=True)
-    assert out.returncode == 2
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and f"--{name}" in lines[0] and "Traceback" not in out.stderr
