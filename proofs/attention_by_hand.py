@@ -21,8 +21,6 @@ without the $1/\\sqrt{d_k}$ scaling ($e/(e+1) \\approx 0.7311$), with $1/d_k$ in
 
 from __future__ import annotations
 
-import sys
-
 import sympy as sp
 import torch
 import torch.nn.functional as F
@@ -32,10 +30,11 @@ from models.attention import scaled_dot_product_attention as by_hand
 from models.utils.device import describe, pick_device
 from numeric.check import Bound, CheckResult
 from proofs.kit import plotting
-from proofs.kit.cli import run
+from proofs.kit.cli import main_for
 from proofs.kit.options import Option, with_options
 
 NUMBER = "13.11"
+main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
 CLAIM = "For Q = K = V = I_2, d_k = 2: attention = [[e^(1/sqrt 2), 1], [1, e^(1/sqrt 2)]] / (e^(1/sqrt 2) + 1)."
 DEFAULT_SAMPLES = None  # nothing random: one exact evaluation per size
 MAX_N, MAX_DK = 512, 4096  # at both, n x n and n x d_k float64 matrices of 2 and 16 MB, 1.5 s on 2 CPU cores
@@ -159,10 +158,6 @@ def figure(res: CheckResult):
                 ax.text(c, r, f"{w[r, c]:.4f}", ha="center", va="center", color="w" if w[r, c] < 0.5 else "k")
     fig.colorbar(im, ax=axes)
     return fig
-
-
-def main(argv=None) -> int:
-    return run(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,6 @@ fitted optimum leaves that range.
 from __future__ import annotations
 
 import math
-import sys
 
 import sympy as sp
 
@@ -60,10 +59,11 @@ from models.utils.cli import check_range
 from numeric import powerlaw
 from numeric.check import Bound, CheckResult, format_table
 from proofs.kit import plotting
-from proofs.kit.cli import run
+from proofs.kit.cli import main_for
 from proofs.kit.options import Option, with_options
 
 NUMBER = "13.18"
+main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
 CLAIM = (
     "Under C = 6ND the fitted loss E + A/N^alpha + B/D^beta is least at N = G (C/6)^(beta/(alpha+beta)), "
     "D = C/(6N): at C = 1e22, N = 5.2e9 and D = 3.2e11 (20 tokens/param gives N = 9.1e9, D = 1.8e11)."
@@ -450,10 +450,6 @@ def figure(res: CheckResult):
     ax.legend(fontsize=7)
     ax.set(xlabel="parameters N (D = C / 6N)", ylabel="fitted loss L(N, D)")
     return fig
-
-
-def main(argv=None) -> int:
-    return run(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ a check whose controls cannot fail proves nothing, so it is refused rather than 
 from __future__ import annotations
 
 import math
-import sys
 
 import sympy as sp
 
@@ -49,10 +48,11 @@ from numeric.check import Bound, CheckResult
 from numeric.dotprod import DISTRIBUTIONS, dot_product_moments
 from numeric.stats import compare, samples_for_power, z_for
 from proofs.kit import plotting
-from proofs.kit.cli import run
+from proofs.kit.cli import main_for
 from proofs.kit.options import Option, with_options
 
 NUMBER = "13.3"
+main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
 CLAIM = "With independent zero-mean unit-variance components, Var(q.k) = d_k, and Var(q.k/sqrt(d_k)) = 1."
 DEFAULT_SAMPLES = 10_000
 RATE = 1e-9  # false-alarm rate of each comparison
@@ -269,10 +269,6 @@ def figure(res: CheckResult):
     )
     ax.legend(fontsize=7)
     return fig
-
-
-def main(argv=None) -> int:
-    return run(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,6 @@ $\\approx 2N$ in the short-context regime rejects $6N$ (training), $N$, and $2N$
 
 from __future__ import annotations
 
-import sys
-
 import sympy as sp
 import torch
 
@@ -40,10 +38,11 @@ from numeric.check import Bound, CheckResult
 from numeric.gpt_flops import counted_gpt, decode_flops, forward_flops, linear_weights
 from numeric.sizes import int_list
 from proofs.kit import plotting
-from proofs.kit.cli import run
+from proofs.kit.cli import main_for
 from proofs.kit.options import Option, with_options
 
 NUMBER = "13.29"
+main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
 CLAIM = "Inference costs about 2N FLOPs per token (N non-embedding parameters), plus 2 L n_ctx d for attention."
 DEFAULT_SAMPLES = 3  # KV-cache decode positions measured per (width, context): first, middle, last
 N_HEAD = 4
@@ -345,10 +344,6 @@ def figure(res: CheckResult):
     ax.set(xscale="log", xlabel="context length n_ctx", ylabel="forward FLOPs per token / 2N")
     ax.set_title(f"Exercise {NUMBER}: FLOPs per token (L={layers}, V={VOCAB})")
     return fig
-
-
-def main(argv=None) -> int:
-    return run(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ factor 2 (keys only), with fp32's 4 bytes for an fp16 model, and without the pro
 from __future__ import annotations
 
 import re
-import sys
 
 import sympy as sp
 
@@ -42,10 +41,11 @@ from derive.kv import T, d_head, s
 from numeric.check import Bound, CheckResult, format_table
 from numeric.kvcache import generate_keeping_cache, one_thread, storage_bytes, written_bytes
 from proofs.kit import plotting
-from proofs.kit.cli import run
+from proofs.kit.cli import main_for
 from proofs.kit.options import Option, with_options
 
 NUMBER = "13.14, 13.23"
+main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
 CLAIM = "A KV cache holds 2 L n_kv d_head s bytes per token: MQA (n_kv = 1) and GQA save h / n_kv over MHA."
 DEFAULT_SAMPLES = 8  # tokens T generated per model in the check
 MAX_SAMPLES = 256
@@ -367,10 +367,6 @@ def figure(res: CheckResult):
     ax.set(xlabel="context length T (tokens)", ylabel="KV cache (GiB, batch 1)")
     ax.set_title(f"KV cache, L={o.layers}, h={o.heads}, d_head={o.head_dim}, {o.dtype}")
     return fig
-
-
-def main(argv=None) -> int:
-    return run(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,6 @@ have $4d^2 + 4d$ parameters while they do match their own formula.
 
 from __future__ import annotations
 
-import sys
-
 import sympy as sp
 import torch
 
@@ -39,10 +37,11 @@ from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
 from numeric.sizes import int_list
 from proofs.kit import plotting
-from proofs.kit.cli import run
+from proofs.kit.cli import main_for
 from proofs.kit.options import Option, with_options
 
 NUMBER = "13.30"
+main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
 CLAIM = "Multi-head attention has 4 d^2 weights (4 d^2 + 4 d with biases) for every number of heads h dividing d."
 DEFAULT_SAMPLES = 8  # random (d, h) pairs counted on top of the grid of widths and all their divisors
 OPTIONS = [
@@ -322,10 +321,6 @@ def figure(res: CheckResult):
     )
     ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
     return fig
-
-
-def main(argv=None) -> int:
-    return run(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

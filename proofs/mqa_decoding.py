@@ -26,8 +26,6 @@ there.
 
 from __future__ import annotations
 
-import sys
-
 import sympy as sp
 
 from derive import kv
@@ -35,10 +33,11 @@ from derive.counts import L, h, h_kv
 from derive.engine import Derivation
 from numeric.check import Bound, CheckResult
 from proofs.kit import plotting
-from proofs.kit.cli import run
+from proofs.kit.cli import main_for
 from proofs.kit.options import Option, with_options
 
 NUMBER = "13.23"
+main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
 CLAIM = "A KV cache holds 2 L n_kv d_head s bytes per token, so MQA saves a factor h: 12 for a 12-layer, 12-head model."
 DEFAULT_SAMPLES = None  # nothing is drawn at random: the weights are seeded, the measured bytes are exact
 MAX_WIDTH = 2048  # weights ~ 12 L d^2 x 4 bytes: 2.4 GB at 12 layers, width 2048
@@ -150,10 +149,6 @@ def figure(res: CheckResult):
     b.bar(names, [r["tokens_per_s"] for r in res.table], color="C1")
     b.set(ylabel="tokens / s (greedy, batch 1)", title="decoding speed (measured)")
     return fig
-
-
-def main(argv=None) -> int:
-    return run(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

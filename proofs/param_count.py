@@ -48,8 +48,6 @@ at the anchors (so the 78,371,889,152 multi-head count is rejected for Llama-2-7
 
 from __future__ import annotations
 
-import sys
-
 import sympy as sp
 import torch
 
@@ -61,10 +59,11 @@ from derive.model_styles import STYLE_NAMES as STYLE
 from models.utils.device import pick_device
 from numeric.check import Bound, CheckResult
 from numeric.meta_models import gpt_gpt2, gpt_llama, gpt_rule_shaped, torch_gpt2, torch_llama
-from proofs.kit.cli import run
+from proofs.kit.cli import main_for
 from proofs.kit.options import Option, with_options
 
 NUMBER = "13.12"
+main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
 CLAIM = "P ~ 12 L d^2 + 2 V d (13.12: 0.40B); within 5% for V=32000, d=4096, L=32 (13.17: 6.7B; LLaMA-7B 6.74B)."
 UNUSED_FLAGS = {"--device": "every model is built on the meta device: shapes only, no memory"}
 DEFAULT_SAMPLES = 8  # seeded random small shapes counted exactly, on top of the exercises' shapes
@@ -488,10 +487,6 @@ def _why(style: str, s: dict) -> str:
     else:
         parts.append("the untied head makes 2Vd right")
     return ": " + "; ".join(parts)
-
-
-def main(argv=None) -> int:
-    return run(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

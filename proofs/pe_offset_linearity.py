@@ -28,7 +28,6 @@ $\\mathrm{PE}(p) \\mapsto \\mathrm{PE}(2p)$.
 from __future__ import annotations
 
 import math
-import sys
 
 import sympy as sp
 import torch
@@ -41,10 +40,11 @@ from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
 from numeric.rotary import EPS, angle_error, offset_blocks, pe_at, rotate_pairs
 from proofs.kit import plotting
-from proofs.kit.cli import run
+from proofs.kit.cli import main_for
 from proofs.kit.options import Option, with_options
 
 NUMBER = "13.26"
+main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
 CLAIM = "PE(pos + k) = M_k PE(pos) with M_k a block-diagonal rotation that depends on k and the frequencies only."
 DEFAULT_SAMPLES = 8192  # random (pos, k) draws, on top of every position for the edge-case offsets
 # Memory: the (2P + 1) x d float64 table and a few (P + 1) x d temporaries per edge-case offset, 40 to 86 bytes
@@ -327,10 +327,6 @@ def figure(res: CheckResult):
     fig.colorbar(b.imshow(Mk.numpy(), cmap="RdBu", vmin=-1, vmax=1), ax=b)
     b.set(title=f"M_k for k = 5, first {n} of {d_model} dims", xlabel="input dim", ylabel="output dim")
     return fig
-
-
-def main(argv=None) -> int:
-    return run(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import sys
 
 import numpy as np
 import sympy as sp
@@ -49,10 +48,11 @@ from numeric.check import Bound, CheckResult
 from numeric.flops import count_flops
 from numeric.stats import z_for
 from proofs.kit import plotting
-from proofs.kit.cli import run
+from proofs.kit.cli import main_for
 from proofs.kit.options import Option, with_options
 
 NUMBER = "13.32"
+main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
 CLAIM = (
     "FAVOR+ attention with r random features costs Theta(n r d) time and Theta(n r + r d) memory, "
     "linear in n, where exact softmax attention costs Theta(n^2 d) time and Theta(n^2) memory."
@@ -508,11 +508,6 @@ def figure(res: CheckResult):
         a.legend(fontsize=8)
     fig.tight_layout()
     return fig
-
-
-def main(argv=None) -> int:
-    """The command line: ``python -m proofs.performer_complexity --help``."""
-    return run(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ output is normalised", which it accepts for post-norm.
 from __future__ import annotations
 
 import math
-import sys
 
 import sympy as sp
 import torch
@@ -37,10 +36,11 @@ from models.gpt import Block, GPTConfig
 from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
 from proofs.kit import plotting
-from proofs.kit.cli import run
+from proofs.kit.cli import main_for
 from proofs.kit.options import Option, with_options
 
 NUMBER = "13.31"
+main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
 CLAIM = "Pre-norm x + f(LN(x)) and post-norm LN(x + f(x)) give different outputs for the same weights."
 DEFAULT_SAMPLES = 4  # random trials: fresh weights and inputs for each
 # Per trial the check builds 7 float64 Blocks (12 d^2 weights each) and state dicts, and attention scores of
@@ -401,11 +401,6 @@ def figure(res: CheckResult):
     b.legend(fontsize=8)
     fig.suptitle("Exercise 13.31: pre-norm and post-norm are different functions")
     return fig
-
-
-def main(argv=None) -> int:
-    """The command line: ``python -m proofs.prenorm_postnorm --help``."""
-    return run(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

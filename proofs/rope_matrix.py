@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 
 import mpmath
 import sympy as sp
@@ -37,10 +36,11 @@ from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
 from numeric.rotary import EPS, pair_index, pow_angle_ulps, unit_rows
 from proofs.kit import plotting
-from proofs.kit.cli import run
+from proofs.kit.cli import main_for
 from proofs.kit.options import Option, with_options
 
 NUMBER = "13.16"
+main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
 CLAIM = "RoPE turns (q_0, q_1) at position m by R(m) = [[cos m, -sin m], [sin m, cos m]] (omega_0 = 1)."
 DEFAULT_SAMPLES = 8  # random unit vectors rotated at every m
 MAX_DIM, MAX_M, MAX_COUNT, MAX_EXP = 256, 10**6, 32, 40
@@ -252,10 +252,6 @@ def figure(res: CheckResult):
         ax.plot([0, p[0]], [0, p[1]], "-o", ms=4)
     ax.set(aspect="equal", xlabel="q_0", ylabel="q_1", title="Exercise 13.16: R(m) turns (q_0, q_1) by m radians")
     return fig
-
-
-def main(argv=None) -> int:
-    return run(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,6 @@ The same comparisons reject absolute sinusoidal addition $(q + \\mathrm{PE}(m))\
 
 from __future__ import annotations
 
-import sys
-
 import sympy as sp
 import torch
 
@@ -35,10 +33,11 @@ from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
 from numeric.rotary import EPS, angle_error, pair_index, unit_rows
 from proofs.kit import plotting
-from proofs.kit.cli import run
+from proofs.kit.cli import main_for
 from proofs.kit.options import Option, with_options
 
 NUMBER = "13.27"
+main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
 CLAIM = "With RoPE, <R_m q, R_n k> = q^T R_(n-m) k depends only on the relative position n - m."
 DEFAULT_SAMPLES = 128  # random unit (q, k) draws, each scored on the whole (m, n) grid
 # Memory: the (samples, positions, positions) float64 score grids, about a dozen alive at once: measured 0.19 GB
@@ -272,10 +271,6 @@ def figure(res: CheckResult):
         ax.set(title=f"RoPE score <R_m q, R_n k>, '{c}'", xlabel="key position n", ylabel="query position m")
         fig.colorbar(im, ax=ax, label="score")
     return fig
-
-
-def main(argv=None) -> int:
-    return run(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import inspect
 import math
-import sys
 
 import sympy as sp
 import torch
@@ -33,10 +32,11 @@ from derive.engine import Derivation
 from models.attention import scaled_dot_product_attention as by_hand
 from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
-from proofs.kit.cli import run
+from proofs.kit.cli import main_for
 from proofs.kit.options import with_options
 
 NUMBER = "13.19"
+main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
 CLAIM = "Scaled dot-product attention written in under 10 lines matches torch's scaled_dot_product_attention."
 DEFAULT_SAMPLES = 3  # random draws per (shape, mask, dtype) case
 MAX_SAMPLES = 1000  # measured on 2 CPU cores: 2.6 s at 300 idle, 21 s at 48 when busy: 9 ms to 0.4 s per draw
@@ -176,11 +176,6 @@ def check(o) -> CheckResult:
     res.notes.append(f"function body: {n} lines; cases: shapes {SHAPES} x masks {MASKS} x {o.samples} draws")
     res.notes.append("fully masked rows: torch gives zeros there; a NaN counts as an infinite miss")
     return res
-
-
-def main(argv=None) -> int:
-    """The command line: ``python -m proofs.sdpa_by_hand --help``."""
-    return run(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

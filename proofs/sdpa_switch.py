@@ -18,7 +18,6 @@ without the causal mask (bidirectional attention) against the cached decode is r
 
 from __future__ import annotations
 
-import sys
 from dataclasses import replace
 
 import sympy as sp
@@ -28,10 +27,11 @@ from derive.engine import Derivation
 from models.gpt import CausalSelfAttention, GPTConfig, KVCache
 from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
-from proofs.kit.cli import run
+from proofs.kit.cli import main_for
 from proofs.kit.options import with_options
 
 NUMBER = "13.20"
+main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
 CLAIM = "CausalSelfAttention gives the same outputs through F.scaled_dot_product_attention as written out by hand."
 DEFAULT_SAMPLES = 2  # random inputs per configuration and dtype
 MAX_SAMPLES = 200  # measured on 2 CPU cores: 4.6 s at 100 idle, 16 s at 8 when busy: 46 ms to 2 s per draw
@@ -123,11 +123,6 @@ def _bidirectional(layer, x):
     free = CausalSelfAttention(replace(layer.cfg, attn="sdpa"), causal=False).to(x.device, x.dtype).eval()
     free.load_state_dict(layer.state_dict())
     return free(x)
-
-
-def main(argv=None) -> int:
-    """The command line: ``python -m proofs.sdpa_switch --help``."""
-    return run(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,6 @@ the frequencies $b^{-i/d}$ (the exponent's 2 forgotten).
 
 from __future__ import annotations
 
-import sys
-
 import sympy as sp
 import torch
 
@@ -35,10 +33,11 @@ from models.utils.device import describe, pick_device
 from numeric.check import Bound, CheckResult, format_table
 from numeric.rotary import EPS, pow_angle_ulps
 from proofs.kit import plotting
-from proofs.kit.cli import run
+from proofs.kit.cli import main_for
 from proofs.kit.options import Option, with_options
 
 NUMBER = "13.15"
+main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
 CLAIM = "For d_model = 4: PE(0) = (0, 1, 0, 1) and PE(1) = (sin 1, cos 1, sin(1/100), cos(1/100))."
 DEFAULT_SAMPLES = None  # nothing random: one exact table
 MAX_D, MAX_POS, MAX_ENTRIES = 512, 10000, 1024  # the exercise's range: at most 1,024 values to 30 digits
@@ -180,10 +179,6 @@ def figure(res: CheckResult):
     ax.set(xlabel="position", ylabel="PE(pos, dim)", title=f"Exercise 13.15: sinusoidal encoding, d_model = {d_model}")
     ax.legend(fontsize=7, ncol=2)
     return fig
-
-
-def main(argv=None) -> int:
-    return run(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,6 @@ the scaled Jacobian also vanishes.
 from __future__ import annotations
 
 import math
-import sys
 
 import sympy as sp
 import torch
@@ -44,10 +43,11 @@ from numeric.dotprod import DISTRIBUTIONS, components
 from numeric.montecarlo import Moments, stream
 from numeric.stats import Estimate, compare, one_sided, samples_for_power, z_for
 from proofs.kit import plotting
-from proofs.kit.cli import run
+from proofs.kit.cli import main_for
 from proofs.kit.options import Option, with_options
 
 NUMBER = "13.28"
+main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
 CLAIM = "Without 1/sqrt(d_k) scaling, softmax(q.k_j) tends to one-hot at the argmax as d_k grows, its Jacobian to 0."
 DEFAULT_SAMPLES = 4096
 MIN_SAMPLES = 100  # below this the normal approximation of a mean is not trusted
@@ -314,11 +314,6 @@ def figure(res: CheckResult):
     a1.legend(fontsize=8)
     fig.suptitle(plotting.title(res, f"Exercise {NUMBER}: per point"), fontsize=9)
     return fig
-
-
-def main(argv=None) -> int:
-    """The command line: ``python -m proofs.softmax_onehot_limit --help``."""
-    return run(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -33,8 +33,6 @@ The PF-day conversion is checked against GPT-3's published 3,640 PF-days (175B p
 
 from __future__ import annotations
 
-import sys
-
 import sympy as sp
 import torch
 
@@ -44,10 +42,11 @@ from models.gpt import swiglu_hidden
 from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
 from numeric.gpt_flops import counted_gpt, linear_weights, train_step_flops
-from proofs.kit.cli import run
+from proofs.kit.cli import main_for
 from proofs.kit.options import Option, with_options
 
 NUMBER = "13.13"
+main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
 CLAIM = "Training costs C = 6 N D FLOPs (2 forward + 4 backward per parameter and token): 13B x 2T -> 1.56e23."
 DEFAULT_SAMPLES = 1  # sequences per FlopCounterMode measurement (FLOP counts do not depend on the data)
 MAX = dict(layers=12, width=1024, context=512, vocab=100_000, gpus=10**7, samples=64)
@@ -278,10 +277,6 @@ def _style_findings(res: CheckResult, style: str, model, fwd: int, bwd: int, o) 
             "/6N": per_tok / (6 * n_all),
         }
     )
-
-
-def main(argv=None) -> int:
-    return run(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ An exercise module in ``proofs/`` declares ``NUMBER``, ``CLAIM``, ``DEFAULT_SAMP
 ``check(o) -> CheckResult`` decorated with :func:`~proofs.kit.options.with_options`, optionally
 ``validate(o)`` (cross-option rules; always run), ``figure(res) -> Figure`` (draws the check's
 result, :mod:`proofs.kit.plotting`) and ``answer(o) -> list[str]`` (the numbers asked for, printed
-with ``--no-check``), and ends with ``main = entry_point(__name__)``-style ``main(argv)`` calling
-:func:`proofs.kit.cli.run`.
+with ``--no-check``), and sets ``main = main_for(__name__)`` (:func:`proofs.kit.cli.main_for`), the
+shared command line that ``python -m proofs.<name>`` runs.
 
 - :mod:`~proofs.kit.options`: options declared once; the settings every path validates.
 - :mod:`~proofs.kit.cli`: the shared command line.

@@ -90,6 +90,16 @@ def run(mod: ModuleType, argv: list[str] | None = None) -> int:
     return guard(lambda: _run(mod, args), flags)
 
 
+def main_for(name: str):
+    """The ``main(argv=None) -> int`` of exercise module ``name`` (pass ``__name__``): :func:`run` over
+    it, so that ``python -m proofs.<name>`` and ``mod.main([...])`` share this command line."""
+
+    def main(argv: list[str] | None = None) -> int:
+        return run(sys.modules[name], argv)
+
+    return main
+
+
 def _run(mod: ModuleType, args: argparse.Namespace) -> int:
     from models.utils.device import pick_device
 
