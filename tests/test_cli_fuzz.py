@@ -34,7 +34,7 @@ def _proof_entries():
 ENTRIES = _proof_entries() + [
     ("proofs", ["report"], importlib.import_module("proofs.__main__")),
     ("proofs all", ["all"], importlib.import_module("proofs.__main__")),
-    ("models.training.train", [], importlib.import_module("models.training.train")),
+    ("models.training.gpt_chars", [], importlib.import_module("models.training.gpt_chars")),
     ("models.training.bench", [], importlib.import_module("models.training.bench")),
     ("models.training.decode_bench", [], importlib.import_module("models.training.decode_bench")),
     ("models.training.experiments", ["positional"], importlib.import_module("models.training.experiments")),
@@ -47,9 +47,9 @@ ACCEPTS = {
     ("*", "--plot"): {"0", "-1", "nan", "inf", BIG, "abc"},  # file names in the working folder
     ("*", "--out"): {"0", "-1", "nan", "inf", BIG, "abc"},
     # work counts a user may want large (Ctrl-C stops them); models.training.bench refuses the flags it does not use
-    ("models.training.train", "--max-iters"): {BIG},
-    ("models.training.train", "--eval-interval"): {BIG},
-    ("models.training.train", "--log-interval"): {BIG},
+    ("models.training.gpt_chars", "--max-iters"): {BIG},
+    ("models.training.gpt_chars", "--eval-interval"): {BIG},
+    ("models.training.gpt_chars", "--log-interval"): {BIG},
     ("models", "--lr-decay-iters"): {BIG},
     ("models", "--warmup-iters"): {"0", BIG},
     ("models", "--weight-decay"): {"0", BIG},
@@ -57,11 +57,11 @@ ACCEPTS = {
     ("models", "--grad-clip"): {"0", BIG},
     ("models", "--dropout"): {"0"},
     ("models", "--lr"): {BIG},
-    ("models.training.train", "--target-loss"): {BIG},
+    ("models.training.gpt_chars", "--target-loss"): {BIG},
     ("models", "--beta1"): {"0"},
     ("models", "--beta2"): {"0"},
     ("models", "--rope-base"): {BIG},
-    ("models.training.train", "--eval-iters"): {BIG},
+    ("models.training.gpt_chars", "--eval-iters"): {BIG},
     ("models.training.experiments", "--eval-iters"): {BIG},
     ("models", "--grad-accum"): {BIG},
     ("models", "--steps"): {BIG},
@@ -72,15 +72,8 @@ ACCEPTS = {
     ("models.training.decode_bench", "--new"): set(),
     ("proofs.kv_cache", "--context"): {BIG},  # arithmetic only: any size is a valid question
     ("proofs.kv_cache", "--mqa-context"): {BIG},
-    ("proofs.param_count", "--layers"): {BIG},
-    ("proofs.param_count", "--d-model"): {BIG},
-    ("proofs.param_count", "--vocab"): {BIG},
-    ("proofs.param_count", "--n-ctx"): {BIG},
-    ("proofs.param_count", "--gelu-hidden"): {BIG},
-    ("proofs.param_count", "--swiglu-hidden"): {BIG},
     ("proofs.training_compute", "--params"): {BIG},
     ("proofs.training_compute", "--tokens"): {BIG},
-    ("proofs.training_compute", "--gpus"): {BIG},
     ("proofs.training_compute", "--peak-tflops"): {BIG},
     ("proofs.chinchilla", "--flops"): {BIG},
     ("proofs.chinchilla", "--anchor-params"): {BIG},
@@ -94,7 +87,6 @@ ACCEPTS = {
     ("proofs.mha_params", "--heads"): {""},  # empty: every divisor of each width
     ("proofs.sinusoidal_values", "--base"): {BIG},
     ("proofs.sinusoidal_values", "--positions"): {"0"},
-    ("proofs.rope_matrix", "--positions"): {"0"},
     ("proofs.softmax_onehot_limit", "--within"): set(),
 }
 
@@ -183,7 +175,7 @@ def test_bad_value_is_refused_in_one_line(entry, pre, flag, value, capsys, monke
     mod = dict((e, m) for e, _, m in ENTRIES)[entry]
     data = (
         ["--data", str(corpus)]
-        if entry in ("models.training.train", "models.training.bench") and flag != "--data"
+        if entry in ("models.training.gpt_chars", "models.training.bench") and flag != "--data"
         else []
     )
     _check_refused(entry, list(pre) + data + [flag, value], flag, capsys, mod)
@@ -241,8 +233,8 @@ def test_unusable_paths_are_refused_in_one_line(entry, pre, flag, capsys, monkey
         (["-m", "proofs.performer_complexity", "--max-n", "1000"], "--max-n"),
         (["-m", "proofs.chinchilla", "--device", "nosuch"], "--device"),
         (["-m", "models.training.decode_bench", "--kv-heads", "abc"], "--kv-heads"),
-        (["-m", "models.training.train", "--beta1", "2"], "--beta1"),
-        (["-m", "models.training.train", "--lr", "nan"], "--lr"),
+        (["-m", "models.training", "--beta1", "2"], "--beta1"),
+        (["-m", "models.training", "--lr", "nan"], "--lr"),
     ],
 )
 def test_real_processes_answer_in_one_line(argv, flag, tmp_path):

@@ -91,13 +91,13 @@ _PROBE = """
 import sys, torch
 from models.data.chars import CharData
 from models.gpt import GPTConfig
-from models.training.train import Run, TrainConfig
+from models.training.gpt_chars import TrainConfig, make_run
 data = CharData.from_text("abcdefgh" * 500)
 tc = TrainConfig(batch_size=4, max_iters=3, eval_interval=3, eval_iters=2, device="cpu", progress=False)
 if sys.argv[1] == "torch":
-    import models.training.train as t
+    import models.training.loop as t
     t.AdamW = torch.optim.AdamW
-Run(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=data.vocab_size), tc, data).fit()
+make_run(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=data.vocab_size), tc, data).fit()
 print("torch._dynamo" in sys.modules)
 """
 

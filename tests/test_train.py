@@ -1,4 +1,5 @@
-"""The trainer: it learns, it resumes to exactly the same losses, and its CLI fails cleanly."""
+"""The GPT-on-characters trainer (models.training.gpt_chars, a configuration of the generic loop): it
+learns, it resumes to exactly the same losses, and its CLI fails cleanly."""
 
 import json
 import os
@@ -9,10 +10,11 @@ import pytest
 import torch
 from helpers import cli_exit
 
-import models.training.train as train_module
+import models.training.gpt_chars as train_module
 from models.data.chars import CharData
 from models.gpt import GPTConfig
-from models.training.train import Run, TrainConfig, lr_at, main
+from models.training.gpt_chars import main, make_run
+from models.training.loop import TrainConfig, lr_at
 
 TEXT = "".join(chr(97 + (i * 7) % 13) for i in range(20_000))  # a small periodic corpus
 DATA = CharData.from_text(TEXT)
@@ -38,7 +40,7 @@ def _run(out=None, resume=False, **kw):
             | kw
         )
     )
-    return Run(GPTConfig(**TINY), tc, data=DATA)
+    return make_run(GPTConfig(**TINY), tc, data=DATA)
 
 
 def test_lr_schedule_warmup_then_cosine():
@@ -109,7 +111,7 @@ def _torchrun(tmp_path, out, steps, resume=False):
         "--standalone",
         "--nproc_per_node=2",
         "-m",
-        "models.training.train",
+        "models.training",
         "--preset",
         "cpu",
         "--device",

@@ -9,10 +9,10 @@ The peak is the device's dense bf16 rate where known (``--peak-tflops`` override
 from __future__ import annotations
 
 import json
-import statistics
-import time
 
 import torch
+
+from models.utils.timing import time_calls
 
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}
 
@@ -33,7 +33,7 @@ def flops_per_token(n_params: int, n_layer: int, block_size: int, n_embd: int) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models.training.train import FLAGS, build_parser
+    from models.training.gpt_chars import FLAGS, build_parser
     from models.utils.cli import finite_float, guard, positive_int
 
     p = build_parser()
@@ -52,7 +52,7 @@ def _bench(args) -> int:
     from dataclasses import replace
 
     from models.data.chars import CharData
-    from models.training.train import Run, configs_from_args
+    from models.training.gpt_chars import configs_from_args, make_run
     from models.utils.device import pick_device
 
     for name in UNUSED:  # accepted by the trainer's parser, but a benchmark neither evaluates nor saves
@@ -61,21 +61,10 @@ def _bench(args) -> int:
     mc, tc = configs_from_args(args)
     pick_device(tc.device)
     data = CharData.load(tc.data)
-    run = Run(replace(mc, vocab_size=data.vocab_size), replace(tc, progress=False), data)
+    run = make_run(replace(mc, vocab_size=data.vocab_size), replace(tc, progress=False), data)
     cuda = run.device.type == "cuda"
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    t0 = time.perf_counter()
-    for _ in range(args.warmup):
-        run.train_step()
-    sync()
-    warm_s = time.perf_counter() - t0
-    times = []
-    for _ in range(args.steps):
-        t = time.perf_counter()
-        run.train_step()
-        sync()
-        times.append(time.perf_counter() - t)
-    step = statistics.median(times)
+    timing = time_calls(run.train_step, device=run.device, repeats=args.steps, warmup=args.warmup)
+    warm_s, step = timing.warmup_s, timing.median
     tokens = tc.batch_size * tc.grad_accum * mc.block_size * run.world
     fpt = flops_per_token(run.model.num_params(), mc.n_layer, mc.block_size, mc.n_embd)
     peak = args.peak_tflops or peak_tflops(run.device)

@@ -147,14 +147,8 @@ def _markdown(name: str, number: str, preset: str, s: dict, device: str, steps: 
     return "\n".join(lines)
 
 
-def plot(runs: dict[str, list[list[dict]]], path: Path, title: str) -> None:
-    """Val (and train) loss against step: the mean over seeds, each seed's val curve faint behind it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+def draw_curves(ax, runs: dict[str, list[list[dict]]], title: str) -> None:
+    """Val (and train) loss against step on ``ax``: the mean over seeds, each seed's val curve faint behind it."""
     for k, hs in runs.items():
         steps = [r["step"] for r in hs[0]]
         val = [sum(h[i]["val"] for h in hs) / len(hs) for i in range(len(steps))]
@@ -166,13 +160,54 @@ def plot(runs: dict[str, list[list[dict]]], path: Path, title: str) -> None:
         if all("train" in r for h in hs for r in h):
             train = [sum(h[i]["train"] for h in hs) / len(hs) for i in range(len(steps))]
             ax.plot(steps, train, "--", color=line.get_color(), alpha=0.6, label=f"{k} (train)")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats/char)")
-    ax.set_title(title)
+    ax.set(xlabel="step", ylabel="loss (nats/char)", title=title)
     ax.grid(alpha=0.3)
     ax.legend()
+
+
+def plot(runs: dict[str, list[list[dict]]], path: Path, title: str) -> None:
+    """:func:`draw_curves` on a figure of its own, saved to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    draw_curves(ax, runs, title)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
+
+
+def train_variants(name: str, model: dict, tc, data, seeds: list[int]) -> tuple[dict, dict]:
+    """Train every variant of experiment ``name`` (the GPT ``model`` settings with the variant's
+    switches) at each seed of ``seeds`` with training config ``tc``; a seed fixes the weights' init,
+    the dropout masks and the training batches, the same for every variant. Returns the evaluation
+    histories ``{variant: [history per seed]}`` and per variant its parameters, median step times,
+    device and model config. KeyboardInterrupt when a run was stopped by Ctrl-C."""
+    from models.gpt import GPTConfig
+    from models.training.gpt_chars import make_run
+
+    runs, meta = {}, {}
+    for k, switches in EXPERIMENTS[name][1].items():
+        mc = GPTConfig(**(model | switches | {"vocab_size": data.vocab_size}))
+        runs[k], steps_ms = [], []
+        for sd in seeds:
+            print(f"[{name}] training {k}, seed {sd} ({tc.max_iters} steps)", file=sys.stderr, flush=True)
+            run = make_run(mc, replace(tc, seed=sd), data)
+            res = run.fit()
+            run.close()
+            if res["interrupted"]:  # Ctrl-C ends the whole experiment, not just this run
+                raise KeyboardInterrupt
+            runs[k].append(res["history"])
+            steps_ms.append(res["median_step_ms"])
+        meta[k] = {
+            "params": res["params"],
+            "median_step_ms": steps_ms,  # one per seed
+            "device": res["device"],
+            "model_config": res["model_config"],
+            "train_config": res["train_config"],
+        }
+    return runs, meta
 
 
 def run_experiment(
@@ -193,7 +228,7 @@ def run_experiment(
     variant) and write its results folder whole."""
     from models.data.chars import CharData
     from models.gpt import GPTConfig
-    from models.training.train import MODEL_PRESETS, TRAIN_PRESETS, Run, TrainConfig
+    from models.training.gpt_chars import MODEL_PRESETS, TRAIN_PRESETS, TrainConfig
     from models.utils.device import pick_device
 
     if name not in EXPERIMENTS:
@@ -222,36 +257,17 @@ def run_experiment(
     for switches in variants.values():  # every variant's config is valid before the first trains
         GPTConfig(**(MODEL_PRESETS[preset] | switches))
     data = data or CharData.load()
-    runs, meta = {}, {}
     seed_list = [seed + i for i in range(seeds)]
-    for k, switches in variants.items():
-        mc = GPTConfig(**(MODEL_PRESETS[preset] | switches | {"vocab_size": data.vocab_size}))
-        runs[k], steps_ms = [], []
-        for sd in seed_list:
-            print(
-                f"[{name}] training {k}, seed {sd} ({preset} preset, {tc.max_iters} steps)", file=sys.stderr, flush=True
-            )
-            run = Run(mc, replace(tc, seed=sd), data)
-            res = run.fit()
-            run.close()
-            if res["interrupted"]:  # Ctrl-C ends the whole experiment, not just this run
-                raise KeyboardInterrupt
-            runs[k].append(res["history"])
-            steps_ms.append(res["median_step_ms"])
-        meta[k] = {
-            "params": res["params"],
-            "median_step_ms": steps_ms,  # one per seed
-            "device": res["device"],
-            "model_config": res["model_config"],
-        }
+    runs, meta = train_variants(name, MODEL_PRESETS[preset], tc, data, seed_list)
     s = summarize(runs, threshold)
     device_name = next(iter(meta.values()))["device"]
+    last_config = [m.pop("train_config") for m in meta.values()][-1]  # of the last run, as before
     result = {
         "experiment": name,
         "exercise": number,
         "preset": preset,
         "seeds": seed_list,
-        "train_config": res["train_config"] | {"seed": seed},
+        "train_config": last_config | {"seed": seed},
         "variants": meta,
         "curves": runs,
         "summary": s,
@@ -267,7 +283,7 @@ def run_experiment(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models.training.train import FLAGS, MODEL_PRESETS
+    from models.training.gpt_chars import FLAGS, MODEL_PRESETS
     from models.utils.cli import OneLineParser, finite_float, guard, int_in, output_dir, positive_int, text
 
     p = OneLineParser(prog="python -m models.training.experiments", description=__doc__.split("\n\n")[0])

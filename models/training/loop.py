@@ -1,57 +1,95 @@
-"""Train the chapter's GPT on tiny Shakespeare: ``python -m models.training --preset cpu``.
+"""One training loop for any model (in the spirit of minGPT's ``trainer.py``): it knows nothing of GPT
+or characters. :mod:`models.training.gpt_chars` is one configuration of it.
 
-AdamW with linear warmup and cosine decay, periodic evaluation on fixed random batches of
-both splits, a progress bar, checkpoints that resume to exactly the same subsequent losses,
-fused AdamW, bf16 autocast + ``torch.compile`` on CUDA, and DDP under ``torchrun``
-(NCCL on GPUs, gloo on CPUs). Every model switch of :class:`GPTConfig` is a flag.
+``Trainer(model, source, loss, TrainConfig(...)).fit()`` runs AdamW with linear warmup and cosine
+decay, gradient accumulation and clipping, evaluation on fixed batches with standard errors, an
+optional target-loss stop, a progress bar, ``log.json`` and atomic checkpoints that resume to exactly
+the same losses, bf16 autocast and ``torch.compile`` on CUDA, and DDP under ``torchrun`` (NCCL on
+GPUs, gloo on CPUs).
+
+What the caller gives:
+
+- ``model``: an ``nn.Module``, or a function of no arguments that builds one (preferred: the loop
+  calls it after the memory check, with the torch RNG seeded ``seed + rank``, so the seed fixes
+  the initial weights). The loop moves it to its device.
+- ``source``, a batch source: any object with
+    * ``to(device) -> source``: called once, before any batch, with the loop's device; returns the
+      source to draw from (the data may then live on the device, and batches be cut there);
+    * ``batch(split, batch_size, gen) -> batch``: ``batch_size`` examples of ``split`` (``"train"``,
+      ``"val"``, or another name the source lists), as any structure of tensors on that device (a
+      tuple ``(x, y)``, a dict of token ids and labels, padded sequences with their lengths...).
+      Every random choice (offsets, masks, synthetic tasks) must be drawn from ``gen``, a CPU
+      ``torch.Generator`` owned by the loop, never from the global RNG, and the source must keep
+      no other state that changes from batch to batch: the loop checkpoints ``gen`` alone, and so
+      resumes the batch stream exactly. An unknown split is a ValueError.
+    * optionally ``eval_splits``: the splits each evaluation reports (default ``("train", "val")``;
+      ``"val"`` must be one of them: the target loss and the best loss are read on it).
+- ``loss(model, batch) -> scalar tensor``: the mean loss of the batch, a differentiable 0-dim tensor
+  (for a language model: nats per predicted token, over the positions that count, e.g. the masked
+  ones); it runs under the loop's autocast (bf16 on CUDA by default). In training ``model`` is what
+  runs the forward pass (the module, compiled or wrapped in DDP): the loss must call ``model(...)``
+  itself, never its submodules, or DDP would not average the gradients; a model of several parts
+  (a draft and a target network) gives its ``forward`` an argument choosing the part or returns both.
+- ``model_config``: a JSON-able dict describing the model, written to the checkpoint and the log; a
+  resume with a different one is refused.
+- ``memory``: ``(what, bytes)``, the model-specific estimate of one training step's memory in bytes;
+  the loop refuses the run (ValueError starting with ``what``, say the flags that set the sizes)
+  before building the model when its device cannot hold it.
+
+What the loop guarantees:
+
+- every training step draws ``grad_accum`` batches of ``"train"`` from its generator (seeded
+  ``seed + rank``: each DDP rank its own batches), in order, and steps once on the mean of their
+  gradients (clipped to norm ``grad_clip``); the same seed gives the same batches on any device;
+  the logged training loss is that of the step's last batch;
+- every evaluation draws ``eval_iters`` batches of each evaluation split, in the order listed, from
+  a fresh generator seeded ``seed + 10000 + rank``: the same batches every time, so curves compare;
+  it reports, per split, the mean of the batch losses and its standard error over batches (and
+  ranks), in the loss's units, with the model in eval mode under ``torch.inference_mode``;
+- a NaN or infinite logged or evaluated loss raises :class:`Diverged`, and no checkpoint of it is written;
+- the checkpoint ``out/ckpt.pt`` (written whole at each evaluation and on Ctrl-C) holds the model,
+  optimizer, loss scaler, step, history and every rank's RNG states: ``resume=True`` continues to
+  bit-for-bit the same losses. It is read with ``weights_only=True``; a damaged or foreign file is a
+  one-line ValueError naming it;
+- ``out/log.json`` (and :meth:`Trainer.fit`'s return value) hold the history of evaluations and the
+  logged training losses.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import json
+import math
+import os
+import signal
+import sys
 import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
-T_LAUNCH = time.time()  # "time from launch" is measured from here (after interpreter start)
+import torch
+import torch.distributed as dist
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import gc  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import os  # noqa: E402
-import signal  # noqa: E402
-import sys  # noqa: E402
-from dataclasses import asdict, dataclass, fields, replace  # noqa: E402
-from pathlib import Path  # noqa: E402
+from models.training import T_LAUNCH
+from models.training.optim import AdamW
+from models.utils.budget import require_memory
+from models.utils.cli import MAX_SEED, check_range
+from models.utils.device import describe, pick_device
+from models.utils.files import check_output_dir, write_atomic
 
-import torch  # noqa: E402
-import torch.distributed as dist  # noqa: E402
 
-from models.data.chars import CharData  # noqa: E402
-from models.gpt import CHOICES, GPT, GPTConfig  # noqa: E402
-from models.training.optim import AdamW  # noqa: E402
-from models.utils.budget import require_memory  # noqa: E402
-from models.utils.cli import (  # noqa: E402
-    MAX_SEED,
-    OneLineParser,
-    check_range,
-    finite_float,
-    flag_of,
-    guard,
-    int_in,
-    output_dir,
-    text,
-)
-from models.utils.device import describe, pick_device  # noqa: E402
-from models.utils.files import check_output_dir, write_atomic  # noqa: E402
+class BatchSource(Protocol):
+    """What the loop draws batches from (see the module docstring for the contract)."""
 
-MODEL_PRESETS = {
-    "gpu": dict(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2),
-    "cpu": dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0),
-}
-TRAIN_PRESETS = {  # nanoGPT's shakespeare_char settings, and its README's CPU variant
-    "gpu": dict(batch_size=64, max_iters=5000, lr_decay_iters=5000, eval_interval=250, eval_iters=200),
-    "cpu": dict(batch_size=12, max_iters=2000, lr_decay_iters=2000, eval_interval=250, eval_iters=20),
-}
+    def to(self, device: torch.device) -> BatchSource: ...
+
+    def batch(self, split: str, batch_size: int, gen: torch.Generator) -> Any: ...
+
+
+LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
 
 
 @dataclass
@@ -78,7 +116,7 @@ class TrainConfig:
     # saves no step time (16.3 ms eager vs 15.8-18.6 ms compiled); "blocks" or "model" for larger models
     out: str | None = None  # folder for checkpoint and log
     resume: bool = False
-    data: str | None = None
+    data: str | None = None  # where the batch source reads its data (None: the source's default)
     target_loss: float | None = None  # stop at the first evaluation with val loss <= this
     progress: bool | None = None  # None = a progress bar when stderr is a terminal
 
@@ -121,24 +159,11 @@ class TrainConfig:
 
 
 CHECKPOINT_KEYS = {"model_config", "train_config", "step", "model", "optimizer", "history", "best", "scaler", "rng"}
-
-
 ADVICE = "lower --lr, or keep --grad-clip above 0"
 
 
 class Diverged(RuntimeError):
     """The training loss became NaN or infinite."""
-
-
-def train_bytes(mc: GPTConfig, batch_size: int) -> int:
-    """A lower estimate of the bytes one training step needs: float32 weights, gradients and AdamW's
-    two moments (16 bytes a parameter), plus activations (about 8 numbers per layer and position
-    of the width, the logits and their gradient, and the full score matrices of manual attention)."""
-    d, L, T, V = mc.n_embd, mc.n_layer, mc.block_size, mc.vocab_size
-    hidden = mc.mlp_hidden or 4 * d
-    params = V * d + T * d + L * (2 * d * d + 2 * d * mc.head_dim * mc.n_kv_head + 2 * d * hidden)
-    acts = batch_size * T * (8 * L * d + 2 * V) + (batch_size * mc.n_head * T * T * L if mc.attn == "manual" else 0)
-    return 16 * params + 4 * acts
 
 
 def lr_at(step: int, tc: TrainConfig) -> float:
@@ -172,11 +197,33 @@ def _eager():
     return stance("force_eager")
 
 
-class Run:
-    """One training run (one process; rank 0 of several under torchrun)."""
+def _blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The members of the model's outermost ``nn.ModuleList``s (its repeated layers), what
+    ``compile="blocks"`` compiles; ValueError when it has none."""
+    out, inside = [], set()
+    for m in model.modules():  # depth first: a list comes before what is inside it
+        if isinstance(m, torch.nn.ModuleList) and id(m) not in inside:
+            out += list(m)
+            inside |= {id(x) for b in m for x in b.modules()}
+    if not out:
+        raise ValueError("compile: 'blocks' needs a model with its layers in an nn.ModuleList; use 'model'")
+    return out
 
-    def __init__(self, mc: GPTConfig, tc: TrainConfig, data: CharData | None = None):
-        self.mc, self.tc = mc, tc
+
+class Trainer:
+    """One training run (one process; rank 0 of several under torchrun). Raises ValueError for a
+    device that cannot hold ``memory`` and for a checkpoint that cannot be resumed."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module | Callable[[], torch.nn.Module],
+        source: BatchSource,
+        loss: LossFn,
+        tc: TrainConfig,
+        model_config: dict | None = None,
+        memory: tuple[str, float] | None = None,
+    ):
+        self.tc, self.loss, self.model_config = tc, loss, dict(model_config or {})
         self.t_start = time.time()
         self.ddp = "RANK" in os.environ and "WORLD_SIZE" in os.environ
         if self.ddp:
@@ -202,26 +249,27 @@ class Run:
             else contextlib.nullcontext()
         )
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=dtype == "float16")
-        data = data or CharData.load(tc.data)
-        if data.vocab_size != mc.vocab_size:
-            raise ValueError(f"vocab_size: data has {data.vocab_size} characters, model {mc.vocab_size}")
-        data.check_block(mc.block_size)
-        sizes = dict(n_embd=mc.n_embd, n_layer=mc.n_layer, block_size=mc.block_size, batch_size=tc.batch_size)
-        sizes |= {"mlp_hidden": mc.mlp_hidden} if mc.mlp_hidden else {}
-        what = ", ".join(f"{flag_of(k)} {v:,}" for k, v in sizes.items())
-        require_memory(what, train_bytes(mc, tc.batch_size), self.device)
-        self.data = data.to(self.device)
-        torch.manual_seed(tc.seed + self.rank)  # dropout masks and the weights' init
-        self.model = GPT(mc).to(self.device)
+        if memory is not None:
+            require_memory(*memory, self.device)
+        self.source = source.to(self.device)
+        self.splits = tuple(getattr(self.source, "eval_splits", ("train", "val")))
+        if "val" not in self.splits:
+            raise ValueError(
+                f"eval_splits: must include 'val' (the target and best loss are read there), got {self.splits}"
+            )
+        if not tc.eval_train:
+            self.splits = tuple(s for s in self.splits if s != "train")
+        torch.manual_seed(tc.seed + self.rank)  # dropout masks and (when built here) the weights' init
+        self.model = (model if isinstance(model, torch.nn.Module) else model()).to(self.device)
         self.opt = make_optimizer(self.model, tc)
         self.gen = torch.Generator().manual_seed(tc.seed + self.rank)  # training batches
         self.step, self.history, self.best = 0, [], float("inf")
         if tc.resume:
             self._load()
-        self.fwd = self.model
+        self.fwd = self.model  # what the training forward pass runs: compiled and/or DDP-wrapped
         mode = {"auto": "none"}.get(tc.compile, tc.compile)
         if mode == "blocks":  # regional compilation: one compiled block serves every layer
-            for b in self.model.h:
+            for b in _blocks(self.model):
                 b.compile()
         elif mode == "model":
             self.fwd = torch.compile(self.model)
@@ -249,14 +297,14 @@ class Run:
 
     def save(self) -> None:
         """Write the checkpoint atomically: model, optimizer, loss scaler, step, history and every
-        rank's RNG states (a collective under DDP: every rank calls it)."""
+        rank's RNG states (a collective under DDP: every rank calls it). Nothing without ``out``."""
         if not self.tc.out:
             return
         rngs = self._rng_states()
         if not self.master:
             return
         state = {
-            "model_config": asdict(self.mc),
+            "model_config": self.model_config,
             "train_config": asdict(self.tc),
             "step": self.step,
             "model": self.model.state_dict(),
@@ -286,7 +334,7 @@ class Run:
         bad = [k for k, t in types.items() if not isinstance(s[k], t) or isinstance(s[k], bool)]
         if bad:
             raise ValueError(f"resume: {str(path)!r} is not a checkpoint of this trainer ({', '.join(bad)} malformed)")
-        if s["model_config"] != asdict(self.mc):
+        if s["model_config"] != self.model_config:
             raise ValueError("resume: the checkpoint's model config differs from the one asked for")
         if len(s["rng"]) != self.world:
             raise ValueError(f"resume: checkpoint written by {len(s['rng'])} processes, resumed with {self.world}")
@@ -312,19 +360,19 @@ class Run:
     # -- evaluation ------------------------------------------------------------------
     @torch.inference_mode()
     def evaluate(self) -> dict:
-        """Mean loss over ``eval_iters`` batches of each split (and its standard error over batches),
-        the same batches at every evaluation (nanoGPT draws fresh ones; fixed ones make curves
-        comparable). Averaged over DDP ranks. Runs eagerly: a compiled eval graph would cost a second
-        compilation for a few hundred forward passes."""
+        """Per evaluation split, the mean loss over ``eval_iters`` batches (key ``split``) and its
+        standard error over batches (``split_se``), the same batches at every evaluation (nanoGPT
+        draws fresh ones; fixed ones make curves comparable). Averaged over DDP ranks. Runs eagerly:
+        a compiled eval graph would cost a second compilation for a few hundred forward passes."""
         self.model.eval()
         gen = torch.Generator().manual_seed(self.tc.seed + 10_000 + self.rank)
         out, n = {}, self.tc.eval_iters * self.world
-        for split in ("train", "val") if self.tc.eval_train else ("val",):
+        for split in self.splits:
             sums = torch.zeros(2, device=self.device)  # sum and sum of squares of batch losses
             for _ in range(self.tc.eval_iters):
-                x, y = self.data.batch(split, self.tc.batch_size, self.mc.block_size, gen)
+                batch = self.source.batch(split, self.tc.batch_size, gen)
                 with self.ctx, _eager():
-                    _, loss = self.model(x, y)
+                    loss = self.loss(self.model, batch)
                 loss = loss.float()
                 sums += torch.stack([loss, loss * loss])
             if self.ddp:
@@ -337,16 +385,17 @@ class Run:
 
     # -- training --------------------------------------------------------------------
     def train_step(self) -> torch.Tensor:
+        """One optimizer step over ``grad_accum`` batches; returns the last batch's loss (detached, unsynced)."""
         lr = lr_at(self.step, self.tc)
         for g in self.opt.param_groups:
             g["lr"] = lr
         for micro in range(self.tc.grad_accum):
-            x, y = self.data.batch("train", self.tc.batch_size, self.mc.block_size, self.gen)
+            batch = self.source.batch("train", self.tc.batch_size, self.gen)
             sync = contextlib.nullcontext()
             if self.ddp and micro < self.tc.grad_accum - 1:
-                sync = self.fwd.no_sync()
+                sync = self.fwd.no_sync()  # average the gradients once, after the last micro-batch
             with sync, self.ctx:
-                _, loss = self.fwd(x, y)
+                loss = self.loss(self.fwd, batch)
             self.scaler.scale(loss / self.tc.grad_accum).backward()
         if self.tc.grad_clip > 0:
             self.scaler.unscale_(self.opt)
@@ -361,7 +410,7 @@ class Run:
         """Evaluate, log, checkpoint; return True when the target loss is reached. A non-finite
         loss raises :class:`Diverged` before the checkpoint is written."""
         ev = self.evaluate()
-        if not all(math.isfinite(ev[k]) for k in ("train", "val") if k in ev):
+        if not all(math.isfinite(ev[k]) for k in self.splits):
             raise Diverged(f"training diverged: val loss {ev['val']} at step {self.step}; {ADVICE}")
         rec = {
             "step": self.step,
@@ -373,8 +422,8 @@ class Run:
         self.history.append(rec)
         self.best = min(self.best, ev["val"])
         if self.master:
-            train = f"train {ev['train']:.4f}, " if "train" in ev else ""
-            self._log(f"step {self.step}: {train}val {ev['val']:.4f} ({rec['elapsed']:.1f} s)")
+            losses = ", ".join(f"{k} {ev[k]:.4f}" for k in self.splits)
+            self._log(f"step {self.step}: {losses} ({rec['elapsed']:.1f} s)")
         self.save()
         return self.tc.target_loss is not None and ev["val"] <= self.tc.target_loss
 
@@ -385,7 +434,8 @@ class Run:
             print(msg, file=sys.stderr, flush=True)
 
     def fit(self) -> dict:
-        """Train to ``max_iters`` (or the target loss); return a summary with the loss history."""
+        """Train to ``max_iters`` (or the target loss, or Ctrl-C); return :meth:`summary`. Raises
+        :class:`Diverged` when a logged or evaluated loss is not finite."""
         tc = self.tc
         self.bar = None
         if self.master and (tc.progress if tc.progress is not None else sys.stderr.isatty()):
@@ -441,17 +491,19 @@ class Run:
             return lambda: None
         return lambda: signal.signal(signal.SIGINT, old)
 
-    def summary(self, losses, times) -> dict:
+    def summary(self, losses: list, times: list) -> dict:
+        """The run's record (configs, history, logged ``(step, loss)`` pairs, median step time), also
+        written to ``out/log.json``; under DDP it says whether every rank ends with the same weights."""
         hit = next(
             (h for h in self.history if self.tc.target_loss is not None and h["val"] <= self.tc.target_loss), None
         )
         steady = sorted(times[10:] or times)  # leave out warm-up / compilation steps
         out = {
-            "model_config": asdict(self.mc),
+            "model_config": self.model_config,
             "train_config": asdict(self.tc),
             "device": describe(self.device),
             "world_size": self.world,
-            "params": self.model.num_params(),
+            "params": sum(p.numel() for p in self.model.parameters()),  # shared tensors once
             "steps": self.step,
             "interrupted": self.interrupted,
             "history": self.history,
@@ -487,85 +539,3 @@ class Run:
             gc.collect()
             dist.barrier()  # no rank may tear down its sockets while another is still in a collective
             dist.destroy_process_group()
-
-
-# -- command line ----------------------------------------------------------------------
-FLAGS = {f.name: flag_of(f.name) for f in (*fields(GPTConfig), *fields(TrainConfig))} | {"vocab_size": "--data"}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m models.training", description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", choices=sorted(MODEL_PRESETS), default="cpu", help="model and training preset")
-    m = p.add_argument_group("model (GPTConfig; default: the preset's)")
-    for f in fields(GPTConfig):
-        if f.name in ("vocab_size",):
-            continue
-        _add_flag(m, f)
-    t = p.add_argument_group("training (TrainConfig; default: the preset's)")
-    for f in fields(TrainConfig):
-        _add_flag(t, f)
-    return p
-
-
-def _add_flag(group, f) -> None:
-    """One flag per config field; types refuse non-numbers and non-finite numbers at parse time,
-    the configs check ranges when they are built."""
-    kind = str(f.type)
-    if kind.startswith("bool"):
-        group.add_argument(flag_of(f.name), action=argparse.BooleanOptionalAction, default=None)
-    elif f.name in CHOICES:
-        group.add_argument(flag_of(f.name), choices=CHOICES[f.name], default=None)
-    elif f.name == "out":
-        group.add_argument(flag_of(f.name), type=output_dir(), default=None, metavar="DIR")
-    elif kind.startswith("int"):
-        group.add_argument(flag_of(f.name), type=int_in(), default=None)
-    elif kind.startswith("float"):
-        group.add_argument(flag_of(f.name), type=finite_float(), default=None)
-    else:
-        group.add_argument(flag_of(f.name), type=text(), default=None)
-
-
-def configs_from_args(args, vocab_size: int = 65) -> tuple[GPTConfig, TrainConfig]:
-    mkw = dict(MODEL_PRESETS[args.preset], vocab_size=vocab_size)
-    mkw |= {f.name: getattr(args, f.name) for f in fields(GPTConfig) if getattr(args, f.name, None) is not None}
-    tkw = dict(TRAIN_PRESETS[args.preset])
-    tkw |= {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
-    return GPTConfig(**mkw), TrainConfig(**tkw)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return guard(lambda: _train(args), FLAGS)
-
-
-def _train(args) -> int:
-    mc, tc = configs_from_args(args)  # validate the flags before reading any data
-    pick_device(tc.device)
-    data = CharData.load(tc.data)
-    mc = replace(mc, vocab_size=data.vocab_size)
-    run = Run(mc, tc, data)
-    try:
-        s = run.fit()
-    except Diverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    finally:
-        run.close()
-    if s["interrupted"]:
-        where = f"; checkpoint in {tc.out} (continue with --resume)" if tc.out else ""
-        print(f"interrupted at step {s['steps']}{where}", file=sys.stderr)
-        return 130
-    if run.master:
-        tgt = s["target_reached_at"]
-        print(
-            json.dumps(
-                {k: s[k] for k in ("device", "params", "steps", "best_val", "final_val", "median_step_ms", "wall_s")}
-                | {"target_reached_at": tgt},
-                indent=1,
-            )
-        )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
