@@ -3,28 +3,6 @@ it (the caches are duck-typed: ``k`` and ``v`` lists of tensors, as ``models.gpt
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
-
-@contextmanager
-def one_thread():
-    """Run the body on one CPU thread and restore the count after: on tiny tensors, OpenMP threads only
-    contend for a shared CPU.
-
-    >>> import torch
-    >>> with one_thread():
-    ...     torch.get_num_threads()
-    1
-    """
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
 
 def generate_keeping_cache(model, idx, tokens: int):
     """``model.generate(idx, tokens, temperature=0)`` and the ``KVCache`` it allocated. The cache is

@@ -20,6 +20,8 @@ REGISTRY: dict[str, str] = {
     "13.18": "chinchilla",
     "13.19": "sdpa_by_hand",
     "13.20": "sdpa_switch",
+    "13.21": "learned_positions",
+    "13.22": "rmsnorm_swiglu",
     "13.23": "mqa_decoding",
     "13.26": "pe_offset_linearity",
     "13.27": "rope_relative",

@@ -38,8 +38,9 @@ from derive import kv
 from derive.counts import L, h, h_kv
 from derive.engine import Derivation
 from derive.kv import T, d_head, s
+from models.utils.device import one_thread
 from numeric.check import Bound, CheckResult, format_table
-from numeric.kvcache import generate_keeping_cache, one_thread, storage_bytes, written_bytes
+from numeric.kvcache import generate_keeping_cache, storage_bytes, written_bytes
 from proofs.kit import plotting
 from proofs.kit.cli import main_for
 from proofs.kit.options import Option, with_options

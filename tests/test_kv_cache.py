@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from derive.engine import PROVED
 from models.gpt import GPT, GPTConfig, KVCache
-from numeric.kvcache import generate_keeping_cache, one_thread, storage_bytes, written_bytes
+from models.utils.device import one_thread
+from numeric.kvcache import generate_keeping_cache, storage_bytes, written_bytes
 from proofs import kv_cache as ex
 from proofs.kit import options
 

@@ -4,6 +4,7 @@ when present, else the CPU. A bad name raises ValueError naming the parameter.""
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import torch
 
@@ -36,3 +37,21 @@ def describe(device: torch.device) -> str:
         return f"cuda ({torch.cuda.get_device_name(device)})"
     n = torch.get_num_threads()
     return f"cpu ({n} thread{'s' * (n != 1)})"
+
+
+@contextmanager
+def one_thread():
+    """Run the body on one CPU thread and restore the count after: on tiny tensors, OpenMP threads only
+    contend for a shared CPU.
+
+    >>> import torch
+    >>> with one_thread():
+    ...     torch.get_num_threads()
+    1
+    """
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
