@@ -126,7 +126,7 @@ def test_figure_draws_the_result_without_measuring_again(tmp_path, monkeypatch):
         (["--widths", str(10**12)], "--widths: each must be at most 2,048"),
         (["--contexts", str(10**12)], "--contexts: each must be at most 2,048"),
         (["--contexts", ",".join(str(n) for n in range(1, 18))], "--contexts: at most 16 distinct values"),
-        (["--samples", str(10**12)], "--samples: must be an integer from 1 to 2,048"),
+        (["--samples", str(10**12)], "--samples: must be at most 2,048 ("),
         (["--widths", "2048", "--layers", "24"], "--layers: widths 2048"),  # ~9.7 GB of weights
         (["--widths", "64,128,256", "--contexts", "2048", "--samples", "2048"], "--samples: widths 64,128,256"),
     ],

@@ -135,7 +135,7 @@ def test_rules_raise_naming_the_option(opts, name):
     [
         (["--heads", "5"], "error: --heads: must divide --width=256, got 5"),
         (["--params", "0"], "error: --params: must be above 0, got 0"),
-        (["--samples", str(10**12)], "error: --samples: must be an integer from 1 to 64 ("),
+        (["--samples", str(10**12)], "error: --samples: must be at most 64 ("),
         (
             ["--samples", "8", "--context", "512", "--vocab", "100000"],
             "error: --samples: the measured steps would hold",
