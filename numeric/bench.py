@@ -108,12 +108,15 @@ def baseline(samples: int, d_k: int, gen: torch.Generator, chunk: int) -> float:
 
 
 def project_path(dev: torch.device) -> str:
+    """Which implementation the project uses on ``dev``: the fused Triton kernel or chunked torch."""
     if fused.use_fused(dev, None):
         return f"fused Triton kernel ({fused.status()})"
     return "chunked torch (numeric.dotprod)"
 
 
 def run(args: argparse.Namespace) -> dict:
+    """Time the plainest torch baseline and the project's path on the same samples; return the numbers
+    (dot products per second, seconds, the agreement of the two variance estimates)."""
     dev = pick_device(args.device)
     samples = args.samples if args.samples is not None else DEFAULT_SAMPLES[dev.type]
     d_k = args.dk
@@ -194,6 +197,7 @@ def _triton_version() -> str | None:
 
 
 def text(r: dict) -> str:
+    """The benchmark's result :func:`run` returned, as printed lines."""
     b, p, c = r["baseline"], r["project"], r["check"]
     out = [
         f"Monte Carlo throughput of q·k at d_k = {r['d_k']} (gaussian components)",
@@ -221,6 +225,7 @@ def text(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m numeric.bench``: exit 0, or 2 on bad input (one line naming the flag)."""
     args = _parser().parse_args(argv)
     return guard(lambda: _main(args), {"device": "--device", "samples": "--samples", "dk": "--dk"})
 

@@ -39,6 +39,7 @@ def _all(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m proofs [all|report]``: 0 when every exercise passes, 1 if one fails, 2 on bad input."""
     p = OneLineParser(prog="python -m proofs", description=__doc__)
     sub = p.add_subparsers(dest="cmd")
     a = sub.add_parser("all", help="run every derivation and check")

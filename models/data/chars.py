@@ -22,6 +22,8 @@ SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 
 
 def cache_path() -> Path:
+    """Where a downloaded copy is kept: ``$XDG_CACHE_HOME`` (else ``~/.cache``), then
+    transformer-proofs/tinyshakespeare.txt."""
     root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(root) / "transformer-proofs" / "tinyshakespeare.txt"
 
@@ -104,6 +106,9 @@ class CharData:
 
     @classmethod
     def from_text(cls, text: str, val_fraction: float = 0.1, source: str = "text") -> CharData:
+        """Character ids (uint8, sorted vocabulary) of ``text``, the first ``1 - val_fraction`` for training and
+        the rest for validation (nanoGPT's split). ValueError for more than 256 distinct characters, a text
+        shorter than 2 characters or ``val_fraction`` outside (0, 1)."""
         if not 0 < val_fraction < 1:
             raise ValueError(f"val_fraction: must lie in (0, 1), got {val_fraction}")
         chars = "".join(sorted(set(text)))
@@ -120,6 +125,8 @@ class CharData:
 
     @classmethod
     def load(cls, path=None, download: bool = True) -> CharData:
+        """Tiny Shakespeare from ``path``, else ``$TINY_SHAKESPEARE``, the user cache or (``download``) the public
+        original checked against its sha256 (:func:`find_text`). ValueError naming ``data`` when none is found."""
         source = f"data: {str(path)!r}" if path is not None else "data: tiny Shakespeare"
         return cls.from_text(find_text(path, download), source=source)
 
@@ -134,9 +141,11 @@ class CharData:
 
     @property
     def vocab_size(self) -> int:
+        """Number of distinct characters (65 for tiny Shakespeare)."""
         return len(self.chars)
 
     def encode(self, s: str) -> torch.Tensor:
+        """The ids of ``s``'s characters, int64 of shape (len(s),); ValueError for a character not in the vocabulary."""
         lut = {c: i for i, c in enumerate(self.chars)}
         try:
             return torch.tensor([lut[c] for c in s], dtype=torch.long)
@@ -144,6 +153,7 @@ class CharData:
             raise ValueError(f"s: character {e.args[0]!r} is not in the vocabulary") from None
 
     def decode(self, ids) -> str:
+        """The text of a sequence of ids (the inverse of :meth:`encode`)."""
         return "".join(self.chars[int(i)] for i in ids)
 
     def to(self, device) -> CharData:

@@ -22,6 +22,8 @@ UNUSED += ("progress",)
 
 
 def peak_tflops(device: torch.device) -> float | None:
+    """The dense bf16 peak (TFLOP/s) of a known CUDA GPU, for model FLOPs utilisation; None on a CPU or
+    an unknown GPU."""
     if device.type != "cuda":
         return None
     name = torch.cuda.get_device_name(device)
@@ -29,10 +31,13 @@ def peak_tflops(device: torch.device) -> float | None:
 
 
 def flops_per_token(n_params: int, n_layer: int, block_size: int, n_embd: int) -> int:
+    """Training FLOPs per token: 6 N (forward and backward) plus attention's 12 L T d (nanoGPT's and PaLM's
+    appendix convention)."""
     return 6 * n_params + 12 * n_layer * block_size * n_embd
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m models.training.bench``: exit 0, or 2 on bad input (one line naming the flag)."""
     from models.training.gpt_chars import FLAGS, build_parser
     from models.utils.cli import finite_float, guard, positive_int
 

@@ -27,6 +27,9 @@ def kv_bytes_formula(cfg: GPTConfig, batch: int, positions: int, dtype: torch.dt
 
 
 def measure(cfg: GPTConfig, batch: int, prompt: int, new: int, repeats: int, device, dtype, seed: int = 0) -> dict:
+    """Build ``GPT(cfg)`` (weights seeded by ``seed``, the global RNG untouched), decode ``new`` tokens greedily
+    after a random ``prompt`` with a fresh KV cache ``repeats`` times after a warm-up, and return the cache's
+    bytes (measured and by formula), the parameters and tokens per second (``batch * new`` / median time)."""
     with torch.random.fork_rng(devices=[]):  # seeded weights, without touching the caller's global RNG
         torch.manual_seed(seed)
         model = GPT(cfg).to(device=device, dtype=dtype).eval()
@@ -53,6 +56,8 @@ def measure(cfg: GPTConfig, batch: int, prompt: int, new: int, repeats: int, dev
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m models.training.decode_bench``: exit 0 when every cache holds the formula's bytes, 1 if not, 2 on
+    bad input."""
     p = OneLineParser(prog="python -m models.training.decode_bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--layers", type=positive_int(), default=12)
     p.add_argument("--heads", type=positive_int(), default=12)

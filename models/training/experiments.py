@@ -283,6 +283,7 @@ def run_experiment(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m models.training.experiments positional|norm_ffn``: exit 0, 2 on bad input, 130 on Ctrl-C."""
     from models.training.gpt_chars import FLAGS, MODEL_PRESETS
     from models.utils.cli import OneLineParser, finite_float, guard, int_in, output_dir, positive_int, text
 

@@ -84,9 +84,14 @@ from models.utils.files import check_output_dir, write_atomic
 class BatchSource(Protocol):
     """What the loop draws batches from (see the module docstring for the contract)."""
 
-    def to(self, device: torch.device) -> BatchSource: ...
+    def to(self, device: torch.device) -> BatchSource:
+        """The same source with its data on ``device``; called once, before the first batch."""
+        ...
 
-    def batch(self, split: str, batch_size: int, gen: torch.Generator) -> Any: ...
+    def batch(self, split: str, batch_size: int, gen: torch.Generator) -> Any:
+        """``batch_size`` examples of ``split``, every random choice drawn from ``gen``; ValueError for an
+        unknown split."""
+        ...
 
 
 LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
@@ -94,6 +99,9 @@ LossFn = Callable[[torch.nn.Module, Any], torch.Tensor]
 
 @dataclass
 class TrainConfig:
+    """Every training setting (one flag each on the command line); each field is checked when the config is
+    built, so a bad value fails (ValueError naming the field) before any data is read or model built."""
+
     batch_size: int = 64
     max_iters: int = 5000
     lr: float = 1e-3

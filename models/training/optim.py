@@ -23,5 +23,6 @@ class AdamW(torch.optim.AdamW):
     zero_grad = inspect.unwrap(torch.optim.Optimizer.zero_grad)
 
     def step(self, closure=None):
+        """One AdamW update (Loshchilov & Hutter 2019), exactly ``torch.optim.AdamW.step``."""
         with torch.set_grad_enabled(self.defaults["differentiable"]):  # as torch's guard does
             return _ADAM_STEP(self, closure)

@@ -116,6 +116,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None], what: s
 
 
 def write_text(path: str | os.PathLike, text: str, what: str = "path") -> Path:
+    """Write ``text`` (UTF-8) to ``path`` whole or not at all (:func:`write_atomic`); returns the path."""
     return write_atomic(path, lambda p: p.write_text(text, encoding="utf-8"), what)
 
 
