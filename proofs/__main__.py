@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 import time
 
 from models.utils.cli import OneLineParser, guard, output_dir, seed_int, text
@@ -23,18 +25,22 @@ def _all(args) -> int:
     from proofs.kit.runner import run_one
 
     dev = pick_device(args.device)
-    print(f"Running {len(REGISTRY)} exercises on {describe(dev)} with seed {args.seed}\n")
-    failures, t0 = [], time.perf_counter()
+    say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print  # --json: stdout holds only the JSON
+    say(f"Running {len(REGISTRY)} exercises on {describe(dev)} with seed {args.seed}\n")
+    failures, records, t0 = [], [], time.perf_counter()
     for n in numbers():
         r = run_one(load(n), device=str(dev), seed=args.seed)
         line = f"{n:>6} {REGISTRY[n]:<24} derivation {r.status:<12} check {r.verdict:<5} {r.seconds:6.2f} s"
-        print(line + (f"  ({r.error})" if r.error else ""))
+        say(line + (f"  ({r.error})" if r.error else ""))
+        records.append(r.record(name=REGISTRY[n], seconds=r.seconds))
         if r.verdict != "PASS":
             failures.append(n)
     took = time.perf_counter() - t0
-    print(f"\n{len(REGISTRY) - len(failures)}/{len(REGISTRY)} passed in {took:.1f} s on {describe(dev)}")
+    say(f"\n{len(REGISTRY) - len(failures)}/{len(REGISTRY)} passed in {took:.1f} s on {describe(dev)}")
     if failures:
-        print("FAILED: " + ", ".join(failures))
+        say("FAILED: " + ", ".join(failures))
+    if args.json:  # the same records as each exercise's --json and the report's results.json
+        print(json.dumps(records, indent=2, default=float))
     return 1 if failures else 0
 
 
@@ -50,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         default="report",
         help="output folder (default ./report): new, empty, or an earlier report; a folder of yours is refused",
     )
+    a.add_argument("--json", action="store_true", help="print every exercise's result record as a JSON list")
     for q in (a, r):
         q.add_argument("--device", type=text(), help="cpu or cuda (default: $PROOFS_DEVICE, else cuda if present)")
         q.add_argument("--seed", type=seed_int(), default=0, help="seed (default 0)")

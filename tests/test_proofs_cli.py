@@ -194,3 +194,17 @@ def test_a_bad_device_from_the_environment_is_named_as_such(capsys, monkeypatch)
     assert cli_exit(proofs.load("rope_matrix"), []) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: PROOFS_DEVICE: unknown device 'bogus' (try 'cpu' or 'cuda')"]
+
+
+def test_all_json_prints_the_same_record_as_each_exercise(quick, capsys):
+    """`proofs all --json` and `python -m proofs.<name> --json` print one record, built by one function."""
+    assert main(["all", "--device", "cpu", "--json"]) == 0
+    out = capsys.readouterr()
+    records = json.loads(out.out)  # stdout holds only the JSON; the progress lines went to stderr
+    assert "2/2 passed" in out.err and [r["exercise"] for r in records] == list(QUICK)
+    mod = proofs.load("13.30")
+    assert cli_exit(mod, ["--json", "--device", "cpu"]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    together = records[0]
+    assert together.pop("name") == "mha_params" and together.pop("seconds") > 0
+    assert together == alone
