@@ -70,9 +70,9 @@ def _main(args) -> int:
     if args.cmd == "report":
         from proofs.kit.report import write_report
 
-        out = write_report(args.out, device=args.device, seed=args.seed)
-        print(f"Report written to {out}")
-        return 0
+        out, passed = write_report(args.out, device=args.device, seed=args.seed)
+        print(f"Report written to {out}" + ("" if passed else " (some exercises FAILED: see its index.md)"))
+        return 0 if passed else 1
     return _list()
 
 

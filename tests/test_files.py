@@ -46,10 +46,10 @@ def test_report_onto_a_users_file_is_refused_and_the_file_stays(tmp_path, capsys
 def test_a_report_replaces_only_its_own_earlier_report(tmp_path, quick):
     from proofs.kit.report import write_report
 
-    out = write_report(tmp_path / "rep", device="cpu")
+    out, _ = write_report(tmp_path / "rep", device="cpu")
     assert (out / MARKER).is_file() and (out / "mha_params.md").is_file()
     before = _tree(out)
-    out2 = write_report(tmp_path / "rep", device="cpu")  # ours and unchanged: replaced whole
+    out2, _ = write_report(tmp_path / "rep", device="cpu")  # ours and unchanged: replaced whole
     assert out2 == out and set(_tree(out)) == set(before)
     (out / "my-notes.md").write_text("mine")  # a user's file inside an earlier report makes it theirs too
     with pytest.raises(ValueError, match="did not write"):
@@ -57,7 +57,7 @@ def test_a_report_replaces_only_its_own_earlier_report(tmp_path, quick):
     assert (out / "my-notes.md").read_text() == "mine"
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert (write_report(empty, device="cpu") / "index.md").is_file()  # an empty folder is fine
+    assert (write_report(empty, device="cpu")[0] / "index.md").is_file()  # an empty folder is fine
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "rep"]
 
 

@@ -30,7 +30,7 @@ def test_load_by_number_or_name_and_unknown():
         proofs.load("13.99")
 
 
-def test_all_passes_then_fails_when_a_check_fails(quick, capsys, monkeypatch):
+def test_all_and_report_fail_when_a_check_fails(quick, capsys, monkeypatch, tmp_path):
     assert main(["all", "--device", "cpu"]) == 0
     assert "2/2 passed" in capsys.readouterr().out
     mod = proofs.load("13.31")
@@ -38,10 +38,14 @@ def test_all_passes_then_fails_when_a_check_fails(quick, capsys, monkeypatch):
     monkeypatch.setattr(mod, "check", lambda **kw: failing)
     assert main(["all", "--device", "cpu"]) == 1
     assert "FAILED: 13.31" in capsys.readouterr().out
+    out = tmp_path / "rep"  # the report of a failing exercise is written, and the exit status says so
+    assert main(["report", "--device", "cpu", "--out", str(out)]) == 1
+    assert json.loads((out / "results.json").read_text())["passed"] is False
 
 
 def test_report_is_complete_and_machine_readable(quick, tmp_path):
-    out = write_report(tmp_path / "rep", device="cpu")
+    out, passed = write_report(tmp_path / "rep", device="cpu")
+    assert passed
     res = json.loads((out / "results.json").read_text())
     assert res["passed"] and [e["exercise"] for e in res["exercises"]] == ["13.30", "13.31"]
     for name in QUICK.values():
@@ -52,7 +56,7 @@ def test_report_is_complete_and_machine_readable(quick, tmp_path):
 
 
 def test_report_failure_leaves_the_old_report_intact(quick, tmp_path, monkeypatch):
-    out = write_report(tmp_path / "rep", device="cpu")
+    out, _ = write_report(tmp_path / "rep", device="cpu")
     before = (out / "results.json").read_text()
     calls = []
 

@@ -27,11 +27,13 @@ def _page(number: str, name: str, r: Outcome) -> str:
     return "\n".join(out)
 
 
-def write_report(out: str | Path = "report", device=None, seed: int = 0) -> Path:
-    """Run every registered exercise and write the report folder ``out`` whole; returns its path.
-    A user's folder at ``out`` is refused (ValueError naming ``out``) before any exercise runs."""
+def write_report(out: str | Path = "report", device=None, seed: int = 0) -> tuple[Path, bool]:
+    """Run every registered exercise and write the report folder ``out`` whole; returns its path and
+    whether every exercise passed. A user's folder at ``out`` is refused (ValueError naming ``out``)
+    before any exercise runs."""
     dev = pick_device(device)
     check_replaceable(out, "out")
+    verdicts = []
 
     def build(tmp: Path) -> None:
         results = []
@@ -46,6 +48,7 @@ def write_report(out: str | Path = "report", device=None, seed: int = 0) -> Path
             index.append(f"| {n} | {name} | {r.status} | {r.verdict} | [{name}.md]({name}.md) |")
             files = {"figure": r.figure.name if r.figure else None, "tex": f"{name}.tex" if r.derivation else None}
             results.append(r.record(name=name, seconds=r.seconds, **files))
+            verdicts.append(r.verdict == "PASS")
         (tmp / "index.md").write_text("\n".join(index) + "\n", encoding="utf-8")
         summary = {
             "device": describe(dev),
@@ -55,4 +58,5 @@ def write_report(out: str | Path = "report", device=None, seed: int = 0) -> Path
         }
         (tmp / "results.json").write_text(json.dumps(summary, indent=2, default=float), encoding="utf-8")
 
-    return replace_dir(out, build)
+    path = replace_dir(out, build)
+    return path, all(verdicts)
