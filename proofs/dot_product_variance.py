@@ -8,9 +8,11 @@ distinct terms share no variable and are uncorrelated, so by linearity
 $$\operatorname{Var}(q \cdot k) = \sum_{i=1}^{d_k} \operatorname{Var}(q_i k_i) = d_k,
 \qquad \operatorname{Var}\!\left(\frac{q \cdot k}{\sqrt{d_k}}\right) = 1 .$$
 
-Nothing else about the distribution matters. The derivation proves this for a symbolic
-positive integer $d_k$ (one term by symbolic moments, then a symbolic sum) and checks
-$d_k = 1..4$ by exact expansion. It also derives $\mathbb{E}[(q\cdot k)^4] = d_k m_{4q} m_{4k} +
+Nothing else about the distribution matters. The derivation proves one term by symbolic moments;
+the two steps that use linearity over a symbolic number $d_k$ of terms (the sum of variances, and
+$\operatorname{Var}(cX) = c^2 \operatorname{Var}(X)$ applied to it) are spot-checked, not proved,
+because sympy cannot settle a sum of symbolic length; $d_k = 1..4$ are proved by exact expansion.
+It also derives $\mathbb{E}[(q\cdot k)^4] = d_k m_{4q} m_{4k} +
 3 d_k (d_k - 1)$, which sets the standard error of a sample variance,
 $\sqrt{(\mathbb{E}[X^4] - d_k^2)/N}$, and so the sample size the check needs.
 

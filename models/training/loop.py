@@ -4,8 +4,8 @@ or characters. :mod:`models.training.gpt_chars` is one configuration of it.
 ``Trainer(model, source, loss, TrainConfig(...)).fit()`` runs AdamW with linear warmup and cosine
 decay, gradient accumulation and clipping, evaluation on fixed batches with standard errors, an
 optional target-loss stop, a progress bar, ``log.json`` and atomic checkpoints that resume to exactly
-the same losses, bf16 autocast and ``torch.compile`` on CUDA, and DDP under ``torchrun`` (NCCL on
-GPUs, gloo on CPUs).
+the same losses, bf16 autocast on CUDA, ``torch.compile`` when asked (``compile="blocks"`` or
+``"model"``; off by default), and DDP under ``torchrun`` (NCCL on GPUs, gloo on CPUs).
 
 What the caller gives:
 
@@ -51,8 +51,9 @@ What the loop guarantees:
   optimizer, loss scaler, step, history and every rank's RNG states: ``resume=True`` continues to
   bit-for-bit the same losses. It is read with ``weights_only=True``; a damaged or foreign file is a
   one-line ValueError naming it;
-- ``out/log.json`` (and :meth:`Trainer.fit`'s return value) hold the history of evaluations and the
-  logged training losses.
+- ``out/log.json`` (and :meth:`Trainer.fit`'s return value) hold the history of evaluations (complete
+  across resumes) and the training losses logged by this process (after a resume: from the step it
+  resumed at).
 """
 
 from __future__ import annotations
@@ -419,7 +420,8 @@ class Trainer:
         loss raises :class:`Diverged` before the checkpoint is written."""
         ev = self.evaluate()
         if not all(math.isfinite(ev[k]) for k in self.splits):
-            raise Diverged(f"training diverged: val loss {ev['val']} at step {self.step}; {ADVICE}")
+            bad = next(k for k in self.splits if not math.isfinite(ev[k]))
+            raise Diverged(f"training diverged: {bad} loss {ev[bad]} at step {self.step}; {ADVICE}")
         rec = {
             "step": self.step,
             **ev,
@@ -431,7 +433,7 @@ class Trainer:
         self.best = min(self.best, ev["val"])
         if self.master:
             losses = ", ".join(f"{k} {ev[k]:.4f}" for k in self.splits)
-            self._log(f"step {self.step}: {losses} ({rec['elapsed']:.1f} s)")
+            self._log(f"step {self.step}: {losses} ({rec['run_s']:.1f} s into this run)")
         self.save()
         return self.tc.target_loss is not None and ev["val"] <= self.tc.target_loss
 

@@ -47,14 +47,19 @@ def parser_for(mod: ModuleType) -> argparse.ArgumentParser:
             help="save the figure of the check to PATH (.png, .pdf or .svg; an existing file is replaced only if "
             "a figure of ours)",
         )
-    p.add_argument("--device", type=text(), help="cpu or cuda (default: $PROOFS_DEVICE, else cuda if present)")
+    unused = dict(getattr(mod, "UNUSED_FLAGS", {}))  # shared flags this exercise refuses, with the reason
     if mod.DEFAULT_SAMPLES is None:
-        samples_help = "not used: this exercise draws nothing at random"
-    else:
-        hi, why = max_samples(mod)
-        samples_help = f"samples of the check (default {mod.DEFAULT_SAMPLES:,}; at most {hi:,}: {why})"
-    p.add_argument("--samples", type=positive_int(), default=None, help=samples_help)
-    p.add_argument("--seed", type=seed_int(), default=None, help="seed of the explicit generator (default 0)")
+        unused.setdefault("--samples", "this exercise draws nothing at random")
+        unused.setdefault("--seed", "this exercise draws nothing at random")
+    hi, why = max_samples(mod)
+    helps = {
+        "--device": "cpu or cuda (default: $PROOFS_DEVICE, else cuda if present)",
+        "--samples": f"samples of the check (default {mod.DEFAULT_SAMPLES or 0:,}; at most {hi:,}: {why})",
+        "--seed": "seed of the explicit generator (default 0)",
+    }
+    for flag, kind in (("--device", text()), ("--samples", positive_int()), ("--seed", seed_int())):
+        used = f"not used: {unused[flag]} (refused)" if flag in unused else helps[flag]
+        p.add_argument(flag, type=kind, default=None, help=used)
     p.add_argument("--no-check", action="store_true", help="print the derivation (and the answer) only")
     for o in options_of(mod):
         default = "" if o.default is None else f" (default {o.default})"  # None: the help says what is used
