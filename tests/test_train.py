@@ -75,6 +75,7 @@ def test_resume_gives_the_same_subsequent_losses(tmp_path):
     tail_full = [loss for s, loss in full["train_losses"] if s > 10]
     tail_res = [loss for s, loss in resumed["train_losses"] if s > 10]
     assert len(tail_full) == 10 and tail_full == tail_res  # bit-for-bit
+    assert [list(p) for p in resumed["train_losses"]] == [list(p) for p in full["train_losses"]]  # the whole log
     assert full["history"][-1]["val"] == resumed["history"][-1]["val"]
     # negative control: a run with another seed does not give the same losses
     other = _run(max_iters=20, seed=7).fit()

@@ -51,9 +51,8 @@ What the loop guarantees:
   optimizer, loss scaler, step, history and every rank's RNG states: ``resume=True`` continues to
   bit-for-bit the same losses. It is read with ``weights_only=True``; a damaged or foreign file is a
   one-line ValueError naming it;
-- ``out/log.json`` (and :meth:`Trainer.fit`'s return value) hold the history of evaluations (complete
-  across resumes) and the training losses logged by this process (after a resume: from the step it
-  resumed at).
+- ``out/log.json`` (and :meth:`Trainer.fit`'s return value) hold the history of evaluations and the
+  logged training losses, both complete across resumes (the median step time is this process's).
 """
 
 from __future__ import annotations
@@ -273,6 +272,7 @@ class Trainer:
         self.opt = make_optimizer(self.model, tc)
         self.gen = torch.Generator().manual_seed(tc.seed + self.rank)  # training batches
         self.step, self.history, self.best = 0, [], float("inf")
+        self.losses: list = []  # logged (step, training loss) pairs, kept across resumes
         if tc.resume:
             self._load()
         self.fwd = self.model  # what the training forward pass runs: compiled and/or DDP-wrapped
@@ -319,6 +319,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(),
             "history": self.history,
+            "losses": [list(p) for p in self.losses],
             "best": self.best,
             "scaler": self.scaler.state_dict(),
             "rng": rngs,  # one (batch generator, torch, cuda) triple per rank
@@ -365,6 +366,7 @@ class Trainer:
                 f"resume: {str(path)!r} does not fit this model and trainer ({type(e).__name__})"
             ) from None
         self.step, self.history, self.best = int(s["step"]), list(s["history"]), float(s["best"])
+        self.losses = [tuple(p) for p in s.get("losses", [])]  # absent from checkpoints before this field
 
     # -- evaluation ------------------------------------------------------------------
     @torch.inference_mode()
@@ -454,7 +456,7 @@ class Trainer:
             self.bar = tqdm(
                 total=tc.max_iters, initial=self.step, unit="step", file=sys.stderr, dynamic_ncols=True, mininterval=0.5
             )
-        losses, times = [], []
+        losses, times = self.losses, []
         self.model.train()
         reached = False
         self.interrupted = False
