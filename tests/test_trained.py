@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from helpers import cli_exit
+from helpers import cli_exit, require_corpus
 
 from models.data.chars import CharData
 from proofs import learned_positions, rmsnorm_swiglu
@@ -15,6 +15,7 @@ from proofs.kit import trained
 
 def test_a_run_too_short_to_learn_context_fails_the_claim():
     """8 steps: the losses are below log V but not below the frequency-only loss, so the check fails."""
+    require_corpus()
     res = learned_positions.check(device="cpu", steps=8, samples=10)
     assert not res.passed
     context = [c for c in res.claims if "< unigram" in c.claim]
