@@ -29,15 +29,13 @@ from numeric.check import Bound, CheckResult
 from proofs.kit import trained
 from proofs.kit.cli import main_for
 from proofs.kit.options import with_options
+from proofs.kit.trained import DEFAULT_SAMPLES, MAX_SAMPLES, OPTIONS, SAMPLES_WHY, figure, validate  # noqa: F401
 
 NUMBER = "13.21"
 main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
 CLAIM = (
     "Sinusoidal positions have no parameters and |PE(pos)|^2 = d/2; learned ones add T x d; both GPTs learn context."
 )
-DEFAULT_SAMPLES, MAX_SAMPLES, SAMPLES_WHY = trained.DEFAULT_SAMPLES, trained.MAX_SAMPLES, trained.SAMPLES_WHY
-OPTIONS = trained.OPTIONS
-figure, validate = trained.figure, trained.validate
 
 
 def derivation() -> Derivation:

@@ -31,15 +31,13 @@ from numeric.check import Bound, CheckResult
 from proofs.kit import trained
 from proofs.kit.cli import main_for
 from proofs.kit.options import with_options
+from proofs.kit.trained import DEFAULT_SAMPLES, MAX_SAMPLES, OPTIONS, SAMPLES_WHY, figure, validate  # noqa: F401
 
 NUMBER = "13.22"
 main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
 CLAIM = (
     "RMSNorm equals LayerNorm on zero-mean inputs, SwiGLU at d_ff = 8d/3 has the GELU MLP's weights, and both train."
 )
-DEFAULT_SAMPLES, MAX_SAMPLES, SAMPLES_WHY = trained.DEFAULT_SAMPLES, trained.MAX_SAMPLES, trained.SAMPLES_WHY
-OPTIONS = trained.OPTIONS
-figure, validate = trained.figure, trained.validate
 TOL = 1e-12  # float64 agreement of two normalisations of O(1) numbers
 
 
