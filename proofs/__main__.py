@@ -1,4 +1,5 @@
-"""``python -m proofs`` lists the exercises; ``all`` runs every one; ``report`` writes a report."""
+"""``python -m proofs`` lists the exercises; ``all`` runs every one; ``report`` writes a report;
+``python -m proofs 13.3 [flags]`` (or the module's name) runs one exercise with its module's flags."""
 
 from __future__ import annotations
 
@@ -45,7 +46,16 @@ def _all(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m proofs [all|report]``: 0 when every exercise passes, 1 if one fails, 2 on bad input."""
+    """``python -m proofs [all|report|EXERCISE ...]``: 0 when every exercise passes, 1 if one fails, 2 on bad
+    input. ``EXERCISE`` is a number (13.3) or a name (dot_product_variance) and takes that module's flags."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] not in ("all", "report") and not argv[0].startswith("-"):
+        try:
+            mod = load(argv[0])
+        except ValueError as e:
+            print(f"python -m proofs: error: {e}", file=sys.stderr)
+            return 2
+        return mod.main(argv[1:])
     p = OneLineParser(prog="python -m proofs", description=__doc__)
     sub = p.add_subparsers(dest="cmd")
     a = sub.add_parser("all", help="run every derivation and check")

@@ -212,3 +212,27 @@ def test_all_json_prints_the_same_record_as_each_exercise(quick, capsys):
     together = records[0]
     assert together.pop("name") == "mha_params" and together.pop("seconds") > 0
     assert together == alone
+
+
+def test_latex_runs_the_check_only_when_asked(capsys, monkeypatch):
+    mod = proofs.load("13.30")
+    monkeypatch.setattr(mod, "check", lambda **kw: pytest.fail("--latex ran the check"))
+    assert mod.main(["--latex"]) == 0
+    assert capsys.readouterr().out.startswith("\\documentclass")
+    failing = CheckResult("forced", "cpu", 1, 0, claims=[Bound.of("one equals two", 1.0, 2.0, 0.0)])
+    monkeypatch.setattr(mod, "check", lambda **kw: failing)
+    assert mod.main(["--latex", "--check"]) == 1  # the check ran; its verdict sets the exit status
+    assert capsys.readouterr().out.startswith("\\documentclass")
+    for argv, flag in ((["--check"], "--check"), (["--latex", "--samples", "9"], "--samples")):
+        assert cli_exit(mod, argv) == 2
+        assert capsys.readouterr().err.startswith(f"error: {flag}:")
+
+
+@pytest.mark.parametrize("first", ["13.3", "dot_product_variance"])
+def test_an_exercise_runs_by_number_or_name(first, capsys):
+    assert main([first, "--no-check", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["exercise"] == "13.3"
+    assert main([first, "--max-dk", "3"]) == 2  # the module's own flags and rules
+    assert "--max-dk" in capsys.readouterr().err
+    assert main(["13.99"]) == 2
+    assert "unknown '13.99'; run 'python -m proofs' for the list" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """The command line every exercise shares: ``python -m proofs.<name> [--json|--latex] [--plot PATH]
-[--device D] [--samples N] [--seed S] [--no-check] [the exercise's options]``.
+[--device D] [--samples N] [--seed S] [--no-check] [--check] [the exercise's options]``. ``--latex``
+prints the derivation without running the check unless ``--check`` is given.
 
 The flags come from the module's declarations (:mod:`proofs.kit.options`): ``NUMBER``, ``CLAIM``,
 ``DEFAULT_SAMPLES`` (None: nothing random, so ``--samples`` and ``--seed`` are refused),
@@ -61,6 +62,9 @@ def parser_for(mod: ModuleType) -> argparse.ArgumentParser:
         used = f"not used: {unused[flag]} (refused)" if flag in unused else helps[flag]
         p.add_argument(flag, type=kind, default=None, help=used)
     p.add_argument("--no-check", action="store_true", help="print the derivation (and the answer) only")
+    p.add_argument(
+        "--check", action="store_true", help="with --latex: run the check too (not printed; the exit status follows it)"
+    )
     for o in options_of(mod):
         default = "" if o.default is None else f" (default {o.default})"  # None: the help says what is used
         p.add_argument(o.flag, type=o.converter(), default=None, help=o.help + default)
@@ -74,17 +78,31 @@ def _refuse_unused(mod: ModuleType, args: argparse.Namespace) -> None:
             raise ValueError(f"{flag}: not used by this exercise ({why})")
     if mod.DEFAULT_SAMPLES is None and args.seed is not None:
         raise ValueError("--seed: this exercise draws nothing at random, so a seed changes nothing")
-    if not args.no_check:
+    if args.check and not args.latex:
+        raise ValueError("--check: only with --latex (the check runs by default otherwise)")
+    if args.check and args.no_check:
+        raise ValueError("--check: contradicts --no-check; drop one")
+    skip = _skipping(args)
+    if not skip:
         return
     if args.plot is not None:
-        raise ValueError("--plot: the figure draws the check's result, and --no-check skips the check; drop one")
+        raise ValueError(f"--plot: the figure draws the check's result, and {skip}; drop one")
     for flag in ("--samples", "--seed", "--device"):
         if getattr(args, flag[2:]) is not None:
-            raise ValueError(f"{flag}: only the check uses it, and --no-check skips the check; drop one")
+            raise ValueError(f"{flag}: only the check uses it, and {skip}; drop one")
     if not hasattr(mod, "answer"):
         for o in options_of(mod):
             if getattr(args, o.dest) is not None:
-                raise ValueError(f"{o.flag}: only the check uses it, and --no-check skips the check; drop one")
+                raise ValueError(f"{o.flag}: only the check uses it, and {skip}; drop one")
+
+
+def _skipping(args: argparse.Namespace) -> str:
+    """Why the check is skipped ('' when it runs): --no-check, or --latex without --check."""
+    if args.no_check:
+        return "--no-check skips the check"
+    if args.latex and not args.check:
+        return "--latex skips the check unless --check is given"
+    return ""
 
 
 def run(mod: ModuleType, argv: list[str] | None = None) -> int:
@@ -122,7 +140,7 @@ def _run(mod: ModuleType, args: argparse.Namespace) -> int:
         return 1
     t_derive = time.perf_counter() - t0
     res = answer = None
-    if args.no_check:
+    if _skipping(args):
         answer = mod.answer(**given) if hasattr(mod, "answer") else None
     else:
         res = mod.check(**o.keywords())
