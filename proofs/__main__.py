@@ -80,7 +80,8 @@ def _main(args) -> int:
     if args.cmd == "report":
         from proofs.kit.report import write_report
 
-        out, passed = write_report(args.out, device=args.device, seed=args.seed)
+        say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+        out, passed = write_report(args.out, device=args.device, seed=args.seed, say=say)
         print(f"Report written to {out}" + ("" if passed else " (some exercises FAILED: see its index.md)"))
         return 0 if passed else 1
     return _list()

@@ -44,15 +44,17 @@ def test_all_and_report_fail_when_a_check_fails(quick, capsys, monkeypatch, tmp_
 
 
 def test_report_is_complete_and_machine_readable(quick, tmp_path):
-    out, passed = write_report(tmp_path / "rep", device="cpu")
-    assert passed
+    lines = []
+    out, passed = write_report(tmp_path / "rep", device="cpu", say=lines.append)
+    assert passed and len(lines) == 2 and "13.31" in lines[1] and "PASS" in lines[1]  # one progress line each
     res = json.loads((out / "results.json").read_text())
     assert res["passed"] and [e["exercise"] for e in res["exercises"]] == ["13.30", "13.31"]
     for name in QUICK.values():
         assert (out / f"{name}.md").read_text().startswith("# Exercise")
         assert (out / f"{name}.tex").read_text().startswith("\\documentclass")
         assert (out / f"{name}.png").stat().st_size > 1000
-    assert "| 13.31 | prenorm_postnorm | proved | PASS |" in (out / "index.md").read_text()
+    index = (out / "index.md").read_text()
+    assert "| 13.31 | prenorm_postnorm | proved | PASS |" in index and '<img src="prenorm_postnorm.png"' in index
 
 
 def test_report_failure_leaves_the_old_report_intact(quick, tmp_path, monkeypatch):

@@ -27,10 +27,10 @@ def _page(number: str, name: str, r: Outcome) -> str:
     return "\n".join(out)
 
 
-def write_report(out: str | Path = "report", device=None, seed: int = 0) -> tuple[Path, bool]:
+def write_report(out: str | Path = "report", device=None, seed: int = 0, say=None) -> tuple[Path, bool]:
     """Run every registered exercise and write the report folder ``out`` whole; returns its path and
     whether every exercise passed. A user's folder at ``out`` is refused (ValueError naming ``out``)
-    before any exercise runs."""
+    before any exercise runs. ``say`` (e.g. ``print``) receives one progress line per exercise."""
     dev = pick_device(device)
     check_replaceable(out, "out")
     verdicts = []
@@ -38,17 +38,22 @@ def write_report(out: str | Path = "report", device=None, seed: int = 0) -> tupl
     def build(tmp: Path) -> None:
         results = []
         index = [f"# Report: {len(REGISTRY)} exercises", "", f"Device: {describe(dev)}; seed {seed}.", ""]
-        index += ["| exercise | name | derivation | check | page |", "|---|---|---|---|---|"]
+        index += ["| exercise | name | derivation | check | seconds | figure | page |", "|---|---|---|---|---|---|---|"]
         for n in numbers():
             name = REGISTRY[n]
             r = run_one(load(n), device=str(dev), seed=seed, figure_path=tmp / f"{name}.png")
             (tmp / f"{name}.md").write_text(_page(n, name, r), encoding="utf-8")
             if r.derivation is not None:
                 (tmp / f"{name}.tex").write_text(r.derivation.latex_document(), encoding="utf-8")
-            index.append(f"| {n} | {name} | {r.status} | {r.verdict} | [{name}.md]({name}.md) |")
+            thumb = f'<img src="{r.figure.name}" width="160">' if r.figure else "(none)"
+            index.append(
+                f"| {n} | {name} | {r.status} | {r.verdict} | {r.seconds:.1f} | {thumb} | [{name}.md]({name}.md) |"
+            )
             files = {"figure": r.figure.name if r.figure else None, "tex": f"{name}.tex" if r.derivation else None}
             results.append(r.record(name=name, seconds=r.seconds, **files))
             verdicts.append(r.verdict == "PASS")
+            if say is not None:
+                say(f"[{len(verdicts):>2}/{len(REGISTRY)}] {n:>6} {name:<24} {r.verdict:<5} {r.seconds:6.1f} s")
         (tmp / "index.md").write_text("\n".join(index) + "\n", encoding="utf-8")
         summary = {
             "device": describe(dev),
