@@ -8,13 +8,29 @@ distinct terms share no variable and are uncorrelated, so by linearity
 $$\operatorname{Var}(q \cdot k) = \sum_{i=1}^{d_k} \operatorname{Var}(q_i k_i) = d_k,
 \qquad \operatorname{Var}\!\left(\frac{q \cdot k}{\sqrt{d_k}}\right) = 1 .$$
 
-Nothing else about the distribution matters. The derivation proves one term by symbolic moments;
-the two steps that use linearity over a symbolic number $d_k$ of terms (the sum of variances, and
-$\operatorname{Var}(cX) = c^2 \operatorname{Var}(X)$ applied to it) are spot-checked, not proved,
-because sympy cannot settle a sum of symbolic length; $d_k = 1..4$ are proved by exact expansion.
-It also derives $\mathbb{E}[(q\cdot k)^4] = d_k m_{4q} m_{4k} +
-3 d_k (d_k - 1)$, which sets the standard error of a sample variance,
-$\sqrt{(\mathbb{E}[X^4] - d_k^2)/N}$, and so the sample size the check needs.
+Nothing else about the distribution matters. What rests on what, step by step
+(``python -m proofs.dot_product_variance --no-check`` prints them):
+
+* proved by sympy: the one-term facts $\mathbb{E}[q_i k_i] = 0$, $\operatorname{Var}(q_i k_i) = 1$,
+  $\operatorname{Cov}(q_i k_i, q_j k_j) = 0$ and the expectation of each index pattern of $(q\cdot k)^4$
+  (symbolic moments of independent variables, ``derive.moments.expectation``);
+  $\operatorname{Var}(cX) = c^2 \operatorname{Var}(X)$; $\mathbb{E}[(q\cdot k)^2]$ for $d_k = 1..4$ and
+  $\mathbb{E}[(q\cdot k)^4]$ for $d_k = 1..3$ by exact expansion; and
+  $\sum_P (d)_{|P|} = d^m$ for $m = 1..4$, a polynomial identity in a symbolic $d$;
+* a stated lemma, *Lemma (index patterns)*, listed in the derivation's assumptions: expanding
+  $\mathbb{E}[(\sum_i q_i k_i)^m]$ over its $d^m$ index tuples, the tuples whose equal indices form a
+  set partition $P$ of the $m$ factors number $(d)_{|P|} = d (d-1) \cdots (d-|P|+1)$, the falling
+  factorial, and share one expectation. Sympy does not prove this count for a symbolic $d$; the
+  derivation checks it exactly by enumerating every tuple for $d = 1..6$, $m = 1..4$ (a proof for
+  those $d$ only);
+* proved by sympy from that lemma (status *proved from a stated lemma*):
+  $\operatorname{Var}(q\cdot k) = d_k$, the scaled $\operatorname{Var}(q\cdot k/\sqrt{d_k}) = 1$ (which uses
+  it), $\mathbb{E}[(q\cdot k)^4] = d_k m_{4q} m_{4k} + 3 d_k (d_k - 1)$ and the Gaussian
+  $\operatorname{Var}((q\cdot k)^2) = 2 d_k (d_k + 3)$ (which uses that).
+
+So the derivation's status is *proved from a stated lemma*: no step is spot-checked, and nothing
+rests on a rule that is not stated. The fourth moment sets the standard error of a sample
+variance, $\sqrt{(\mathbb{E}[X^4] - d_k^2)/N}$, and so the sample size the check needs.
 
 The check estimates $\operatorname{Var}(q\cdot k)$ and, from independent draws,
 $\operatorname{Var}(q\cdot k/\sqrt{d_k})$ for $d_k = 1, 2, 4, \dots$ with Gaussian, Rademacher and
@@ -38,6 +54,7 @@ import sympy as sp
 
 from derive.engine import Derivation
 from derive.moments import (
+    INDEX_LEMMA,
     Var,
     component_moment,
     dot_fourth_moment,
@@ -82,7 +99,8 @@ OPTIONS = [
 
 
 def derivation() -> Derivation:
-    """Var(q.k) = d_k for a symbolic positive integer d_k, the scaled variance, and E[(q.k)^4]."""
+    """Var(q.k) = d_k for a symbolic positive integer d_k, the scaled variance, and E[(q.k)^4]; the steps over
+    a symbolic number of terms are proved from the stated Lemma (index patterns), checked exactly for d = 1..6."""
     d = sp.Symbol("d_k", positive=True, integer=True)
     der = Derivation(
         "Var(q.k) = d_k and Var(q.k/sqrt(d_k)) = 1",
@@ -106,18 +124,21 @@ def derivation() -> Derivation:
     der.eq(
         Var(x / sp.sqrt(d)),
         1,
-        "Var(cX) = c^2 Var(X) with c = 1/sqrt(d_k)",
+        f"Var(cX) = c^2 Var(X) with c = 1/sqrt(d_k) and Var(X) = d_k, which rests on {INDEX_LEMMA}",
         "expand",
         computed=(1 / sp.sqrt(d)) ** 2 * d,
+        lemma=INDEX_LEMMA,
     )
     m4q, m4k = sp.symbols("m_4q m_4k", positive=True)
     fourth = dot_fourth_moment_steps(der, d, m4q, m4k)
     der.eq(
         Var(x**2),
         2 * d * (d + 3),
-        "for the standard error: Gaussian components (m_4 = 3) give E[X^4] - d_k^2 = 2 d_k (d_k + 3)",
+        "for the standard error: Gaussian components (m_4 = 3) give E[X^4] - d_k^2 = 2 d_k (d_k + 3), "
+        f"with E[X^4] from {INDEX_LEMMA}",
         "expand",
         computed=fourth.subs({m4q: 3, m4k: 3}) - d**2,
+        lemma=INDEX_LEMMA,
     )
     return der
 

@@ -59,6 +59,7 @@ from derive.model_styles import STYLE_NAMES as STYLE
 from models.utils.device import pick_device
 from numeric.check import Bound, CheckResult
 from numeric.meta_models import gpt_gpt2, gpt_llama, gpt_rule_shaped, torch_gpt2, torch_llama
+from proofs.kit import plotting
 from proofs.kit.cli import main_for
 from proofs.kit.options import Option, with_options
 
@@ -487,6 +488,29 @@ def _why(style: str, s: dict) -> str:
     else:
         parts.append("the untied head makes 2Vd right")
     return ": " + "; ".join(parts)
+
+
+def figure(res: CheckResult):
+    """Exact parameter counts of each model against the rule 12 L d^2 + 2 V d, on a log axis."""
+    fig, ax = plotting.subplots(width=7.5, height=4.2)
+    rows = res.table
+    labels = [f"{r['case']}: {r['model']}" for r in rows]
+    y = range(len(rows))
+    ax.barh([i + 0.2 for i in y], [r["exact"] for r in rows], 0.4, label="exact count (built models)", color="C0")
+    ax.barh([i - 0.2 for i in y], [r["rule"] for r in rows], 0.4, label="rule 12 L d^2 + 2 V d", color="C7")
+    for i, r in zip(y, rows):
+        ax.annotate(
+            f"rule - exact: {r['rel err']}",
+            (r["exact"], i + 0.2),
+            fontsize=7,
+            va="center",
+            xytext=(3, 0),
+            textcoords="offset points",
+        )
+    ax.set_yticks(list(y), labels, fontsize=7)
+    ax.set(xscale="log", xlabel="parameters", title=plotting.title(res, f"Exercise {NUMBER}: parameter counts"))
+    ax.legend(fontsize=8, loc="lower right")
+    return fig
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from derive.engine import Derivation
 from models.attention import scaled_dot_product_attention as by_hand
 from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
+from proofs.kit import plotting
 from proofs.kit.cli import main_for
 from proofs.kit.options import with_options
 
@@ -176,6 +177,17 @@ def check(o) -> CheckResult:
     res.notes.append(f"function body: {n} lines; cases: shapes {SHAPES} x masks {MASKS} x {o.samples} draws")
     res.notes.append("fully masked rows: torch gives zeros there; a NaN counts as an infinite miss")
     return res
+
+
+def figure(res: CheckResult):
+    """The largest difference between the hand-written attention and torch's, per dtype, beside its tolerance."""
+    return plotting.errors_against_tolerances(
+        res,
+        ("dtype",),
+        "max |hand - torch|",
+        "tolerance",
+        f"Exercise {NUMBER}: by hand vs F.scaled_dot_product_attention",
+    )
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from derive.engine import Derivation
 from models.gpt import CausalSelfAttention, GPTConfig, KVCache
 from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
+from proofs.kit import plotting
 from proofs.kit.cli import main_for
 from proofs.kit.options import with_options
 
@@ -123,6 +124,13 @@ def _bidirectional(layer, x):
     free = CausalSelfAttention(replace(layer.cfg, attn="sdpa"), causal=False).to(x.device, x.dtype).eval()
     free.load_state_dict(layer.state_dict())
     return free(x)
+
+
+def figure(res: CheckResult):
+    """The largest difference between the GPT's attention paths, per comparison and dtype, beside its tolerance."""
+    return plotting.errors_against_tolerances(
+        res, ("dtype", "comparison"), "max |diff|", "tolerance", f"Exercise {NUMBER}: SDPA vs manual attention"
+    )
 
 
 if __name__ == "__main__":

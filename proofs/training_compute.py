@@ -42,6 +42,7 @@ from models.gpt import swiglu_hidden
 from models.utils.device import describe, generator, pick_device
 from numeric.check import Bound, CheckResult
 from numeric.gpt_flops import counted_gpt, linear_weights, train_step_flops
+from proofs.kit import plotting
 from proofs.kit.cli import main_for
 from proofs.kit.options import Option, with_options
 
@@ -277,6 +278,22 @@ def _style_findings(res: CheckResult, style: str, model, fwd: int, bwd: int, o) 
             "/6N": per_tok / (6 * n_all),
         }
     )
+
+
+def figure(res: CheckResult):
+    """Counted training FLOPs per token of each model against 6 N and 6 N + 12 L n d."""
+    import numpy as np
+
+    rows = res.table
+    fig, ax = plotting.subplots(width=7, height=4.2)
+    x = np.arange(len(rows))
+    ax.bar(x - 0.27, [r["(fwd+bwd)/token"] for r in rows], 0.27, label="counted (FlopCounterMode)", color="C0")
+    ax.bar(x, [r["6N_matmul"] for r in rows], 0.27, label="6 N (matmul weights)", color="C7")
+    ax.bar(x + 0.27, [r["6N_matmul"] + r["12Lnd"] for r in rows], 0.27, label="6 N + 12 L n d", color="C2")
+    ax.set_xticks(x, [r["model"] for r in rows], fontsize=8)
+    ax.set(ylabel="training FLOPs per token", title=plotting.title(res, f"Exercise {NUMBER}: C = 6 N D, per token"))
+    ax.legend(fontsize=8)
+    return fig
 
 
 if __name__ == "__main__":

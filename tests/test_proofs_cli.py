@@ -186,7 +186,6 @@ def test_flags_that_would_be_ignored_are_refused(name, argv, flag, capsys):
         ("chinchilla", ["--seed", "5"], "--seed"),
         ("chinchilla", ["--device", "cpu"], "--device"),
         ("param_count", ["--device", "cpu"], "--device"),
-        ("sdpa_switch", ["--plot", "x.png"], "--plot"),  # no figure: no --plot
     ],
 )
 def test_shared_flags_an_exercise_ignores_are_refused(name, argv, flag, capsys):

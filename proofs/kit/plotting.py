@@ -28,6 +28,25 @@ def title(res, what: str) -> str:
     return f"{what} ({drawn}{res.device})"
 
 
+def errors_against_tolerances(res, label_keys: tuple[str, ...], error_key: str, tol_key: str, what: str):
+    """A figure of the check's measured errors beside the tolerances they must stay under, one pair
+    of bars per row of ``res.table`` (labelled by ``label_keys``), on a log axis."""
+    import textwrap
+
+    import numpy as np
+
+    rows = res.table
+    fig, ax = subplots(width=max(6.4, 1.5 * len(rows)), height=4.6)
+    x = np.arange(len(rows))
+    floor = 1e-18  # an exact zero drawn at the bottom of the log axis
+    ax.bar(x - 0.2, [max(r[error_key], floor) for r in rows], 0.4, label=f"measured {error_key}", color="C0")
+    ax.bar(x + 0.2, [r[tol_key] for r in rows], 0.4, label=f"{tol_key} (stated in advance)", color="C7")
+    ax.set_xticks(x, ["\n".join(textwrap.fill(str(r[k]), 18) for k in label_keys) for r in rows], fontsize=7)
+    ax.set(yscale="log", ylabel="absolute difference", title=title(res, what))
+    ax.legend(fontsize=8)
+    return fig
+
+
 def save(fig, path) -> Path:
     """Write ``fig`` to ``path`` (.png, .pdf or .svg) whole, never over a file that is not a figure
     of ours (:func:`models.utils.files.save_figure`), and close it. Returns the path written."""
