@@ -300,18 +300,25 @@ def _notes(res: CheckResult, e, grid, samples, lim) -> list[str]:
 
 
 def figure(res: CheckResult):
-    """Mean max weight and mean Jacobian norm against d_k, unscaled and scaled, from the check's table."""
+    """Mean largest softmax weight and mean Frobenius norm of the softmax's Jacobian with respect to the logits,
+    against d_k, unscaled and scaled, from the check's table: unscaled, the weights go one-hot and the
+    gradient through the softmax vanishes."""
     rows = [r for r in res.table if r["d_k"] != "∞"]
     x = [r["d_k"] for r in rows]
     fig, (a1, a2) = plotting.subplots(2, width=10, height=4)
-    for ax, key, title in ((a1, "w", "mean max weight E[max p]"), (a2, "J", "mean Jacobian norm E‖J‖_F")):
-        for k, label in ((key, "unscaled q·k"), (key + "s", "scaled q·k/√d_k")):
+    panels = (
+        (a1, "w", "largest weight $E[\\max_i p_i]$", "mean largest softmax weight"),
+        (a2, "J", "$E\\|\\partial p / \\partial s\\|_F$", "Jacobian of the softmax w.r.t. the logits $s$"),
+    )
+    for ax, key, ylabel, title in panels:
+        for k, label in ((key, "unscaled $s = q \\cdot k$"), (key + "s", "scaled $s = q \\cdot k / \\sqrt{d_k}$")):
             ax.errorbar(x, [r[k] for r in rows], [r[k + "_se"] for r in rows], fmt="o-", ms=4, capsize=2, label=label)
-        ax.set(xscale="log", xlabel="$d_k$", title=title)
+        ax.set(xscale="log", xlabel="$d_k$", ylabel=ylabel, title=title)
     a1.axhline(1.0, color="k", lw=0.8, ls=":", label="one-hot")
     a1.axhline(res.table[-1]["ws"], color="C1", lw=0.8, ls="--", label="scaled limit $d_k\\to\\infty$")
-    a2.axhline(0.0, color="k", lw=0.8, ls=":")
+    a2.axhline(0.0, color="k", lw=0.8, ls=":", label="no gradient")
     a1.legend(fontsize=8)
+    a2.legend(fontsize=8)
     fig.suptitle(plotting.title(res, f"Exercise {NUMBER}: per point"), fontsize=9)
     return fig
 

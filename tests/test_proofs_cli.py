@@ -11,7 +11,7 @@ import proofs
 import proofs.kit.runner
 from numeric.check import Bound, CheckResult
 from proofs.__main__ import main
-from proofs.kit.report import write_report
+from proofs.kit.report import caption, write_report
 
 
 def test_list_names_every_registered_exercise():
@@ -50,7 +50,8 @@ def test_report_is_complete_and_machine_readable(quick, tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert res["passed"] and [e["exercise"] for e in res["exercises"]] == ["13.30", "13.31"]
     for name in QUICK.values():
-        assert (out / f"{name}.md").read_text().startswith("# Exercise")
+        page = (out / f"{name}.md").read_text()
+        assert page.startswith("# Exercise") and f"*{caption(proofs.load(name))}*" in page  # the figure's caption
         assert (out / f"{name}.tex").read_text().startswith("\\documentclass")
         assert (out / f"{name}.png").stat().st_size > 1000
     index = (out / "index.md").read_text()

@@ -13,6 +13,12 @@ from proofs import REGISTRY, load, numbers
 from proofs.kit.runner import Outcome, run_one
 
 
+def caption(mod) -> str:
+    """The figure's caption: the first sentence of the exercise's ``figure`` docstring."""
+    doc = " ".join((mod.figure.__doc__ or "").split())
+    return doc.split(". ")[0].rstrip(".") + "." if doc else ""
+
+
 def _page(number: str, name: str, r: Outcome) -> str:
     out = [f"# Exercise {number}: {name}", "", f"**Claim.** {r.mod.CLAIM}", ""]
     if r.derivation is not None:
@@ -20,7 +26,7 @@ def _page(number: str, name: str, r: Outcome) -> str:
     if r.result is not None:
         out += ["## Empirical check", "", "```", r.result.text(), "```", ""]
     if r.figure is not None:
-        out += ["## Figure", "", f"![{name}]({r.figure.name})", ""]
+        out += ["## Figure", "", f"![{name}]({r.figure.name})", "", f"*{caption(r.mod)}*", ""]
     if r.error:
         out += ["## Failure", "", "```", r.traceback, "```", ""]
     out += [f"Verdict: **{r.verdict}** ({r.seconds:.2f} s)", ""]
