@@ -101,7 +101,7 @@ def derivation() -> Derivation:
     s = sp.symbols("s_a s_1:4", real=True)
     g = sp.symbols("g_1:4", positive=True)
     der = Derivation(
-        "Unscaled softmax tends to one-hot as d_k -> infinity",
+        "Exercise 13.28: unscaled softmax tends to one-hot as d_k -> infinity",
         assumptions=[
             "n keys, fixed (n = 4 below: the argmax a and three others; any number m of others in step 5)",
             "q and k_1..k_n independent, components i.i.d. with mean 0 and variance 1; s_j = q.k_j has Var d_k",
