@@ -5,6 +5,15 @@ exactly zero (or settles the limit); if it cannot, the step is evaluated at seed
 random points and marked *spot-checked*; if that also fails, :class:`StepFailed`
 is raised naming the step. Nothing is ever reported as proved that sympy did not prove.
 
+A step may rest on a *lemma*: a premise sympy does not prove in general (say, a counting rule
+over a symbolic number of terms), stated by :meth:`Derivation.lemma` among the derivation's
+assumptions and named by the step (``eq(..., lemma=name)``). Sympy must still reduce the step
+to exactly zero given it; the step is then *proved from a stated lemma* (:data:`FROM_LEMMA`),
+never plain *proved*. A derivation's status is :data:`PROVED` when every step is proved (or a
+definition), :data:`FROM_LEMMA` when no step is spot-checked but some rest on a stated lemma,
+and :data:`SPOT_CHECKED` when any step is spot-checked. A premise applied in words without being
+stated as a lemma (``eq(..., rule=...)``) leaves its step spot-checked.
+
 >>> import sympy as sp
 >>> x = sp.Symbol("x", real=True)
 >>> d = Derivation("A square")
@@ -23,6 +32,7 @@ import sympy as sp
 
 PROVED = "proved"
 SPOT_CHECKED = "spot-checked"
+FROM_LEMMA = "proved from a stated lemma"  # sympy proved it given a lemma listed in the assumptions
 DEFINITION = "definition"  # a name given to an expression: states nothing, so needs no proof
 
 
@@ -72,8 +82,10 @@ class Step:
     """One checked statement ``lhs <relation> rhs`` with its reason and status.
 
     Steps are made by the methods of :class:`Derivation`, not by hand. ``status`` is
-    :data:`PROVED` (sympy reduced it exactly), :data:`SPOT_CHECKED` (equal, or true, at seeded
-    random points only; ``note`` says where) or :data:`DEFINITION` (a name, claiming nothing).
+    :data:`PROVED` (sympy reduced it exactly), :data:`FROM_LEMMA` (sympy reduced it exactly given
+    a lemma stated in the derivation's assumptions; ``note`` names it), :data:`SPOT_CHECKED`
+    (equal, or true, at seeded random points only; ``note`` says where) or :data:`DEFINITION`
+    (a name, claiming nothing).
     ``relation`` is ``"="``, ``"->"`` for a limit of ``lhs`` as ``var -> point``, or one of
     ``< <= > >=``; ``strategy`` names the sympy function that settled it.
 
@@ -203,6 +215,30 @@ class Derivation:
     seed: int = 0
 
     # -- adding steps --------------------------------------------------------------
+    def lemma(self, name: str, statement: str) -> str:
+        """State a lemma among the assumptions as ``"name: statement"`` (once) and return ``name``,
+        for steps that rest on it (``eq(..., lemma=name)``). Stating it proves nothing: the steps
+        that use it are :data:`FROM_LEMMA`, never :data:`PROVED`. Raises ValueError for an empty or
+        colon-bearing ``name``, or for a second, different statement under the same name.
+
+        Examples
+        --------
+        >>> der = Derivation("d", ["x real"])
+        >>> der.lemma("Lemma 1", "a finite set of n things has n elements")
+        'Lemma 1'
+        >>> der.assumptions
+        ['x real', 'Lemma 1: a finite set of n things has n elements']
+        """
+        if not name or ":" in name:
+            raise ValueError(f"name: a lemma needs a non-empty name without ':', got {name!r}")
+        text = f"{name}: {statement}"
+        stated = [a for a in self.assumptions if a.startswith(f"{name}: ")]
+        if stated and stated != [text]:
+            raise ValueError(f"name: {name!r} is already stated differently: {stated[0]!r}")
+        if not stated:
+            self.assumptions.append(text)
+        return name
+
     def define(self, lhs, rhs, reason: str) -> Step:
         """Add a definition ``lhs := rhs`` (a name for an expression, or a model's formula as given):
         it asserts nothing, is shown as a definition and is never counted as proved.
@@ -215,12 +251,23 @@ class Derivation:
         """
         return self._add(Step(sp.sympify(lhs), sp.sympify(rhs), reason, DEFINITION, "definition"))
 
-    def eq(self, lhs, rhs, reason: str, strategy: str = "simplify", computed=None, rule: str | None = None) -> Step:
+    def eq(
+        self,
+        lhs,
+        rhs,
+        reason: str,
+        strategy: str = "simplify",
+        computed=None,
+        rule: str | None = None,
+        lemma: str | None = None,
+    ) -> Step:
         """Add ``lhs = rhs``. If ``computed`` is given, the check is ``computed == rhs``:
         ``lhs`` is then only how the quantity is displayed (e.g. ``Var(q_i k_i)``) and
         ``computed`` is what sympy evaluated it to. ``rule`` names a premise applied in words (e.g.
         linearity of variance for a symbolic number of terms): sympy then checks only the arithmetic,
-        so the step is marked spot-checked, never proved.
+        so the step is marked spot-checked, never proved. ``lemma`` instead names a lemma stated with
+        :meth:`lemma` among the assumptions: a step sympy proves given it is marked
+        :data:`FROM_LEMMA` (and spot-checked if sympy only spot-checks the arithmetic).
 
         The step is proved when ``STRATEGIES[strategy]`` (or, failing that, ``simplify``) reduces
         the difference to exactly zero (every entry, for matrices); otherwise it is evaluated at
@@ -240,6 +287,8 @@ class Derivation:
             What is checked against ``rhs`` in place of ``lhs``.
         rule : str, optional
             A premise sympy does not check; the step is then at most spot-checked.
+        lemma : str, optional
+            The name of a lemma stated by :meth:`lemma`; the step is then at most proved from it.
 
         Returns
         -------
@@ -249,7 +298,8 @@ class Derivation:
         Raises
         ------
         ValueError
-            For an unknown ``strategy``.
+            For an unknown ``strategy``, for both ``rule`` and ``lemma``, or for a ``lemma`` not
+            stated among the assumptions.
         StepFailed
             When a matrix is compared with a scalar, or the sides differ at a spot-check point.
 
@@ -261,9 +311,18 @@ class Derivation:
         'proved'
         >>> der.eq(sp.Symbol("S"), 3, "count the terms", computed=x - x + 3, rule="a premise in words").status
         'spot-checked'
+        >>> name = der.lemma("Lemma C", "a set of three has 3 elements")
+        >>> der.eq(sp.Symbol("S"), 3, "count the terms", computed=x - x + 3, lemma=name).status
+        'proved from a stated lemma'
+        >>> der.status
+        'spot-checked'
         """
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy: unknown {strategy!r}; choose from {sorted(STRATEGIES)}")
+        if rule is not None and lemma is not None:
+            raise ValueError("lemma: give a rule (applied in words) or a stated lemma, not both")
+        if lemma is not None and not any(a.startswith(f"{lemma}: ") for a in self.assumptions):
+            raise ValueError(f"lemma: {lemma!r} is not stated among the assumptions; state it with Derivation.lemma")
         left = lhs if computed is None else computed
         lhs_s, rhs_s = sp.sympify(left), sp.sympify(rhs)
         if isinstance(lhs_s, sp.MatrixBase) != isinstance(rhs_s, sp.MatrixBase):
@@ -272,6 +331,11 @@ class Derivation:
         status, note = self._settle(diff, strategy, reason)
         if rule is not None:
             status, note = SPOT_CHECKED, f"applies {rule} in words; sympy checked the arithmetic only"
+        elif lemma is not None:
+            if status == PROVED:
+                status, note = FROM_LEMMA, f"sympy proved it given {lemma} (stated in the assumptions)"
+            else:
+                note = f"rests on {lemma} (stated in the assumptions); {note}"
         return self._add(Step(sp.sympify(lhs), rhs_s, reason, status, strategy, note=note))
 
     def limit(self, expr, var, point, value, reason: str) -> Step:
@@ -351,7 +415,7 @@ class Derivation:
     # -- status --------------------------------------------------------------------
     @property
     def all_proved(self) -> bool:
-        """Every step that claims something is proved (definitions claim nothing).
+        """Every step that claims something is proved (definitions claim nothing), none from a lemma.
 
         True for a derivation with no steps.
 
@@ -367,17 +431,29 @@ class Derivation:
 
     @property
     def status(self) -> str:
-        """:data:`PROVED` when :attr:`all_proved`, else :data:`SPOT_CHECKED`.
+        """:data:`PROVED` when :attr:`all_proved`; :data:`FROM_LEMMA` when no step is spot-checked
+        but some are proved from a stated lemma; else :data:`SPOT_CHECKED`.
 
         Examples
         --------
         >>> n = sp.Symbol("n", positive=True, integer=True)
         >>> der = Derivation("d")
+        >>> _ = der.eq(n + n, 2 * n, "add", strategy="expand")
+        >>> der.status
+        'proved'
+        >>> count = der.lemma("Count", "{1..n} has n elements")
+        >>> _ = der.eq(sp.Symbol("N"), n, "count them", strategy="expand", computed=n, lemma=count)
+        >>> der.status
+        'proved from a stated lemma'
         >>> _ = der.holds(2**n, ">=", n + 1, "Bernoulli")
         >>> der.status
         'spot-checked'
         """
-        return PROVED if self.all_proved else SPOT_CHECKED
+        if self.all_proved:
+            return PROVED
+        if all(s.status in (PROVED, DEFINITION, FROM_LEMMA) for s in self.steps):
+            return FROM_LEMMA
+        return SPOT_CHECKED
 
     # -- rendering -----------------------------------------------------------------
     def text(self) -> str:

@@ -8,19 +8,23 @@ from helpers import cli_exit
 from hypothesis import given
 from hypothesis import strategies as st
 
-from derive.engine import PROVED, SPOT_CHECKED
-from derive.moments import component_moment, dot_fourth_moment
+from derive.engine import FROM_LEMMA, PROVED
+from derive.moments import INDEX_LEMMA, component_moment, dot_fourth_moment
 from numeric.stats import samples_for_power
 from proofs import dot_product_variance as mod
 
 
-def test_every_step_is_proved():
+def test_every_step_is_proved_or_proved_from_the_stated_lemma():
     d = mod.derivation()
-    assert len(d.steps) >= 8
-    ruled = [s for s in d.steps if "in words" in s.note]  # linearity over a symbolic d_k: spot-checked
-    assert len(ruled) == 2 and all(s.status == SPOT_CHECKED for s in ruled)
-    assert all(s.status == PROVED for s in d.steps if s not in ruled)
-    assert any("d_k" in a for a in d.assumptions) and d.to_dict()["status"] == SPOT_CHECKED
+    assert len(d.steps) == 13
+    # the steps over a symbolic number d_k of terms (Var(q.k), E[(q.k)^4]) and the two that use them
+    from_lemma = [s for s in d.steps if s.status == FROM_LEMMA]
+    assert len(from_lemma) == 4 and all(INDEX_LEMMA in s.note for s in from_lemma)
+    assert all(s.status == PROVED for s in d.steps if s not in from_lemma)
+    assert sum(a.startswith(INDEX_LEMMA + ": ") for a in d.assumptions) == 1
+    assert not any("in words" in s.note for s in d.steps)  # no premise applied without being stated
+    assert any("d_k" in a for a in d.assumptions) and d.to_dict()["status"] == FROM_LEMMA
+    assert "rests on what" in mod.__doc__ and INDEX_LEMMA.split(" (")[0] in mod.__doc__
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +85,7 @@ def test_json_cli_reports_a_verdict(capsys):
     assert mod.main(["--json", "--max-dk", "8", "--dists", "gaussian,rademacher"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["exercise"] == "13.3" and out["verdict"] == "PASS"
-    assert out["derivation"]["status"] == SPOT_CHECKED and out["check"]["verdict"] == "PASS"
+    assert out["derivation"]["status"] == FROM_LEMMA and out["check"]["verdict"] == "PASS"
     assert len(out["check"]["controls"]) == 2 * 2 * 3
 
 

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from derive import PROVED, SPOT_CHECKED, Derivation, StepFailed
+from derive.engine import FROM_LEMMA
 
 x, y = sp.symbols("x y", real=True)
 n = sp.Symbol("n", positive=True)
@@ -94,3 +95,38 @@ def test_infinite_limit_is_proved():
     assert d.limit(n**2 / (n + 1), n, sp.oo, sp.oo, "grows without bound").status == PROVED
     with pytest.raises(StepFailed):
         d.limit(1 / n, n, sp.oo, sp.oo, "does not grow")
+
+
+def test_a_step_resting_on_a_stated_lemma_is_never_plain_proved():
+    d = Derivation("lemma", ["n a positive integer"])
+    total = sp.Symbol("T")
+    d.eq(n + n, 2 * n, "add", "expand")
+    with pytest.raises(ValueError, match="^lemma: 'Count' is not stated"):
+        d.eq(total, n, "count", "expand", computed=n, lemma="Count")
+    name = d.lemma("Count", "{1..n} has n elements")
+    assert d.lemma("Count", "{1..n} has n elements") == name and len(d.assumptions) == 2  # stated once
+    with pytest.raises(ValueError, match="^name: 'Count' is already stated differently"):
+        d.lemma("Count", "another statement")
+    with pytest.raises(ValueError, match="^name:"):
+        d.lemma("a: b", "colon in the name")
+    s = d.eq(total, n, "count", "expand", computed=n, lemma=name)
+    assert s.status == FROM_LEMMA and "Count" in s.note
+    assert not d.all_proved and d.status == FROM_LEMMA
+    assert "[proved from a stated lemma, expand]" in d.text() and d.to_dict()["status"] == FROM_LEMMA
+    with pytest.raises(StepFailed):  # the lemma does not excuse wrong arithmetic
+        d.eq(total, n, "miscount", "expand", computed=n + 1, lemma=name)
+    with pytest.raises(ValueError, match="^lemma: give a rule"):
+        d.eq(total, n, "both", "expand", computed=n, rule="r", lemma=name)
+    d.holds(2**n, ">=", n + 1, "Bernoulli")  # spot-checked: it outranks the lemma
+    assert d.status == SPOT_CHECKED
+
+
+def test_lemma_step_sympy_cannot_settle_stays_spot_checked(monkeypatch):
+    import derive.engine as eng
+
+    monkeypatch.setitem(eng.STRATEGIES, "exact", lambda e: e)
+    monkeypatch.setattr(eng.sp, "simplify", lambda e: e)
+    d = Derivation("fallback")
+    name = d.lemma("L", "a premise")
+    s = d.eq(sp.sin(x) ** 2 + sp.cos(x) ** 2, 1, "Pythagoras", "exact", lemma=name)
+    assert s.status == SPOT_CHECKED and "rests on L" in s.note and d.status == SPOT_CHECKED

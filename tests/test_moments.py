@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import derive.moments as mm
-from derive.engine import PROVED, SPOT_CHECKED, Derivation
+from derive.engine import FROM_LEMMA, PROVED, Derivation, StepFailed
 
 
 def test_doctests_pass():
@@ -84,11 +84,73 @@ def test_steps_are_proved_for_symbolic_dk():
     assert mm.dot_variance_steps(der, d) == d
     m4q, m4k = sp.symbols("m_4q m_4k", positive=True)
     assert sp.expand(mm.dot_fourth_moment_steps(der, d, m4q, m4k) - (d * m4q * m4k + 3 * d * (d - 1))) == 0
-    # the two steps that apply a rule over a symbolic number of terms are honestly spot-checked;
-    # the exact expansions at d_k = 1..4 and 1..3 that follow them are proved
-    ruled = [s for s in der.steps if "in words" in s.note]
-    assert len(der.steps) == 8 and len(ruled) == 2 and all(s.status == SPOT_CHECKED for s in ruled)
-    assert all(s.status == PROVED for s in der.steps if s not in ruled)
+    # the two steps over a symbolic number of terms are proved from the stated lemma (stated and
+    # checked once); every other step, the lemma's checks included, is proved
+    from_lemma = [s for s in der.steps if s.status == FROM_LEMMA]
+    assert len(der.steps) == 10 and len(from_lemma) == 2 and der.status == FROM_LEMMA
+    assert all(s.status == PROVED for s in der.steps if s not in from_lemma)
+    assert [a.split(":")[0] for a in der.assumptions] == [mm.INDEX_LEMMA]
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4])
+def test_set_partitions_are_the_patterns_of_enumerated_tuples(m):
+    parts = mm.set_partitions(m)
+    assert len(parts) == [1, 2, 5, 15][m - 1] and len(set(parts)) == len(parts)
+    seen = {mm.pattern_of(t) for t in itertools.product(range(m), repeat=m)}  # d = m: every pattern occurs
+    assert seen == set(parts)
+
+
+@given(d=st.integers(1, 7), m=st.integers(1, 4))
+def test_pattern_counts_are_falling_factorials_and_cover_all_tuples(d, m):
+    counts = mm.pattern_counts(d, m)
+    assert sum(counts.values()) == d**m
+    assert all(n == sp.ff(d, len(p)) for p, n in counts.items())
+
+
+def test_pattern_sum_matches_the_direct_expansion():
+    """sum_P ff(d, |P|) E[P] equals E[(q.k)^m] expanded directly, for m = 1..4 and d = 1..3."""
+    m3, m4 = sp.Symbol("m3", real=True), sp.Symbol("m4", positive=True)
+    for d in range(1, 4):
+        qs, ks = sp.symbols(f"q1:{d + 1}"), sp.symbols(f"k1:{d + 1}")
+        mom = mm.iid(qs + ks, mm.unit_moments(m4, m3))
+        for m in range(1, 5):
+            direct = mm.expectation(sum(a * b for a, b in zip(qs, ks)) ** m, mom)
+            assert sp.expand(mm.pattern_sum(d, m, mm.unit_moments(m4, m3), mm.unit_moments(m4, m3)) - direct) == 0
+
+
+@pytest.mark.parametrize(
+    "count",
+    [
+        pytest.param(lambda d, b: d**b, id="d^b"),
+        pytest.param(lambda d, b: sp.binomial(d, b), id="binomial"),  # unordered choices: misses the b! orders
+        pytest.param(lambda d, b: sp.ff(d, b) + (1 if b == 4 else 0), id="off-by-one-at-b=4"),
+    ],
+)
+def test_the_lemma_check_rejects_a_wrong_count(count):
+    """Negative control: the lemma's enumeration check fails for a plausible wrong count."""
+    der = Derivation("wrong count")
+    with pytest.raises(StepFailed):
+        mm.index_lemma_steps(der, count=count)
+    assert not der.assumptions  # a lemma whose check failed is not stated
+
+
+def test_the_enumeration_check_alone_rejects_a_count_that_passes_the_identity():
+    """At m = 2, swapping the counts of 1 and 2 blocks (d (d - 1) and d) still sums to d^2, so the identity
+    step passes; only the enumeration catches it."""
+    der = Derivation("swapped")
+
+    def swapped(d, b):
+        return {1: sp.ff(d, 2), 2: sp.ff(d, 1)}.get(b, sp.ff(d, b))
+
+    with pytest.raises(StepFailed, match="step 2"):
+        mm.index_lemma_steps(der, count=swapped, ms=[2])
+    assert der.steps[0].status == PROVED
+
+
+def test_lemma_is_stated_once_and_required():
+    der = Derivation("twice")
+    assert mm.index_lemma_steps(der) == mm.index_lemma_steps(der) == mm.INDEX_LEMMA
+    assert len(der.steps) == 2 and len(der.assumptions) == 1
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,7 @@ class Outcome:
 
     @property
     def status(self) -> str:
-        """The derivation's status (proved / spot-checked) or FAILED."""
+        """The derivation's status (proved, proved from a stated lemma, spot-checked) or FAILED."""
         return self.derivation.status if self.derivation is not None else "FAILED"
 
     @property
