@@ -103,7 +103,7 @@ def derivation() -> Derivation:
     a symbolic number of terms are proved from the stated Lemma (index patterns), checked exactly for d = 1..6."""
     d = sp.Symbol("d_k", positive=True, integer=True)
     der = Derivation(
-        "Var(q.k) = d_k and Var(q.k/sqrt(d_k)) = 1",
+        "Exercise 13.3: Var(q.k) = d_k and Var(q.k/sqrt(d_k)) = 1",
         assumptions=[
             "q, k in R^{d_k}; their 2 d_k components are mutually independent",
             "E[q_i] = E[k_i] = 0 and E[q_i^2] = E[k_i^2] = 1; third and fourth moments m_3, m_4 are free symbols",
