@@ -10,7 +10,7 @@ bidirectional encoder, with an optional key padding mask, so every model reuses 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import torch
 import torch.nn as nn
@@ -32,22 +32,41 @@ class GPTConfig:
     """Sizes and switches of the GPT (defaults: nanoGPT's Shakespeare-character model);
     ``__post_init__`` raises ValueError naming the first bad field."""
 
-    block_size: int = 256
-    vocab_size: int = 65
-    n_layer: int = 6
-    n_head: int = 6
-    n_embd: int = 384
-    n_kv_head: int | None = None  # None = n_head (MHA); 1 = MQA; in between = GQA
-    dropout: float = 0.0
-    bias: bool = True  # biases in Linear layers and LayerNorms
-    pos: str = "learned"
-    norm: str = "layernorm"
-    mlp: str = "gelu"
-    mlp_hidden: int | None = None  # None = 4d for gelu, swiglu_hidden(d) for swiglu
-    prenorm: bool = True  # False: post-norm, as in the original Transformer
-    attn: str = "sdpa"  # "manual" writes softmax(QK^T/sqrt(d_k))V out by hand
-    tie_weights: bool = True  # share the token embedding with the output layer
-    rope_base: float = 10000.0
+    # each field's "help" is its line in ``python -m models.training --help`` ("default": its default, in words)
+    block_size: int = field(default=256, metadata={"help": "context length: the most tokens the model attends over"})
+    vocab_size: int = field(default=65, metadata={"help": "number of token ids (on the command line: --data's)"})
+    n_layer: int = field(default=6, metadata={"help": "number of transformer blocks"})
+    n_head: int = field(default=6, metadata={"help": "query heads per attention layer; must divide --n-embd"})
+    n_embd: int = field(default=384, metadata={"help": "model width d (embedding size)"})
+    n_kv_head: int | None = field(
+        default=None,  # None = n_head (MHA); 1 = MQA; in between = GQA
+        metadata={
+            "help": "key/value heads: --n-head is MHA, 1 MQA, between GQA; must divide --n-head",
+            "default": "--n-head (MHA)",
+        },
+    )
+    dropout: float = field(default=0.0, metadata={"help": "dropout probability in training, in [0, 1)"})
+    bias: bool = field(default=True, metadata={"help": "biases in Linear layers and LayerNorms"})
+    pos: str = field(default="learned", metadata={"help": "positional encoding"})
+    norm: str = field(default="layernorm", metadata={"help": "normalisation layer"})
+    mlp: str = field(default="gelu", metadata={"help": "feed-forward network's activation"})
+    mlp_hidden: int | None = field(
+        default=None,  # None = 4d for gelu, swiglu_hidden(d) for swiglu
+        metadata={
+            "help": "hidden width of the MLP",
+            "default": "4 x --n-embd for gelu, 8/3 x --n-embd rounded up to 32 for swiglu",
+        },
+    )
+    prenorm: bool = field(  # False: post-norm, as in the original Transformer
+        default=True, metadata={"help": "pre-norm blocks (--no-prenorm: post-norm, as in the original Transformer)"}
+    )
+    attn: str = field(  # "manual" writes softmax(QK^T/sqrt(d_k))V out by hand
+        default="sdpa", metadata={"help": "attention kernel: torch's sdpa, or manual softmax(QK^T/sqrt(d_k))V"}
+    )
+    tie_weights: bool = field(default=True, metadata={"help": "share the token embedding with the output layer"})
+    rope_base: float = field(
+        default=10000.0, metadata={"help": "rotary base b (--pos rope): frequencies b^(-2i/head size)"}
+    )
 
     def __post_init__(self):
         for f in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd"):

@@ -1,6 +1,8 @@
 """numeric.bench: the throughput CLI runs with tiny sizes on the CPU, prints the baseline and the
 project's rate side by side, times with the shared helper (models.utils.timing), and turns bad input
-into one line on stderr with exit status 2. Also a tiny run of models.training.decode_bench."""
+into one line on stderr with exit status 2. Also a tiny run of models.training.decode_bench, and the
+--help of the model commands (models.training, models.training.bench, models.sample): every flag is
+described and says its default; the training benchmark offers none of the trainer-only flags."""
 
 import contextlib
 import io
@@ -155,3 +157,57 @@ def test_decode_bench_runs_tiny_on_the_cpu(capsys):
     for r in rows:
         assert r["kv_bytes"] == r["kv_bytes_formula"] and r["tokens_per_s"] > 0
     assert rows[1]["kv_saving"] == 2.0
+
+
+def _help_of(parser) -> dict[str, str]:
+    """Each flag of ``parser`` (its first spelling) -> its help text as given to argparse."""
+    return {a.option_strings[0]: a.help or "" for a in parser._actions if a.option_strings and a.dest != "help"}
+
+
+def _model_parsers():
+    from models import sample
+    from models.training import bench as train_bench
+    from models.training import gpt_chars
+
+    return {"training": gpt_chars.build_parser(), "bench": train_bench.parser(), "sample": sample.build_parser()}
+
+
+def test_every_model_flag_is_described_with_its_default():
+    from dataclasses import fields
+
+    from models.gpt import GPTConfig
+    from models.training.loop import TrainConfig
+
+    parsers = _model_parsers()
+    for name, p in parsers.items():
+        helps = _help_of(p)
+        assert helps, name
+        for flag, h in helps.items():
+            desc, _, default = h.partition("default: ")
+            assert len(desc.strip(" ;(")) > 5, f"{name} {flag}: {h!r}"
+            assert default.strip() or h.endswith("; required"), f"{name} {flag}: {h!r}"
+        p.format_help()  # every help text formats (no stray %)
+    train = _help_of(parsers["training"])
+    assert len(train) == len(fields(GPTConfig)) - 1 + len(fields(TrainConfig)) + 1  # less vocab_size, plus --preset
+    assert "the preset's (cpu: 64, gpu: 256)" in train["--block-size"]
+    assert "the preset's (cpu: 2000, gpu: 5000)" in train["--max-iters"]
+    assert "default: 0.001" in train["--lr"] and "default: on" in train["--eval-train"]
+
+
+def test_training_bench_has_its_own_description_and_no_trainer_only_flags(capsys):
+    from models.training import bench as train_bench
+    from models.training import gpt_chars
+
+    parsers = _model_parsers()
+    assert parsers["bench"].description != parsers["training"].description
+    assert "MFU" in parsers["bench"].description
+    flags = _help_of(parsers["bench"])
+    for name in train_bench.UNUSED:
+        assert gpt_chars.flag_of(name) not in flags
+    assert {"--lr", "--batch-size", "--data", "--steps", "--peak-tflops"} <= set(flags)
+    for argv in (["--resume"], ["--out", "x"], ["--target-loss", "1"], ["--max-iters", "5"], ["--no-progress"]):
+        assert cli_exit(train_bench, ["--device", "cpu", *argv]) == 2
+        out, err = capsys.readouterr()
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and argv[0] in lines[0] and "unrecognized" in lines[0], err
+        assert out == ""

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from helpers import cli_exit
@@ -38,6 +39,8 @@ ENTRIES = _proof_entries() + [
     ("models.training.bench", [], importlib.import_module("models.training.bench")),
     ("models.training.decode_bench", [], importlib.import_module("models.training.decode_bench")),
     ("models.training.experiments", ["positional"], importlib.import_module("models.training.experiments")),
+    # --ckpt is required: an existing folder, so that every other flag's bad value is what answers
+    ("models.sample", ["--ckpt", str(Path(__file__).parent)], importlib.import_module("models.sample")),
     ("numeric.bench", [], importlib.import_module("numeric.bench")),
 ]
 
@@ -70,6 +73,10 @@ ACCEPTS = {
     ("models", "--peak-tflops"): {BIG},
     ("models", "--threshold"): {BIG},
     ("models.training.decode_bench", "--new"): set(),
+    # text: its characters are checked against the corpus (tests/test_sample.py), after reading the checkpoint
+    ("models.sample", "--prompt"): {"0", "-1", "nan", "inf", BIG, "abc"},
+    ("models.sample", "--temperature"): {"0", BIG},  # 0: greedy; a large one: nearly uniform draws
+    ("models.sample", "--top-k"): {BIG},  # more than the vocabulary: no truncation
     ("proofs.kv_cache", "--context"): {BIG},  # arithmetic only: any size is a valid question
     ("proofs.kv_cache", "--mqa-context"): {BIG},
     ("proofs.training_compute", "--params"): {BIG},
@@ -235,6 +242,8 @@ def test_unusable_paths_are_refused_in_one_line(entry, pre, flag, capsys, monkey
         (["-m", "models.training.decode_bench", "--kv-heads", "abc"], "--kv-heads"),
         (["-m", "models.training", "--beta1", "2"], "--beta1"),
         (["-m", "models.training", "--lr", "nan"], "--lr"),
+        (["-m", "models.training.bench", "--resume"], "--resume"),
+        (["-m", "models.sample", "--ckpt", "no-such-run"], "--ckpt"),
     ],
 )
 def test_real_processes_answer_in_one_line(argv, flag, tmp_path):

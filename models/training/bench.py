@@ -17,6 +17,12 @@ from models.utils.timing import time_calls
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L4": 121.0, "A10": 125.0}
 
 
+DESCRIPTION = (
+    "Time training steps of a preset on this device: median step time, tokens per second and model FLOPs "
+    "utilisation (MFU, model FLOP/s over the device's dense bf16 peak). Trains nothing to keep, writes nothing."
+)
+# trainer settings a benchmark has no use for (it times --steps training steps, never evaluates, logs or
+# saves): offered no flag, so argparse refuses them in one line (exit 2)
 UNUSED = ("out", "resume", "max_iters", "eval_interval", "eval_iters", "eval_train", "target_loss", "log_interval")
 UNUSED += ("progress",)
 
@@ -36,20 +42,31 @@ def flops_per_token(n_params: int, n_layer: int, block_size: int, n_embd: int) -
     return 6 * n_params + 12 * n_layer * block_size * n_embd
 
 
+def parser():
+    """The benchmark's parser: the trainer's model and training flags less :data:`UNUSED`, and its own."""
+    from models.training.gpt_chars import build_parser
+    from models.utils.cli import finite_float, positive_int
+
+    p = build_parser("python -m models.training.bench", DESCRIPTION, skip=UNUSED)
+    b = p.add_argument_group("benchmark")
+    b.add_argument("--steps", type=positive_int(), default=30, help="timed training steps; default: 30")
+    b.add_argument("--warmup", type=positive_int(), default=5, help="untimed steps first; default: 5")
+    b.add_argument(
+        "--peak-tflops",
+        type=finite_float(0, lo_open=True),
+        default=None,
+        help="peak FLOP/s of the device, in TFLOP/s; default: the known GPU's dense bf16 peak, else no MFU",
+    )
+    b.add_argument("--json", action="store_true", help="print JSON; default: text")
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m models.training.bench``: exit 0, or 2 on bad input (one line naming the flag)."""
-    from models.training.gpt_chars import FLAGS, build_parser
-    from models.utils.cli import finite_float, guard, positive_int
+    from models.training.gpt_chars import FLAGS
+    from models.utils.cli import guard
 
-    p = build_parser()
-    p.prog = "python -m models.training.bench"
-    p.add_argument("--steps", type=positive_int(), default=30, help="timed steps (default 30)")
-    p.add_argument("--warmup", type=positive_int(), default=5, help="untimed steps first (default 5)")
-    p.add_argument(
-        "--peak-tflops", type=finite_float(0, lo_open=True), default=None, help="peak FLOP/s of the device, in TFLOP/s"
-    )
-    p.add_argument("--json", action="store_true", help="print JSON")
-    args = p.parse_args(argv)
+    args = parser().parse_args(argv)
     return guard(lambda: _bench(args), FLAGS)
 
 
@@ -60,9 +77,6 @@ def _bench(args) -> int:
     from models.training.gpt_chars import configs_from_args, make_run
     from models.utils.device import pick_device
 
-    for name in UNUSED:  # accepted by the trainer's parser, but a benchmark neither evaluates nor saves
-        if getattr(args, name, None) is not None:
-            raise ValueError(f"{name}: not used by the benchmark (it times --steps training steps and writes nothing)")
     mc, tc = configs_from_args(args)
     pick_device(tc.device)
     data = CharData.load(tc.data)

@@ -84,36 +84,57 @@ def make_run(mc: GPTConfig, tc: TrainConfig, data: CharData | None = None) -> Tr
 FLAGS = {f.name: flag_of(f.name) for f in (*fields(GPTConfig), *fields(TrainConfig))} | {"vocab_size": "--data"}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The trainer's parser: ``--preset`` and one flag per field of GPTConfig and TrainConfig."""
-    p = OneLineParser(prog="python -m models.training", description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", choices=sorted(MODEL_PRESETS), default="cpu", help="model and training preset")
-    m = p.add_argument_group("model (GPTConfig; default: the preset's)")
+def build_parser(
+    prog: str = "python -m models.training", description: str | None = None, skip: tuple[str, ...] = ()
+) -> argparse.ArgumentParser:
+    """The trainer's parser: ``--preset`` and one flag per field of GPTConfig and TrainConfig, each with its
+    one-line help (the field's ``metadata["help"]``) and default; ``skip`` names fields offered no flag
+    (argparse then refuses them as unrecognized, exit 2)."""
+    p = OneLineParser(prog=prog, description=description or __doc__.split("\n\n")[0])
+    p.add_argument(
+        "--preset", choices=sorted(MODEL_PRESETS), default="cpu", help="model and training sizes; default: cpu"
+    )
+    m = p.add_argument_group("model (GPTConfig)")
     for f in fields(GPTConfig):
-        if f.name != "vocab_size":  # the data's
+        if f.name != "vocab_size" and f.name not in skip:  # vocab_size: the data's
             _add_flag(m, f)
-    t = p.add_argument_group("training (TrainConfig; default: the preset's)")
+    t = p.add_argument_group("training (TrainConfig)")
     for f in fields(TrainConfig):
-        _add_flag(t, f)
+        if f.name not in skip:
+            _add_flag(t, f)
     return p
 
 
+def default_text(f) -> str:
+    """A field's default in words: the presets' values where they set it, else ``metadata["default"]``,
+    else the dataclass default (``on``/``off`` for a switch)."""
+    presets = MODEL_PRESETS if f.name in MODEL_PRESETS["cpu"] else TRAIN_PRESETS
+    if f.name in presets["cpu"]:
+        return "the preset's (" + ", ".join(f"{k}: {presets[k][f.name]}" for k in sorted(presets)) + ")"
+    if "default" in f.metadata:
+        return f.metadata["default"]
+    if isinstance(f.default, bool):
+        return "on" if f.default else "off"
+    return str(f.default)
+
+
 def _add_flag(group, f) -> None:
-    """One flag per config field; types refuse non-numbers and non-finite numbers at parse time,
-    the configs check ranges when they are built."""
+    """One flag per config field, with its help and default; types refuse non-numbers and non-finite
+    numbers at parse time, the configs check ranges when they are built."""
     kind = str(f.type)
+    desc = f"{f.metadata['help']}; default: {default_text(f)}".replace("%", "%%")
     if kind.startswith("bool"):
-        group.add_argument(flag_of(f.name), action=argparse.BooleanOptionalAction, default=None)
+        group.add_argument(flag_of(f.name), action=argparse.BooleanOptionalAction, default=None, help=desc)
     elif f.name in CHOICES:
-        group.add_argument(flag_of(f.name), choices=CHOICES[f.name], default=None)
+        group.add_argument(flag_of(f.name), choices=CHOICES[f.name], default=None, help=desc)
     elif f.name == "out":
-        group.add_argument(flag_of(f.name), type=output_dir(), default=None, metavar="DIR")
+        group.add_argument(flag_of(f.name), type=output_dir(), default=None, metavar="DIR", help=desc)
     elif kind.startswith("int"):
-        group.add_argument(flag_of(f.name), type=int_in(), default=None)
+        group.add_argument(flag_of(f.name), type=int_in(), default=None, help=desc)
     elif kind.startswith("float"):
-        group.add_argument(flag_of(f.name), type=finite_float(), default=None)
+        group.add_argument(flag_of(f.name), type=finite_float(), default=None, help=desc)
     else:
-        group.add_argument(flag_of(f.name), type=text(), default=None)
+        group.add_argument(flag_of(f.name), type=text(), default=None, help=desc)
 
 
 def configs_from_args(args, vocab_size: int = 65) -> tuple[GPTConfig, TrainConfig]:

@@ -66,7 +66,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -102,31 +102,67 @@ class TrainConfig:
     """Every training setting (one flag each on the command line); each field is checked when the config is
     built, so a bad value fails (ValueError naming the field) before any data is read or model built."""
 
-    batch_size: int = 64
-    max_iters: int = 5000
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    warmup_iters: int = 100
-    lr_decay_iters: int = 5000
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0
-    grad_accum: int = 1
-    eval_interval: int = 250
-    eval_iters: int = 200
-    log_interval: int = 10
-    eval_train: bool = True  # also estimate the train loss at each evaluation (doubles its cost)
-    seed: int = 1337
-    device: str | None = None
-    dtype: str = "auto"  # auto = bf16 autocast on CUDA, float32 on CPU
-    compile: str = "auto"  # auto = none: measured on an H200, compiling the gpu preset costs ~20 s and
-    # saves no step time (16.3 ms eager vs 15.8-18.6 ms compiled); "blocks" or "model" for larger models
-    out: str | None = None  # folder for checkpoint and log
-    resume: bool = False
-    data: str | None = None  # where the batch source reads its data (None: the source's default)
-    target_loss: float | None = None  # stop at the first evaluation with val loss <= this
-    progress: bool | None = None  # None = a progress bar when stderr is a terminal
+    # each field's "help" is its line in ``python -m models.training --help`` ("default": its default, in words)
+    batch_size: int = field(default=64, metadata={"help": "sequences per micro-batch"})
+    max_iters: int = field(default=5000, metadata={"help": "training steps (optimizer updates)"})
+    lr: float = field(default=1e-3, metadata={"help": "peak learning rate, reached after the warmup"})
+    min_lr: float = field(
+        default=1e-4, metadata={"help": "learning rate at the end of the cosine decay (at most --lr)"}
+    )
+    warmup_iters: int = field(default=100, metadata={"help": "steps of linear warmup to --lr"})
+    lr_decay_iters: int = field(default=5000, metadata={"help": "step at which the cosine decay reaches --min-lr"})
+    weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay, on matrices only"})
+    beta1: float = field(default=0.9, metadata={"help": "AdamW beta1 (decay of the gradient's mean), in [0, 1)"})
+    beta2: float = field(default=0.99, metadata={"help": "AdamW beta2 (decay of the squared gradient's), in [0, 1)"})
+    grad_clip: float = field(default=1.0, metadata={"help": "clip the gradient's norm to this; 0: no clipping"})
+    grad_accum: int = field(default=1, metadata={"help": "micro-batches per step (their gradients averaged)"})
+    eval_interval: int = field(
+        default=250, metadata={"help": "steps between evaluations (each writes the checkpoint with --out)"}
+    )
+    eval_iters: int = field(default=200, metadata={"help": "batches of each split per evaluation"})
+    log_interval: int = field(default=10, metadata={"help": "steps between logged training losses"})
+    eval_train: bool = field(
+        default=True, metadata={"help": "also estimate the train loss at each evaluation (doubles its cost)"}
+    )
+    seed: int = field(default=1337, metadata={"help": "seed of the initial weights, dropout and batches"})
+    device: str | None = field(
+        default=None,
+        metadata={"help": "cpu, cuda or cuda:N", "default": "$PROOFS_DEVICE, else cuda when available, else cpu"},
+    )
+    dtype: str = field(  # auto = bf16 autocast on CUDA, float32 on CPU
+        default="auto",
+        metadata={"help": "auto, float32, bfloat16 or float16 (autocast); auto: bfloat16 on CUDA, float32 on CPU"},
+    )
+    compile: str = field(  # auto = none: measured on an H200, compiling the gpu preset costs ~20 s and
+        # saves no step time (16.3 ms eager vs 15.8-18.6 ms compiled); "blocks" or "model" for larger models
+        default="auto",
+        metadata={"help": "torch.compile: auto, none, blocks (each block) or model; auto: none (no gain measured)"},
+    )
+    out: str | None = field(
+        default=None,  # folder for checkpoint and log
+        metadata={
+            "help": "folder for the checkpoint (ckpt.pt) and log (log.json)",
+            "default": "none (nothing written)",
+        },
+    )
+    resume: bool = field(default=False, metadata={"help": "continue the run whose checkpoint is in --out"})
+    data: str | None = field(
+        default=None,  # where the batch source reads its data (None: the source's default)
+        metadata={
+            "help": "text file to train on",
+            "default": "$TINY_SHAKESPEARE, else the cached or downloaded tiny Shakespeare",
+        },
+    )
+    target_loss: float | None = field(
+        default=None,  # stop at the first evaluation with val loss <= this
+        metadata={
+            "help": "stop at the first evaluation whose val loss is at most this (nats per token)",
+            "default": "none (train --max-iters steps)",
+        },
+    )
+    progress: bool | None = field(
+        default=None, metadata={"help": "progress bar on stderr", "default": "on when stderr is a terminal"}
+    )
 
     def __post_init__(self):
         """Every field is checked here, so a bad value fails before any data is read or model built."""
