@@ -6,6 +6,7 @@ A check *passes* when every claim agrees and every negative control is rejected.
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -134,6 +135,60 @@ class CheckResult:
             out += [f"    {c}" for c in self.controls]
         out += [f"  Note: {n}" for n in self.notes]
         out.append(f"  Verdict: {self.verdict}")
+        return "\n".join(out)
+
+    def __repr__(self) -> str:
+        """One line: name, device, samples, verdict and the counts of claims and controls.
+
+        Examples
+        --------
+        >>> r = CheckResult("1 + 1", device="cpu", samples=None, seed=0)
+        >>> r.claims.append(Bound.of("1 + 1 = 2", 1.0 + 1.0, 2.0, 0.0))
+        >>> r
+        <CheckResult '1 + 1' on cpu, nothing drawn at random: PASS (1 claim, 0 controls)>
+        """
+        drawn = f"N = {self.samples:,}" if self.samples is not None else "nothing drawn at random"
+        n, m = len(self.claims), len(self.controls)
+        return (
+            f"<CheckResult {self.name!r} on {self.device}, {drawn}: {self.verdict} "
+            f"({n} claim{'' if n == 1 else 's'}, {m} control{'' if m == 1 else 's'})>"
+        )
+
+    def _repr_html_(self) -> str:
+        """The report as HTML for Jupyter: the verdict, the table, each claim (agrees or REJECTED) and
+        each negative control (rejected, as it must be, or AGREES), and the notes; all text escaped."""
+        e = html.escape
+        ok = "color:#1a7f37"
+        bad = "color:#cf222e;font-weight:bold"
+        drawn = f"samples: {self.samples:,}" if self.samples is not None else "nothing drawn at random"
+        out = [
+            f"<div><p><b>Check: {e(self.name)}</b> &mdash; "
+            f"<span style='{ok if self.passed else bad}'>{self.verdict}</span><br>"
+            f"<small>device: {e(str(self.device))}; {drawn}; seed: {self.seed}</small></p>"
+        ]
+        if self.table:
+            cols = list(self.table[0])
+            head = "".join(f"<th>{e(str(c))}</th>" for c in cols)
+            rows = "".join(
+                "<tr>" + "".join(f"<td>{e(_fmt(r.get(c, '')))}</td>" for c in cols) + "</tr>" for r in self.table
+            )
+            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+
+        def findings(title: str, items: list[Finding], control: bool) -> str:
+            lines = []
+            for c in items:
+                good = c.agrees != control
+                word = ("AGREES" if c.agrees else "rejected") if control else ("agrees" if c.agrees else "REJECTED")
+                said = e(str(c).rsplit(" -> ", 1)[0])
+                lines.append(f"<li>{said} &rarr; <span style='{ok if good else bad}'>{word}</span></li>")
+            return f"<p>{title}</p><ul>{''.join(lines)}</ul>"
+
+        out.append(findings("Claims (each must agree):", self.claims, control=False))
+        if self.controls:
+            out.append(findings("Negative controls (each must be rejected):", self.controls, control=True))
+        if self.notes:
+            out.append("<p>Notes:</p><ul>" + "".join(f"<li>{e(n)}</li>" for n in self.notes) + "</ul>")
+        out.append("</div>")
         return "\n".join(out)
 
     def json(self) -> str:

@@ -47,6 +47,7 @@ def test_answer_at_the_exercise_values():
     np.testing.assert_allclose(mod.exact_matrix(2, 2, scale=1).numpy(), numpy_attention(2, 2, 1.0), atol=1e-15)
 
 
+@pytest.mark.slow
 @settings(max_examples=25)
 @given(n=st.integers(2, 24), extra=st.integers(0, 40))
 def test_any_size_matches_numpy_and_passes(n, extra):

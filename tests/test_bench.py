@@ -82,6 +82,7 @@ def test_bad_input_is_one_line_naming_the_parameter(argv, name, capsys):
     assert captured.out == ""
 
 
+@pytest.mark.slow
 def test_cli_as_a_module():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     ok = subprocess.run(

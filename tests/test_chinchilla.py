@@ -239,6 +239,7 @@ def test_check_passes_or_refuses_cleanly_over_the_whole_range(A, B, alpha, beta,
     assert_sound(ex.check(samples=3, **opts), o)
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(log_uniform(-30, 30), log_uniform(-30, 30), st.floats(0.3, 0.99), st.floats(0.3, 0.99), log_uniform(10, 28))
 def test_check_passes_with_every_control_in_a_wide_box(A, B, alpha, beta, flops):
@@ -261,6 +262,7 @@ def test_check_passes_with_every_control_in_a_wide_box(A, B, alpha, beta, flops)
     st.floats(-150, 150),
     st.floats(-150, 150),
 )
+@pytest.mark.slow
 def test_check_passes_across_the_accepted_range(log_a, alpha, beta, log_c, log_n, log_d):
     """Every accepted value, sampled across its whole extent: A log-uniform over 1e-300..1e300, the
     exponents over (0, 1), the answer N, D anywhere in 10^-150..10^150 (so C = 6ND), and B the

@@ -233,6 +233,7 @@ def test_unusable_paths_are_refused_in_one_line(entry, pre, flag, capsys, monkey
 # -- a few real processes: what in-process runs cannot see ---------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "argv,flag",
     [
@@ -252,6 +253,7 @@ def test_real_processes_answer_in_one_line(argv, flag, tmp_path):
     assert r.returncode == 2 and len(lines) == 1 and flag in lines[0], r.stderr
 
 
+@pytest.mark.slow
 def test_a_closed_pipe_is_not_a_traceback(tmp_path):
     p = subprocess.Popen([sys.executable, "-m", "proofs"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
     p.stdout.close()  # like `python -m proofs | head -0`

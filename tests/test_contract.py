@@ -36,6 +36,27 @@ ROOT = Path(__file__).resolve().parents[1]
 NUMBERS = numbers()
 STATUSES = {"proved", "proved from a stated lemma", "spot-checked", "definition"}
 _RESULTS: dict[str, CheckResult] = {}
+# exercises whose default check takes seconds: their check, --json and figure cases are `slow`
+SLOW = {
+    "13.3",
+    "13.13",
+    "13.18",
+    "13.19",
+    "13.20",
+    "13.21",
+    "13.22",
+    "13.23",
+    "13.26",
+    "13.27",
+    "13.28",
+    "13.29",
+    "13.32",
+}
+
+
+def marked(numbers: list[str]) -> list:
+    """``numbers`` for a parametrize, the slow exercises marked ``slow`` (``pytest -m "not slow"`` skips them)."""
+    return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in numbers]
 
 
 def default_result(number: str) -> CheckResult:
@@ -104,7 +125,7 @@ def test_derivation_steps_are_proved_or_labelled(number):
     assert (d.status == "proved") == all(s.status not in resting for s in d.steps)
 
 
-@pytest.mark.parametrize("number", NUMBERS)
+@pytest.mark.parametrize("number", marked(NUMBERS))
 def test_check_passes_at_the_default_seed_with_rejected_controls(number):
     mod, res = load(number), default_result(number)
     assert res.passed, res.text()
@@ -116,7 +137,7 @@ def test_check_passes_at_the_default_seed_with_rejected_controls(number):
     assert res.settings is not None and res.settings.seed == 0
 
 
-@pytest.mark.parametrize("number", NUMBERS)
+@pytest.mark.parametrize("number", marked(NUMBERS))
 def test_json_record_carries_the_verdict(number, capsys, monkeypatch):
     mod, res = load(number), default_result(number)
     monkeypatch.setattr(mod, "check", lambda **kw: res)  # the record of this very result, not a rerun
@@ -139,7 +160,7 @@ def test_help_lists_every_option(number, capsys):
     assert ("--plot" in text) == hasattr(mod, "figure")
 
 
-@pytest.mark.parametrize("number", [n for n in NUMBERS if hasattr(load(n), "figure")])
+@pytest.mark.parametrize("number", marked([n for n in NUMBERS if hasattr(load(n), "figure")]))
 def test_figure_draws_the_check_result(number, tmp_path):
     path = draw(load(number), default_result(number), tmp_path / "f.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000

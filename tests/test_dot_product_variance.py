@@ -32,6 +32,7 @@ def default_check():
     return mod.check(device="cpu", seed=0)
 
 
+@pytest.mark.slow
 def test_default_check_passes_and_controls_are_rejected(default_check):
     res = default_check
     assert res.passed, res.text()
@@ -48,6 +49,7 @@ def test_default_check_passes_and_controls_are_rejected(default_check):
     assert any("Bonferroni" in n for n in res.notes) and res.samples >= mod.samples_needed(mod.DISTRIBUTIONS, grid)[0]
 
 
+@pytest.mark.slow
 def test_stderr_matches_the_derived_fourth_moment(default_check):
     """The sample-moment standard error agrees with sqrt((E[X^4] - d^2)/N) from derive.moments (to 25 %)."""
     for row in default_check.table:

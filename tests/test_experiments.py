@@ -60,6 +60,7 @@ def test_summary_over_seeds_is_paired():
     assert s["comparison"]["first_to_threshold"] == {"a": 2, "b": 0, "tie": 1} and s["comparison"]["faster"] == "a"
 
 
+@pytest.mark.slow
 def test_run_writes_results_whole(tmp_path):
     r = run_experiment(
         "norm_ffn",

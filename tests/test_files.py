@@ -43,6 +43,7 @@ def test_report_onto_a_users_file_is_refused_and_the_file_stays(tmp_path, capsys
     assert f.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
+@pytest.mark.slow
 def test_a_report_replaces_only_its_own_earlier_report(tmp_path, quick):
     from proofs.kit.report import write_report
 
@@ -155,6 +156,7 @@ def test_experiments_refuse_a_users_folder_before_training(tmp_path, capsys):
         check_replaceable(user / "positional")
 
 
+@pytest.mark.slow
 def test_plot_never_replaces_what_the_user_owns(tmp_path, capsys, monkeypatch):
     import proofs.attention_by_hand as mod
 

@@ -111,6 +111,7 @@ def test_cpu_default_is_the_unchanged_torch_stream():
     assert forced == want
 
 
+@pytest.mark.slow
 def test_package_works_without_triton():
     code = textwrap.dedent(
         """

@@ -21,6 +21,7 @@ def test_derivation_all_proved():
     assert len(dx.steps) >= 12
 
 
+@pytest.mark.slow
 def test_default_check_numbers():
     res = ex.check(device="cpu")
     exact = [c for c in res.claims if c.tol == 0]

@@ -102,6 +102,7 @@ print("torch._dynamo" in sys.modules)
 """
 
 
+@pytest.mark.slow
 def test_eager_cpu_training_never_imports_dynamo():
     """Three steps and an evaluation leave torch._dynamo unimported (its import is ~1.2 s of a 2-core
     CPU run); the same probe with torch.optim.AdamW imports it, so the probe can tell."""

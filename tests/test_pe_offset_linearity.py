@@ -27,6 +27,7 @@ def default_check():
     return mod.check(device="cpu", seed=0)
 
 
+@pytest.mark.slow
 def test_default_check_uses_its_bound_and_draws_the_error_map(default_check):
     res = default_check
     assert len(res.claims) == 4 and len(res.controls) == 6

@@ -55,6 +55,7 @@ def test_post_norm_is_normalised_and_pre_norm_with_zero_sublayer_is_identity(val
     assert sp.simplify(zero["post"] - ex.ln_exact(x)) == sp.zeros(1, 3)
 
 
+@pytest.mark.slow
 def test_default_check_measures_far_apart_outputs():
     res = ex.check(device="cpu")
     assert len(res.claims) == 6 and len(res.controls) == 5
@@ -76,6 +77,7 @@ def test_other_seeds_pass(seed):
     assert ex.check(device="cpu", samples=2, seed=seed, d_model=16, tokens=5).passed
 
 
+@pytest.mark.slow
 @settings(max_examples=8, deadline=None)
 @given(d_model=st.sampled_from([4, 8, 20, 48]), tokens=st.integers(1, 9), seed=st.integers(0, 2**31))
 def test_modules_match_closed_forms(d_model, tokens, seed):

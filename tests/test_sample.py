@@ -188,6 +188,7 @@ def test_sampling_never_unpickles_code(run_dir, tmp_path, capsys):
     assert flag.exists()
 
 
+@pytest.mark.slow
 def test_as_a_module(run_dir, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     argv = [sys.executable, "-m", "models.sample", "--ckpt", str(run_dir), "--device", "cpu"]

@@ -14,6 +14,7 @@ from models.attention import scaled_dot_product_attention as by_hand
 from proofs import sdpa_by_hand, sdpa_switch
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mod", [sdpa_by_hand, sdpa_switch])
 def test_derivation_proved_check_passes_controls_rejected(mod):
     assert mod.derivation().all_proved

@@ -48,6 +48,7 @@ def test_the_four_asked_values_and_the_rows():
     positions=st.lists(st.integers(0, 10000), min_size=1, max_size=8),
     base=st.sampled_from([10000.0, 500.0, 2.5, 1e6]),
 )
+@pytest.mark.slow
 def test_any_values_match_math_and_pass(half, positions, base):
     d_model = 2 * half
     res = mod.check(device="cpu", d_model=d_model, positions=",".join(map(str, positions)), base=base)

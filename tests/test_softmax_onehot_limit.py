@@ -34,6 +34,7 @@ def default_check():
     return mod.check(device="cpu", seed=0)
 
 
+@pytest.mark.slow
 def test_default_check_demonstrates_the_trend(default_check):
     res = default_check
     n_steps = len(mod._grid(1024)) - 1

@@ -51,6 +51,7 @@ def test_lr_schedule_warmup_then_cosine():
     assert lrs[10] == pytest.approx(1.0) and lrs[110] == pytest.approx(0.1) and lrs[129] == 0.1
 
 
+@pytest.mark.slow
 def test_tiny_model_overfits_one_batch():
     torch.manual_seed(0)
     run = _run(max_iters=1)
@@ -66,6 +67,7 @@ def test_tiny_model_overfits_one_batch():
     assert first > 2.0 and loss.item() < 0.1, (first, loss.item())
 
 
+@pytest.mark.slow
 def test_resume_gives_the_same_subsequent_losses(tmp_path):
     full = _run(max_iters=20).fit()
     a = tmp_path / "a"
@@ -148,6 +150,7 @@ def _torchrun(tmp_path, out, steps, resume=False):
     return json.loads((out / "log.json").read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
 def test_ddp_two_processes_gloo_and_resume(tmp_path):
     full = _torchrun(tmp_path, tmp_path / "full", 6)
@@ -184,6 +187,7 @@ def _ckpt_run(tmp_path, **kw):
     return out
 
 
+@pytest.mark.slow
 def test_resume_never_unpickles_code(tmp_path, capsys):
     out = _ckpt_run(tmp_path)
     flag = tmp_path / "payload-ran"
@@ -208,6 +212,7 @@ def test_resume_never_unpickles_code(tmp_path, capsys):
     ],
     ids=["truncated", "random", "empty", "bad-zip"],
 )
+@pytest.mark.slow
 def test_damaged_checkpoint_is_one_line_naming_the_file(tmp_path, capsys, damage):
     out = _ckpt_run(tmp_path)
     ck = out / "ckpt.pt"
@@ -232,6 +237,7 @@ def test_foreign_checkpoint_is_refused(tmp_path):
     assert state == {"x": 1}  # control: the refusal above came from the contents, not the loading
 
 
+@pytest.mark.slow
 def test_out_holding_a_run_is_not_overwritten_without_resume(tmp_path):
     out = _ckpt_run(tmp_path)
     before = (out / "ckpt.pt").read_bytes()
