@@ -104,6 +104,7 @@ def test_samples_choose_the_budgets():
     assert [c.claim.split(":")[0] for c in res.claims[:2]] == ["C = 3e+21", "C = 1e+18"]
 
 
+@pytest.mark.slow
 def test_cli_prints_answers(capsys):
     assert ex.main(["--samples", "1"]) == 0
     out = capsys.readouterr().out
@@ -120,6 +121,7 @@ def test_figure_draws_the_budgets_and_argmins_of_the_check(monkeypatch):
     assert sorted(crosses) == sorted(math.exp(x) for x in res.series["argmin"].values())
 
 
+@pytest.mark.slow
 def test_cli_json_follows_the_options(capsys):
     assert ex.main(["--json", "--flops", "5.88e23", "--tokens-per-param", "25", "--samples", "1"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -221,6 +223,7 @@ def assert_sound(res, o):
     assert len(res.controls) + len(left_out) == 3
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None)
 @given(log_uniform(-300, 300), log_uniform(-300, 300), exponent(), exponent(), log_uniform(-300, 300))
 def test_check_passes_or_refuses_cleanly_over_the_whole_range(A, B, alpha, beta, flops):

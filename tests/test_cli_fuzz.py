@@ -176,6 +176,7 @@ def _check_refused(entry, argv, flag, capsys, mod):
     assert took < PROMPT_S
 
 
+@pytest.mark.slow  # about 1,500 cases (50 s): the quick subset leaves them to CI; the contract test covers each flag
 @pytest.mark.parametrize("entry,pre,flag,value", CASES, ids=[f"{e}{f}={v!r}" for e, _, f, v in CASES])
 def test_bad_value_is_refused_in_one_line(entry, pre, flag, value, capsys, monkeypatch, tmp_path, corpus):
     monkeypatch.chdir(tmp_path)  # file names like "0" as --plot would land here, never in the repo

@@ -54,6 +54,16 @@ SLOW = {
 }
 
 
+_DERIVATIONS: dict[str, Derivation] = {}
+
+
+def derivation_of(number: str) -> Derivation:
+    """The exercise's derivation (computed once per session)."""
+    if number not in _DERIVATIONS:
+        _DERIVATIONS[number] = load(number).derivation()
+    return _DERIVATIONS[number]
+
+
 def marked(numbers: list[str]) -> list:
     """``numbers`` for a parametrize, the slow exercises marked ``slow`` (``pytest -m "not slow"`` skips them)."""
     return [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in numbers]
@@ -117,7 +127,7 @@ def test_declarations(number):
 
 @pytest.mark.parametrize("number", NUMBERS)
 def test_derivation_steps_are_proved_or_labelled(number):
-    d = load(number).derivation()
+    d = derivation_of(number)
     assert isinstance(d, Derivation) and len(d.steps) >= 2
     assert {s.status for s in d.steps} <= STATUSES
     assert d.status in ("proved", "proved from a stated lemma", "spot-checked")
@@ -203,5 +213,5 @@ def test_api_refuses_unknown_options_and_bad_types_naming_them(number):
 
 def test_no_registered_exercise_rests_on_a_spot_check():
     """Today every derivation is proved, or proved from a lemma it states (13.3): none is spot-checked."""
-    spot = {n: load(n).derivation().status for n in NUMBERS}
+    spot = {n: derivation_of(n).status for n in NUMBERS}
     assert not [n for n, status in spot.items() if status == "spot-checked"], spot

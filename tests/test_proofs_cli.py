@@ -14,6 +14,7 @@ from proofs.__main__ import main
 from proofs.kit.report import caption, write_report
 
 
+@pytest.mark.slow  # a real process
 def test_list_names_every_registered_exercise():
     out = subprocess.run([sys.executable, "-m", "proofs"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0
