@@ -31,7 +31,7 @@ def _all(args) -> int:
     failures, records, t0 = [], [], time.perf_counter()
     for n in numbers():
         r = run_one(load(n), device=str(dev), seed=args.seed)
-        line = f"{n:>6} {REGISTRY[n]:<24} derivation {r.status:<12} check {r.verdict:<5} {r.seconds:6.2f} s"
+        line = f"{n:>6} {REGISTRY[n]:<24} derivation {r.status:<26} check {r.verdict:<5} {r.seconds:6.2f} s"
         say(line + (f"  ({r.error})" if r.error else ""))
         records.append(r.record(name=REGISTRY[n], seconds=r.seconds))
         if r.verdict != "PASS":
