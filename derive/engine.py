@@ -514,17 +514,20 @@ class Derivation:
         return "\n".join(out)
 
     def latex_document(self) -> str:
-        r""":meth:`latex` wrapped in a minimal ``article`` document (amsmath, amssymb) for ``pdflatex``.
+        r""":meth:`latex` wrapped in a minimal ``article`` document for ``pdflatex``: amsmath and amssymb,
+        and T1 font encoding with Latin Modern, so that ``<``, ``>`` and ``|`` in the prose print as
+        themselves (the default OT1 encoding prints ``<`` as an inverted exclamation mark).
 
         Examples
         --------
-        >>> print(Derivation("empty").latex_document().splitlines()[0])
+        >>> print("\n".join(Derivation("empty").latex_document().splitlines()[:3]))
         \documentclass{article}
+        \usepackage[T1]{fontenc}
+        \usepackage{lmodern}
         """
         return (
-            "\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n\\begin{document}\n"
-            + self.latex()
-            + "\n\\end{document}\n"
+            "\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{lmodern}\n"
+            "\\usepackage{amsmath,amssymb}\n\\begin{document}\n" + self.latex() + "\n\\end{document}\n"
         )
 
     def markdown(self) -> str:
