@@ -484,7 +484,9 @@ def check(o) -> CheckResult:
 
 def figure(res: CheckResult):
     """Counted FLOPs with the cost model and wall time against n, and the error against r with the r^(-1/2) rate,
-    all from the check's result."""
+    all from the check's result; wall times are measured, not judged, so FAVOR+ overtakes exact attention only
+    past the crossover n* when the device is not busy (near n = 512 on an idle 2-core CPU), and may not within
+    the sizes drawn on a loaded machine or a GPU, where exact attention's n^2 work is cheap at small n."""
     from matplotlib.ticker import NullFormatter
 
     o, rows, err = res.settings, res.table, res.series["error"]
