@@ -5,6 +5,7 @@ import io
 
 import pytest
 import torch
+from helpers import require_corpus
 
 import models.data.chars as data
 from models.data.chars import CharData, find_text
@@ -25,10 +26,8 @@ def test_vocab_split_and_batches():
 
 
 def test_real_file_when_present():
-    try:
-        d = CharData.load(download=False)
-    except FileNotFoundError:
-        pytest.skip("tiny Shakespeare not available here (set TINY_SHAKESPEARE)")
+    require_corpus()  # skips only when it is neither named nor cached; a named but missing file fails
+    d = CharData.load(download=False)
     assert d.vocab_size == 65
     assert len(d.train) + len(d.val) == 1115394
 
