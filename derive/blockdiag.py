@@ -33,7 +33,7 @@ def acts_blockwise(der: Derivation) -> Step:
         lambda a, b, u, v: sp.BlockDiagMatrix(a, b) * sp.BlockMatrix([[u], [v]]) - sp.BlockMatrix([[a * u], [b * v]]),
         lambda a, b, x, y: sp.diag(a, b) * sp.Matrix.vstack(x, y) - sp.Matrix.vstack(a * x, b * y),
         sp.zeros(4, 1),
-        "a block-diagonal matrix acts block by block (any 2x2 blocks A, B)",
+        r"a block-diagonal matrix acts block by block (any $2 \times 2$ blocks $A$, $B$)",
     )
 
 
@@ -49,5 +49,6 @@ def transpose_product_blockwise(der: Derivation) -> Step:
         lambda a, b, c, e: sp.BlockDiagMatrix(a, b).T * sp.BlockDiagMatrix(c, e) - sp.BlockDiagMatrix(a.T * c, b.T * e),
         lambda a, b, c, e: sp.diag(a, b).T * sp.diag(c, e) - sp.diag(a.T * c, b.T * e),
         sp.zeros(4, 4),
-        "block-diagonal matrices: transpose and product go block by block (any 2x2 blocks A, B, C, D)",
+        r"block-diagonal matrices: transpose and product go block by block "
+        r"(any $2 \times 2$ blocks $A$, $B$, $C$, $D$)",
     )

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
+from derive import prose
+
 PROVED = "proved"
 SPOT_CHECKED = "spot-checked"
 FROM_LEMMA = "proved from a stated lemma"  # sympy proved it given a lemma listed in the assumptions
@@ -191,7 +193,7 @@ def _spot_check(diff, n_points: int, seed: int, tol: float = 1e-9) -> str:
 
 @dataclass
 class Derivation:
-    """An ordered list of checked steps under stated assumptions.
+    r"""An ordered list of checked steps under stated assumptions.
 
     Each step is checked when it is added (:meth:`eq`, :meth:`limit`, :meth:`holds`;
     :meth:`define` only names an expression) and :class:`StepFailed` is raised at the first
@@ -204,7 +206,7 @@ class Derivation:
     --------
     >>> x = sp.Symbol("x", real=True)
     >>> der = Derivation("Pythagoras", assumptions=["x real"])
-    >>> der.eq(sp.sin(x) ** 2 + sp.cos(x) ** 2, 1, "sin^2 + cos^2 = 1", strategy="trigsimp").status
+    >>> der.eq(sp.sin(x) ** 2 + sp.cos(x) ** 2, 1, r"$\sin^2 x + \cos^2 x = 1$", strategy="trigsimp").status
     'proved'
     """
 
@@ -231,7 +233,7 @@ class Derivation:
         """
         if not name or ":" in name:
             raise ValueError(f"name: a lemma needs a non-empty name without ':', got {name!r}")
-        text = f"{name}: {statement}"
+        text = prose.check(f"{name}: {statement}")
         stated = [a for a in self.assumptions if a.startswith(f"{name}: ")]
         if stated and stated != [text]:
             raise ValueError(f"name: {name!r} is already stated differently: {stated[0]!r}")
@@ -408,7 +410,13 @@ class Derivation:
             raise StepFailed(f"step {len(self.steps) + 1} ({reason}) fails: {e}") from None
         return SPOT_CHECKED, note
 
+    def __post_init__(self):
+        prose.check(self.title)
+        for a in self.assumptions:
+            prose.check(a)
+
     def _add(self, step: Step) -> Step:
+        prose.check(step.reason)
         self.steps.append(step)
         return step
 
@@ -473,50 +481,55 @@ class Derivation:
         Step 1 [proved, exact]: multiplication commutes
             a⋅b = a⋅b
         """
-        out = [self.title, "=" * len(self.title)]
+        title = prose.to_text(self.title)
+        out = [title, "=" * len(title)]
         if self.assumptions:
             out.append("Assumptions:")
-            out += [f"  - {a}" for a in self.assumptions]
+            out += [f"  - {prose.to_text(a)}" for a in self.assumptions]
         for i, s in enumerate(self.steps, 1):
-            out.append(f"Step {i} [{s.status}, {s.strategy}]: {s.reason}")
+            out.append(f"Step {i} [{s.status}, {s.strategy}]: {prose.to_text(s.reason)}")
             out += ["    " + line for line in s.text().splitlines()]
             if s.note:
                 out.append(f"    ({s.note})")
         return "\n".join(out)
 
     def latex(self) -> str:
-        r"""A LaTeX fragment (an ``enumerate`` of steps) that compiles inside a document.
+        r"""A LaTeX fragment (an ``enumerate`` of steps) that compiles inside :meth:`latex_document`.
 
-        Title, assumptions and reasons are escaped for LaTeX; the statements are sympy's LaTeX.
+        Title, assumptions and reasons are prose (:mod:`derive.prose`): text escaped, maths typeset.
+        Each statement is a display: a long one is broken after its left side, and one still wider
+        than the line is shrunk to fit (``\resizebox``, from graphicx).
 
         Examples
         --------
         >>> a, b = sp.symbols("a b")
-        >>> der = Derivation("a_1")
+        >>> der = Derivation("$a_1$ and 100%")
         >>> _ = der.eq(a + b, b + a, "commutes", strategy="exact")
         >>> print(der.latex())
-        \subsection*{a\_1}
+        \subsection*{$a_1$ and 100\%}
         \begin{enumerate}
         \item \textit{commutes} [proved]
-        \[ a + b = a + b \]
+        \[ \resizebox{\ifdim\width>\linewidth\linewidth\else\width\fi}{!}{$\displaystyle a + b = a + b$} \]
         \end{enumerate}
         """
-        out = [f"\\subsection*{{{_tex_escape(self.title)}}}"]
+        out = [f"\\subsection*{{{prose.to_latex(self.title)}}}"]
         if self.assumptions:
             out.append("\\textbf{Assumptions.}\\begin{itemize}")
-            out += [f"\\item {_tex_escape(a)}" for a in self.assumptions]
+            out += [f"\\item {prose.to_latex(a)}" for a in self.assumptions]
             out.append("\\end{itemize}")
-        out.append("\\begin{enumerate}")
-        for s in self.steps:
-            out.append(f"\\item \\textit{{{_tex_escape(s.reason)}}} [{s.status}]")
-            out.append(f"\\[ {s.latex()} \\]")
-        out.append("\\end{enumerate}")
+        if self.steps:  # an empty enumerate is a LaTeX error
+            out.append("\\begin{enumerate}")
+            for s in self.steps:
+                out.append(f"\\item \\textit{{{prose.to_latex(s.reason)}}} [{s.status}]")
+                out.append(f"\\[ {_fit(s)} \\]")
+            out.append("\\end{enumerate}")
         return "\n".join(out)
 
     def latex_document(self) -> str:
-        r""":meth:`latex` wrapped in a minimal ``article`` document for ``pdflatex``: amsmath and amssymb,
-        and T1 font encoding with Latin Modern, so that ``<``, ``>`` and ``|`` in the prose print as
-        themselves (the default OT1 encoding prints ``<`` as an inverted exclamation mark).
+        r""":meth:`latex` wrapped in a minimal ``article`` document for ``pdflatex``: amsmath, amssymb
+        and graphicx, and T1 font encoding with Latin Modern, so that ``<``, ``>`` and ``|`` in the
+        prose print as themselves (the default OT1 encoding prints ``<`` as an inverted exclamation
+        mark).
 
         Examples
         --------
@@ -525,10 +538,7 @@ class Derivation:
         \usepackage[T1]{fontenc}
         \usepackage{lmodern}
         """
-        return (
-            "\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{lmodern}\n"
-            "\\usepackage{amsmath,amssymb}\n\\begin{document}\n" + self.latex() + "\n\\end{document}\n"
-        )
+        return LATEX_PREAMBLE + "\\begin{document}\n" + self.latex() + "\n\\end{document}\n"
 
     def markdown(self) -> str:
         r"""The derivation as Markdown: a ``###`` heading, the assumptions as a list, and a numbered
@@ -545,11 +555,11 @@ class Derivation:
         1. expand (**proved**, `expand`)
            $$ \left(x + 1\right)^{2} = x^{2} + 2 x + 1 $$
         """
-        out = [f"### {self.title}", ""]
+        out = [f"### {prose.to_markdown(self.title)}", ""]
         if self.assumptions:
-            out += ["Assumptions:", ""] + [f"- {a}" for a in self.assumptions] + [""]
+            out += ["Assumptions:", ""] + [f"- {prose.to_markdown(a)}" for a in self.assumptions] + [""]
         for i, s in enumerate(self.steps, 1):
-            out.append(f"{i}. {s.reason} (**{s.status}**, `{s.strategy}`)")
+            out.append(f"{i}. {prose.to_markdown(s.reason)} (**{s.status}**, `{s.strategy}`)")
             out.append(f"   $$ {s.latex()} $$")
         return "\n".join(out)
 
@@ -580,19 +590,20 @@ class Derivation:
         return self.text()
 
 
-_TEX = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-}
+LATEX_PREAMBLE = (
+    "\\documentclass{article}\n\\usepackage[T1]{fontenc}\n\\usepackage{lmodern}\n"
+    "\\usepackage{amsmath,amssymb,graphicx}\n\\setcounter{MaxMatrixCols}{20}\n"
+    "\\setlength{\\emergencystretch}{3em}\n"  # prose dense with maths breaks lines rather than overflowing
+)
+_LONG = 110  # characters of LaTeX beyond which a statement is broken after its left side
+_REL = {"=": "=", "<": "<", "<=": "\\leq", ">": ">", ">=": "\\geq", "->": "="}
 
 
-def _tex_escape(s: str) -> str:
-    return "".join(_TEX.get(c, c) for c in s)
+def _fit(step: Step) -> str:
+    """A step's statement as the body of a display: broken after the left side when its LaTeX is
+    longer than ``_LONG`` characters and neither side is short, and shrunk to the line width only
+    if still wider than it."""
+    body, e = step.latex(), step.as_expr()
+    if len(body) > _LONG and min(len(sp.latex(e.lhs)), len(sp.latex(e.rhs))) > _LONG // 3:
+        body = f"\\begin{{aligned}} & {sp.latex(e.lhs)} \\\\ & {_REL[step.relation]} {sp.latex(e.rhs)} \\end{{aligned}}"
+    return f"\\resizebox{{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}}{{!}}{{$\\displaystyle {body}$}}"

@@ -50,7 +50,7 @@ def uniform_loss_steps(der: Derivation, vocab: int) -> sp.Expr:
     der.eq(
         sp.Symbol("CE_uniform"),
         sp.log(V),
-        "predict each of V tokens with probability 1/V: -sum_t (1/V) log(1/V) = log V, whatever the data",
+        r"predict each of $V$ tokens with probability $1/V$: $-\sum_t (1/V) \log(1/V) = \log V$, whatever the data",
         "simplify",
         computed=ce.doit(),
     )
@@ -58,7 +58,7 @@ def uniform_loss_steps(der: Derivation, vocab: int) -> sp.Expr:
     der.eq(
         sp.Symbol(f"CE_uniform(V={vocab})"),
         value,
-        f"at V = {vocab}: {float(value):.4f} nats",
+        f"at $V = {vocab}$: {float(value):.4f} nats",
         "exact",
         computed=sp.log(V).subs(V, vocab),
     )

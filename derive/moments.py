@@ -179,12 +179,12 @@ def _pairs(n: int):
 
 INDEX_LEMMA = "Lemma (index patterns)"
 INDEX_LEMMA_TEXT = (
-    "for i.i.d. terms Y_i = q_i k_i, E[(Y_1 + ... + Y_d)^m] = sum over the set partitions P of the m factors of "
-    "ff(d, |P|) E[P], where E[P] is the expectation of the product with one distinct index per block of P: "
-    "expanding the power and using linearity of expectation over its d^m index tuples, the tuples whose "
-    "equal-index positions form P number d (d - 1) ... (d - |P| + 1) = ff(d, |P|) (a distinct value per block), "
-    "and all have expectation E[P]. Not proved by sympy for a symbolic d; checked by enumeration for "
-    "d = 1..6, m = 1..4"
+    r"for i.i.d. terms $Y_i = q_i k_i$, $E[(Y_1 + \cdots{} + Y_d)^m] = \sum_P \mathrm{ff}(d, |P|)\,E[P]$ over the set "
+    r"partitions $P$ of the $m$ factors, where $E[P]$ is the expectation of the product with one distinct index "
+    r"per block of $P$: expanding the power and using linearity of expectation over its $d^m$ index tuples, the "
+    r"tuples whose equal-index positions form $P$ number $d (d - 1) \cdots{} (d - |P| + 1) = \mathrm{ff}(d, |P|)$ "
+    r"(a distinct value per block), and all have expectation $E[P]$. Not proved by sympy for a symbolic $d$; "
+    r"checked by enumeration for $d = 1..6$, $m = 1..4$"
 )
 
 
@@ -298,10 +298,11 @@ def index_lemma_steps(der: Derivation, count=sp.ff, ds=range(1, 7), ms=range(1, 
     ms = list(ms)
     sums = [sp.expand(sp.expand_func(sum(count(d, len(p)) for p in set_partitions(m)))) for m in ms]
     der.eq(
-        sp.Matrix([sp.Symbol(f"sum_P ff(d, |P|), m = {m}") for m in ms]),
+        sp.Matrix([sp.Function("S")(m) for m in ms]),
         sp.Matrix([d**m for m in ms]),
-        f"the pattern counts of m = {ms[0]}..{ms[-1]} factors add up to all d^m index tuples "
-        "(sum over set partitions of ff(d, |P|) = d^m, a polynomial identity in d)",
+        f"the pattern counts of $m = {ms[0]}..{ms[-1]}$ factors add up to all $d^m$ index tuples "
+        r"($S(m) = \sum_P \mathrm{ff}(d, |P|)$ over the set partitions $P$ of the $m$ factors equals $d^m$, "
+        r"a polynomial identity in $d$)",
         "expand",
         computed=sp.Matrix(sums),
     )
@@ -311,11 +312,12 @@ def index_lemma_steps(der: Derivation, count=sp.ff, ds=range(1, 7), ms=range(1, 
     )  # zero exactly when every enumerated count equals count(d, |P|)
     n_patterns = sum(len(set_partitions(m)) for m in ms)
     der.eq(
-        sp.Symbol("sum_{d, m, P} |N_P(d) - ff(d, |P|)|"),
+        sp.Symbol("Delta"),
         0,
-        f"exact check of {INDEX_LEMMA}'s count: N_P(d), the index tuples in {{1..d}}^m with pattern P, enumerated "
-        f"for d = {ds[0]}..{ds[-1]}, "
-        f"m = {ms[0]}..{ms[-1]} ({n_patterns} patterns): a proof for these d, not for every d",
+        rf"exact check of {INDEX_LEMMA}'s count: $\Delta = \sum_{{d, m, P}} |N_P(d) - \mathrm{{ff}}(d, |P|)|$ "
+        rf"over $N_P(d)$, the index tuples in $\{{1..d\}}^m$ with pattern $P$, "
+        f"enumerated for $d = {ds[0]}..{ds[-1]}$, "
+        f"$m = {ms[0]}..{ms[-1]}$ ({n_patterns} patterns): a proof for these $d$, not for every $d$",
         "exact",
         computed=sp.sympify(gap),
     )
@@ -323,7 +325,7 @@ def index_lemma_steps(der: Derivation, count=sp.ff, ds=range(1, 7), ms=range(1, 
 
 
 def dot_variance_steps(der: Derivation, d) -> object:
-    """Append to ``der`` the steps ``Var(q.k) = d`` for a symbolic ``d``: the one-term moments, then
+    r"""Append to ``der`` the steps ``Var(q.k) = d`` for a symbolic ``d``: the one-term moments, then
     :data:`INDEX_LEMMA` (stated and checked by :func:`index_lemma_steps`) over the index patterns,
     then exact checks at d = 1..4; return ``Var(q.k)``.
 
@@ -335,7 +337,7 @@ def dot_variance_steps(der: Derivation, d) -> object:
 
     Examples
     --------
-    >>> der = Derivation("Var(q.k)")
+    >>> der = Derivation(r"$\mathrm{Var}(q \cdot k)$")
     >>> dot_variance_steps(der, sp.Symbol("d_k", positive=True, integer=True))
     d_k
     >>> [s.status for s in der.steps]  # doctest: +NORMALIZE_WHITESPACE
@@ -348,12 +350,14 @@ def dot_variance_steps(der: Derivation, d) -> object:
     (q1, q2), (k1, k2) = _pairs(2)
     mq, mk = unit_moments(m4q, m3q), unit_moments(m4k, m3k)
     mom = iid([q1, q2], mq) | iid([k1, k2], mk)
-    der.eq(Ex(q1 * k1), 0, "independence: E[q_i k_i] = E[q_i] E[k_i] = 0", "expand", computed=expectation(q1 * k1, mom))
+    der.eq(
+        Ex(q1 * k1), 0, r"independence: $E[q_i k_i] = E[q_i]\,E[k_i] = 0$", "expand", computed=expectation(q1 * k1, mom)
+    )
     var1 = expectation((q1 * k1) ** 2, mom) - expectation(q1 * k1, mom) ** 2
     der.eq(
         Var(q1 * k1),
         1,
-        "Var(q_i k_i) = E[q_i^2] E[k_i^2] - 0^2 = 1 by independence (m_3, m_4 drop out)",
+        r"$\mathrm{Var}(q_i k_i) = E[q_i^2]\,E[k_i^2] - 0^2 = 1$ by independence ($m_3$, $m_4$ drop out)",
         "expand",
         computed=var1,
     )
@@ -371,9 +375,10 @@ def dot_variance_steps(der: Derivation, d) -> object:
     der.eq(
         Var(sp.Sum(q[i] * k[i], (i, 1, d))),
         d,
-        f"Var(X) = E[X^2] - E[X]^2 with {lemma}: E[X] = ff(d_k, 1) E[q_1 k_1] = 0 and E[X^2] = "
-        "ff(d_k, 1) E[(q_1 k_1)^2] + ff(d_k, 2) E[q_1 k_1 q_2 k_2] = d_k * 1 + d_k (d_k - 1) * 0: "
-        "the d_k variances of step 2 and the d_k (d_k - 1) covariances of step 3",
+        rf"$\mathrm{{Var}}(X) = E[X^2] - E[X]^2$ with {lemma}: $E[X] = \mathrm{{ff}}(d_k, 1) \cdot E[q_1 k_1] = 0$ and "
+        r"$E[X^2] = \mathrm{ff}(d_k, 1) \cdot E[(q_1 k_1)^2] + \mathrm{ff}(d_k, 2) \cdot E[q_1 k_1 q_2 k_2] "
+        r"= d_k \cdot 1 + d_k (d_k - 1) \cdot 0$: "
+        "the $d_k$ variances of step 2 and the $d_k (d_k - 1)$ covariances of step 3",
         "expand",
         computed=pattern_sum(d, 2, mq, mk) - pattern_sum(d, 1, mq, mk) ** 2,
         lemma=lemma,
@@ -387,7 +392,7 @@ def dot_variance_steps(der: Derivation, d) -> object:
     der.eq(
         sp.Matrix(lhs),
         sp.Matrix([1, 2, 3, 4]),
-        "exact check: expand E[(q.k)^2] for d_k = 1..4",
+        r"exact check: expand $E[(q \cdot k)^2]$ for $d_k = 1..4$",
         "expand",
         computed=sp.Matrix(got),
     )
@@ -395,7 +400,7 @@ def dot_variance_steps(der: Derivation, d) -> object:
 
 
 def dot_fourth_moment_steps(der: Derivation, d, m4q, m4k) -> object:
-    """Append ``E[(q.k)^4] = d m4q m4k + 3 d (d - 1)`` for a symbolic ``d``: each index pattern's
+    r"""Append ``E[(q.k)^4] = d m4q m4k + 3 d (d - 1)`` for a symbolic ``d``: each index pattern's
     expectation (proved), their sum weighted by :data:`INDEX_LEMMA`'s counts (proved from the stated
     lemma), and exact checks at d = 1..3 (proved); return the formula.
 
@@ -405,7 +410,7 @@ def dot_fourth_moment_steps(der: Derivation, d, m4q, m4k) -> object:
     Examples
     --------
     >>> d = sp.Symbol("d_k", positive=True, integer=True)
-    >>> der = Derivation("E[(q.k)^4]")
+    >>> der = Derivation(r"$E[(q \cdot k)^4]$")
     >>> dot_fourth_moment_steps(der, d, 3, 3)
     3*d_k*(d_k - 1) + 9*d_k
     >>> [s.status for s in der.steps]
@@ -425,8 +430,8 @@ def dot_fourth_moment_steps(der: Derivation, d, m4q, m4k) -> object:
     der.eq(
         sp.Matrix([Ex(sp.Mul(*[y[c] ** n for c, n in enumerate(shape)])) for shape in shapes]),
         sp.Matrix([sp.Mul(*[by_size[n] for n in shape]) for shape in shapes]),
-        "independence: each index pattern of (q.k)^4, by the sizes of its blocks (4; 3,1; 2,2; 2,1,1; 1,1,1,1), "
-        "has expectation prod over blocks E[q^n] E[k^n]: zero when an index is seen once",
+        r"independence: each index pattern of $(q \cdot k)^4$, by the sizes of its blocks (4; 3,1; 2,2; 2,1,1; "
+        r"1,1,1,1), has expectation $\prod_{\text{blocks}} E[q^n]\,E[k^n]$: zero when an index is seen once",
         "expand",
         computed=sp.Matrix([pattern_expectation(p, mq, mk) for p in shapes.values()]),
     )
@@ -436,8 +441,9 @@ def dot_fourth_moment_steps(der: Derivation, d, m4q, m4k) -> object:
     der.eq(
         Ex(sp.Sum(q[i] * k[i], (i, 1, d)) ** 4),
         formula,
-        f"{lemma} over the 15 index patterns of 4 factors: only i=j=k=l (ff(d_k, 1) = d_k tuples of m_4q m_4k) "
-        "and the 3 pairings into two distinct pairs (ff(d_k, 2) = d_k (d_k - 1) tuples each, of 1) survive",
+        rf"{lemma} over the 15 index patterns of 4 factors: only $i = j = k = l$ ($\mathrm{{ff}}(d_k, 1) = d_k$ "
+        r"tuples of $m_{4q} m_{4k}$) and the 3 pairings into two distinct pairs "
+        r"($\mathrm{ff}(d_k, 2) = d_k (d_k - 1)$ tuples each, of 1) survive",
         "expand",
         computed=pattern_sum(d, 4, mq, mk),
         lemma=lemma,
@@ -452,7 +458,7 @@ def dot_fourth_moment_steps(der: Derivation, d, m4q, m4k) -> object:
     der.eq(
         sp.Matrix(lhs),
         sp.Matrix(want),
-        "exact check: expand E[(q.k)^4] for d_k = 1..3",
+        r"exact check: expand $E[(q \cdot k)^4]$ for $d_k = 1..3$",
         "expand",
         computed=sp.Matrix(got),
     )

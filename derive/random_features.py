@@ -61,21 +61,21 @@ def random_feature_steps(dx: Derivation, d, r) -> None:
     dx.eq(
         sp.Integral(sp.exp(_w * _z - _w**2 / 2) / sp.sqrt(2 * sp.pi), (_w, -sp.oo, sp.oo)),
         sp.exp(_z**2 / 2),
-        "E[exp(w z)] for w ~ N(0, 1): complete the square, w z - w^2/2 = z^2/2 - (w - z)^2/2",
+        r"$E[\exp(w z)]$ for $w \sim N(0, 1)$: complete the square, $w z - w^2/2 = z^2/2 - (w - z)^2/2$",
         strategy="simplify",
         computed=gaussian_mgf(),
     )
     dx.eq(
         E(sp.Symbol("phi(x)·phi(y)")),
         sp.exp(x * y),
-        "E[exp(w(x + y))] exp(-(x^2 + y^2)/2) = exp(x y): unbiased, every term positive",
+        r"$E[\exp(w(x + y))] \exp(-(x^2 + y^2)/2) = \exp(x y)$: unbiased, every term positive",
         strategy="simplify",
         computed=mean,
     )
     dx.eq(
         E(sp.Symbol("(phi(x)·phi(y))^2")) / sp.exp(2 * x * y),
         sp.exp((x + y) ** 2),
-        "second moment over the squared mean, so one feature's relative variance is exp(|x + y|^2) - 1",
+        r"second moment over the squared mean, so one feature's relative variance is $\exp(|x + y|^2) - 1$",
         strategy="simplify",
         computed=second / sp.exp(2 * x * y),
     )
@@ -83,13 +83,13 @@ def random_feature_steps(dx: Derivation, d, r) -> None:
     dx.eq(
         sp.Symbol("slope_err"),
         sp.Rational(-1, 2),
-        "a mean of r independent features has standard error sqrt((exp(s) - 1)/r): log-log slope -1/2 in r",
+        r"a mean of $r$ independent features has standard error $\sqrt{(\exp(s) - 1)/r}$: log-log slope $-1/2$ in $r$",
         strategy="cancel",
         computed=loglog_slope(sp.sqrt((sp.exp(s2) - 1) / r), r),
     )
     dx.eq(
         (q * d ** sp.Rational(-1, 4)) * (k * d ** sp.Rational(-1, 4)),
         q * k / sp.sqrt(d),
-        "inputs scaled by d^(-1/4) make phi(q) phi(k) estimate exp(q k / sqrt(d))",
+        r"inputs scaled by $d^{-1/4}$ make $\phi(q) \phi(k)$ estimate $\exp(q k / \sqrt{d})$",
         strategy="simplify",
     )

@@ -162,7 +162,7 @@ def rope_matrix(pos, thetas, convention: str = "interleaved") -> sp.Matrix:
     >>> from derive.engine import Derivation
     >>> m, n = sp.symbols("m n", real=True)
     >>> R = lambda pos: rope_matrix(pos, [1, 2])
-    >>> Derivation("RoPE").eq(R(m).T * R(n), R(n - m), "R_m^T R_n = R_(n-m)", strategy="trig").status
+    >>> Derivation("RoPE").eq(R(m).T * R(n), R(n - m), "$R_m^T R_n = R_{n-m}$", strategy="trig").status
     'proved'
     >>> rope_matrix(m, [1], "half") == rot2(m)  # one pair: the two layouts agree
     True

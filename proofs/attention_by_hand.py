@@ -35,7 +35,10 @@ from proofs.kit.options import Option, with_options
 
 NUMBER = "13.11"
 main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
-CLAIM = "For Q = K = V = I_2, d_k = 2: attention = [[e^(1/sqrt 2), 1], [1, e^(1/sqrt 2)]] / (e^(1/sqrt 2) + 1)."
+CLAIM = (
+    r"For $Q = K = V = I_2$, $d_k = 2$: "
+    r"attention $= [[e^{1/\sqrt{2}}, 1], [1, e^{1/\sqrt{2}}]] / (e^{1/\sqrt{2}} + 1)$."
+)
 DEFAULT_SAMPLES = None  # nothing random: one exact evaluation per size
 MAX_N, MAX_DK = 512, 4096  # at both, n x n and n x d_k float64 matrices of 2 and 16 MB, 1.5 s on 2 CPU cores
 _WHY = "the exercise's range; at n = 512, d_k = 4,096 the check takes 1.5 s and 16 MB"
@@ -68,26 +71,39 @@ def derivation() -> Derivation:
     I2, r2 = sp.eye(2), sp.sqrt(2)
     z, (a, b) = sp.exp(1 / r2), weights(2, 2)
     d = Derivation(
-        "Exercise 13.11: softmax(Q K^T / sqrt(d_k)) V for Q = K = V = I_2, d_k = 2",
-        assumptions=["softmax acts on each row of the scores", "general sizes: Q = K = [I_n | 0], V = I_n, d_k >= n"],
+        r"Exercise 13.11: $\mathrm{softmax}(Q K^T/\sqrt{d_k})\,V$ for $Q = K = V = I_2$, $d_k = 2$",
+        assumptions=[
+            "softmax acts on each row of the scores",
+            r"general sizes: $Q = K = [I_n \mid 0]$, $V = I_n$, $d_k \ge n$",
+        ],
     )
     S = sp.MatrixSymbol("S", 2, 2)
-    d.eq(S, I2 / r2, "scores: Q K^T / sqrt(d_k) = I / sqrt(2)", strategy="exact", computed=I2 * I2.T / r2)
+    d.eq(S, I2 / r2, r"scores: $Q K^T/\sqrt{d_k} = I/\sqrt{2}$", strategy="exact", computed=I2 * I2.T / r2)
     A = softmax_rows(I2 / r2)
     d.eq(sp.MatrixSymbol("A", 2, 2), sp.Matrix([[z, 1], [1, z]]) / (z + 1), "row softmax", "cancel", computed=A)
-    d.eq(sp.MatrixSymbol("O", 2, 2), sp.Matrix([[a, b], [b, a]]), "output A V = A, as V = I", computed=A * I2)
-    d.eq(a, 1 / (1 + sp.exp(-1 / r2)), "the diagonal is the logistic sigma(1/sqrt 2)", strategy="simplify")
+    d.eq(sp.MatrixSymbol("O", 2, 2), sp.Matrix([[a, b], [b, a]]), "output $A V = A$, as $V = I$", computed=A * I2)
+    d.eq(a, 1 / (1 + sp.exp(-1 / r2)), r"the diagonal is the logistic $\sigma(1/\sqrt{2})$", strategy="simplify")
     d.eq(a + b, 1, "each row sums to 1", strategy="cancel")
     lo, hi = sp.Float("0.66976", 5), sp.Float("0.66977", 5)
     d.holds(a, ">", lo, "diagonal, decimals")
-    d.holds(a, "<", hi, "diagonal, decimals; so the off-diagonal 1 - a lies in (0.33023, 0.33024)")
-    d.holds(weights(2, 2, 1)[0], ">", sp.Float("0.731", 3), "without 1/sqrt(d_k) the diagonal would be e/(e + 1)")
+    d.holds(a, "<", hi, "diagonal, decimals; so the off-diagonal $1 - a$ lies in $(0.33023, 0.33024)$")
+    d.holds(weights(2, 2, 1)[0], ">", sp.Float("0.731", 3), r"without $1/\sqrt{d_k}$ the diagonal would be $e/(e + 1)$")
     dk = sp.Symbol("d_k", positive=True)
     zk, (ak, bk) = sp.exp(1 / sp.sqrt(dk)), weights(3, dk)
     A3 = softmax_rows(sp.eye(3) / sp.sqrt(dk))
-    d.eq(sp.MatrixSymbol("A_3", 3, 3), ak * sp.eye(3) + bk * (sp.ones(3, 3) - sp.eye(3)), "n = 3, any d_k", computed=A3)
+    d.eq(
+        sp.MatrixSymbol("A_3", 3, 3),
+        ak * sp.eye(3) + bk * (sp.ones(3, 3) - sp.eye(3)),
+        "$n = 3$, any $d_k$",
+        computed=A3,
+    )
     n = sp.Symbol("n", positive=True, integer=True)
-    d.eq(zk / (zk + n - 1) + (n - 1) / (zk + n - 1), 1, "any n: rows e^(1/sqrt d_k), 1, ..., 1 sum to 1", "cancel")
+    d.eq(
+        zk / (zk + n - 1) + (n - 1) / (zk + n - 1),
+        1,
+        r"any $n$: rows $e^{1/\sqrt{d_k}}, 1, \dots, 1$ sum to 1",
+        "cancel",
+    )
     return d
 
 
@@ -147,8 +163,11 @@ def figure(res: CheckResult):
     """The exact attention weights the check compared with, and the unscaled ones for contrast."""
     n, dk = res.settings.n, res.settings.dk
     fig, axes = plotting.subplots(2, width=9, height=4)
-    fig.suptitle(f"Exercise 13.11: attention weights for Q = K = [I_{n} | 0], V = I_{n}, d_k = {dk}")
-    panels = {f"softmax(Q K^T / sqrt({dk}))": exact_matrix(n, dk), "without the scaling": exact_matrix(n, dk, 1)}
+    fig.suptitle(f"Exercise 13.11: attention weights for $Q = K = [I_{{{n}}} \\mid 0]$, $V = I_{{{n}}}$, $d_k = {dk}$")
+    panels = {
+        f"$\\mathrm{{softmax}}(Q K^T/\\sqrt{{{dk}}})$": exact_matrix(n, dk),
+        "without the scaling": exact_matrix(n, dk, 1),
+    }
     for ax, (title, w) in zip(axes, panels.items()):
         im = ax.imshow(w.numpy(), vmin=0, vmax=1, cmap="viridis")
         ax.set(title=title, xlabel="key", ylabel="query")

@@ -65,8 +65,9 @@ from proofs.kit.options import Option, with_options
 NUMBER = "13.18"
 main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
 CLAIM = (
-    "Under C = 6ND the fitted loss E + A/N^alpha + B/D^beta is least at N = G (C/6)^(beta/(alpha+beta)), "
-    "D = C/(6N): at C = 1e22, N = 5.2e9 and D = 3.2e11 (20 tokens/param gives N = 9.1e9, D = 1.8e11)."
+    r"Under $C = 6ND$ the fitted loss $E + A/N^\alpha + B/D^\beta$ is least at $N = G (C/6)^{\beta/(\alpha+\beta)}$, "
+    r"$D = C/(6N)$: at $C = 10^{22}$, $N = 5.2 \times 10^9$ and $D = 3.2 \times 10^{11}$ (20 tokens/param gives "
+    r"$N = 9.1 \times 10^9$, $D = 1.8 \times 10^{11}$)."
 )
 UNUSED_FLAGS = {"--device": "scipy on the CPU in float64", "--seed": "the budgets checked are fixed, nothing is random"}
 DEFAULT_SAMPLES = 6  # compute budgets checked: the asked one and 1e18, 1e20, ..., 1e26
@@ -222,12 +223,13 @@ def derivation() -> Derivation:
     """(b) the optimum of the fitted loss along C = 6 N D for symbolic constants, (a) and (c) beside it,
     and the numbers at C = 10^22."""
     dx = Derivation(
-        "Exercise 13.18: compute-optimal N and D under C = 6 N D",
+        "Exercise 13.18: compute-optimal $N$ and $D$ under $C = 6ND$",
         assumptions=[
-            "training costs C = 6 N D FLOPs (N parameters, D tokens)",
-            "(b) the loss is L(N, D) = E + A/N^alpha + B/D^beta; every symbol is positive",
-            "(a) D = 20 N; (c) N_opt ~ C^a through an anchor (N0, D0)",
-            "numbers: Hoffmann et al. 2022 (E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28; Chinchilla 70B, 1.4T)",
+            "training costs $C = 6ND$ FLOPs ($N$ parameters, $D$ tokens)",
+            r"(b) the loss is $L(N, D) = E + A/N^{\alpha} + B/D^{\beta}$; every symbol is positive",
+            r"(a) $D = 20N$; (c) $N_\mathrm{opt} \propto C^a$ through an anchor $(N_0, D_0)$",
+            r"numbers: Hoffmann et al. 2022 ($E = 1.69$, $A = 406.4$, $B = 410.7$, $\alpha = 0.34$, $\beta = 0.28$; "
+            "Chinchilla 70B, 1.4T)",
         ],
     )
     _optimum_steps(dx)
@@ -250,26 +252,52 @@ def _optimum_steps(dx: Derivation) -> None:
     dx.eq(
         N * sp.Derivative(ell(N), N),
         N**-alpha * (beta * B * (6 / C) ** beta * N ** (alpha + beta) - alpha * A),
-        "sign of ell' = sign of the bracket, increasing in N: one root, negative before, positive after",
+        r"$d\ell/dN$ has the sign of the bracket, increasing in $N$: one root, negative before, positive after",
         computed=N * dl,
     )
-    dx.eq(sp.Symbol("N_opt"), n_opt, "solve ell'(N) = 0 for N", computed=sp.solve(sp.Eq(dl, 0), N)[0])
+    dx.eq(sp.Symbol("N_opt"), n_opt, r"solve $d\ell/dN = 0$ for $N$", computed=sp.solve(sp.Eq(dl, 0), N)[0])
     vanish = alpha * A * C**beta / (beta * B * 6**beta)
     dx.eq(
-        sp.Symbol("N_opt") ** (alpha + beta), vanish, "the bracket vanishes at N_opt", computed=n_opt ** (alpha + beta)
+        sp.Symbol("N_opt") ** (alpha + beta),
+        vanish,
+        r"the bracket vanishes at $N_\mathrm{opt}$",
+        computed=n_opt ** (alpha + beta),
     )
     x = sp.Symbol("x", real=True)  # x = log N
     d2 = sp.diff(sc.isoflop_loss().subs(N, sp.exp(x)), x, 2)
-    dx.holds(d2, ">", 0, "d^2 ell / d(log N)^2 > 0: strictly convex in log N, so N_opt is the global minimum")
-    dx.eq(sp.Derivative(sp.Symbol("N_opt"), E), 0, "E does not move the optimum", "exact", sp.diff(n_opt, E))
-    dx.eq(sp.Symbol("D_opt"), (C / 6) ** (alpha / (alpha + beta)) / G, "D_opt = C / (6 N_opt)", computed=d_opt)
+    dx.holds(
+        d2,
+        ">",
+        0,
+        (r"$d^2\ell/d(\log\,N)^2 > 0$: strictly convex in $\log\,N$, so $N_\mathrm{opt}$ is the global minimum"),
+    )
+    dx.eq(sp.Derivative(sp.Symbol("N_opt"), E), 0, "$E$ does not move the optimum", "exact", sp.diff(n_opt, E))
+    dx.eq(
+        sp.Symbol("D_opt"),
+        (C / 6) ** (alpha / (alpha + beta)) / G,
+        r"$D_\mathrm{opt} = C/(6N_\mathrm{opt})$",
+        computed=d_opt,
+    )
     dx.eq(
         sp.Symbol("a") + sp.Symbol("b"),
         1,
-        "exponents a = beta/(alpha+beta) of N and b = alpha/(alpha+beta) of D add to 1",
+        r"exponents $a = \beta/(\alpha+\beta)$ of $N$ and $b = \alpha/(\alpha+\beta)$ of $D$ add to 1",
         strategy="cancel",
         computed=beta / (alpha + beta) + alpha / (alpha + beta),
     )
+
+
+def sci(v: float, digits: int = 4) -> str:
+    r"""``v`` in LaTeX scientific notation to ``digits`` significant figures, trailing zeros dropped
+    and a mantissa of 1 left out.
+
+    >>> sci(5_160_473_684), sci(1e18, 1), sci(3e21, 1)
+    ('5.16 \\times 10^{9}', '10^{18}', '3 \\times 10^{21}')
+    """
+    m, e = f"{v:.{digits - 1}e}".split("e")
+    m = m.rstrip("0").rstrip(".") if "." in m else m
+    power = f"10^{{{int(e)}}}"
+    return power if m == "1" else rf"{m} \times {power}"
 
 
 def _rule_steps(dx: Derivation) -> None:
@@ -279,11 +307,11 @@ def _rule_steps(dx: Derivation) -> None:
     dx.eq(
         sp.Symbol("N_a"),
         sp.sqrt(C / 120),
-        "(a) C = 6 N (20 N) = 120 N^2",
+        r"(a) $C = 6N\,(20N) = 120N^2$",
         computed=sp.solve(sp.Eq(C, 120 * N**2), N)[0],
     )
     n_c = sc.anchored(C, sp.Rational(1, 2), N0, 20 * N0)[0]
-    dx.eq(sp.Symbol("N_c"), sp.sqrt(C / 120), "(c) a = 1/2 through any (N0, 20 N0) is (a)", computed=n_c)
+    dx.eq(sp.Symbol("N_c"), sp.sqrt(C / 120), "(c) $a = 1/2$ through any $(N_0, 20N_0)$ is (a)", computed=n_c)
     ratio = sc.CHINCHILLA["D"] / sc.CHINCHILLA["N"]
     dx.eq(sp.Symbol("D_0") / sp.Symbol("N_0"), 20, "Chinchilla: 1.4T / 70B", strategy="exact", computed=ratio)
 
@@ -294,19 +322,19 @@ def _number_steps(dx: Derivation) -> None:
     G = (alpha * A / (beta * B)) ** (1 / (alpha + beta))
     vals = {k: sc.HOFFMANN[k.name] for k in (A, B, alpha, beta)}
     a_fit = (beta / (alpha + beta)).subs(vals)
-    dx.eq(sp.Symbol("a"), sp.Rational(14, 31), "the fit's exponent: 0.28 / 0.62 = 0.4516", "exact", a_fit)
-    dx.eq(sp.floor(1000 * sp.Symbol("G")), 1344, "the fit's G = 1.344...", "exact", sp.floor(1000 * G.subs(vals)))
+    dx.eq(sp.Symbol("a"), sp.Rational(14, 31), "the fit's exponent: $0.28/0.62 = 0.4516$", "exact", a_fit)
+    dx.eq(sp.floor(1000 * sp.Symbol("G")), 1344, r"the fit's $G = 1.344\ldots$", "exact", sp.floor(1000 * G.subs(vals)))
     at = vals | {C: sp.Integer(10) ** 22}
     c22 = sp.Pow(10, 22, evaluate=False)
-    for name, e, v in (
-        ("N_opt", n_opt, 5_160_473_684),
-        ("D_opt", d_opt, 322_967_767_776),
-        ("N_a", sp.sqrt(C / 120), 9_128_709_291),
+    for name, tex, e, v in (
+        ("N_opt", r"N_\mathrm{opt}", n_opt, 5_160_473_684),
+        ("D_opt", r"D_\mathrm{opt}", d_opt, 322_967_767_776),
+        ("N_a", "N_a", sp.sqrt(C / 120), 9_128_709_291),
     ):
         dx.eq(
             sp.floor(sp.Function(name)(c22)),
             v,
-            f"at C = 10^22: {name} = {v:.4g} (integer part)",
+            f"at $C = 10^{{22}}$: ${tex} = {sci(v)}$ (integer part)",
             strategy="exact",
             computed=sp.floor(e.subs(at)),
         )
@@ -424,8 +452,8 @@ def check(o) -> CheckResult:
 
 
 def figure(res: CheckResult):
-    """The fitted loss along C = 6 N D at each budget the check measured (closed-form curves), with the
-    closed-form optimum (*), the check's numerical argmin (x) and the rule of thumb (o)."""
+    """The fitted loss along $C = 6 N D$ at each budget the check measured (closed-form curves), with the closed-form
+    optimum (*), the check's numerical argmin (x) and the rule of thumb (o)."""
     import numpy as np
 
     o = res.settings
@@ -435,7 +463,7 @@ def figure(res: CheckResult):
     for c, x_num in sorted(res.series["argmin"].items()):
         n_opt, d_opt = fitted_optimum(c, o)
         ns = np.logspace(math.log10(n_opt) - 1.5, math.log10(n_opt) + 1.5, 200)
-        line = ax.plot(ns, lossf(ns, c / (6 * ns)), lw=1.2 if c != o.flops else 2.2, label=f"C = {c:.0e}")[0]
+        line = ax.plot(ns, lossf(ns, c / (6 * ns)), lw=1.2 if c != o.flops else 2.2, label=f"$C = {sci(c, 1)}$")[0]
         ax.plot(n_opt, lossf(n_opt, d_opt), "*", ms=11, color=line.get_color(), mec="k")
         n_num = math.exp(x_num)
         ax.plot(n_num, lossf(n_num, c / (6 * n_num)), "x", ms=7, color="k")
@@ -444,11 +472,11 @@ def figure(res: CheckResult):
         opt.append((n_opt, lossf(n_opt, d_opt)))
     ax.plot(*zip(*opt), "k--", lw=0.7, label="closed-form optima (*)")
     ax.plot([], [], "kx", label="numerical argmin")
-    ax.plot([], [], "ko", mfc="none", label=f"(a) D = {o.tokens_per_param:g} N")
+    ax.plot([], [], "ko", mfc="none", label=f"(a) $D = {o.tokens_per_param:g}N$")
     ax.set_xscale("log")
     ax.set_title("Exercise 13.18: iso-FLOP curves of the Chinchilla fit (Approach 3)")
     ax.legend(fontsize=7)
-    ax.set(xlabel="parameters N (D = C / 6N)", ylabel="fitted loss L(N, D)")
+    ax.set(xlabel="parameters $N$ ($D = C/6N$)", ylabel="fitted loss $L(N, D)$")
     return fig
 
 

@@ -72,7 +72,10 @@ from proofs.kit.options import Option, with_options
 
 NUMBER = "13.3"
 main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
-CLAIM = "With independent zero-mean unit-variance components, Var(q.k) = d_k, and Var(q.k/sqrt(d_k)) = 1."
+CLAIM = (
+    r"With independent zero-mean unit-variance components, $\mathrm{Var}(q \cdot k) = "
+    r"d_k$, and $\mathrm{Var}(q \cdot k/\sqrt{d_k}) = 1$."
+)
 DEFAULT_SAMPLES = 10_000
 RATE = 1e-9  # false-alarm rate of each comparison
 MISS = 1e-6  # allowed probability that one negative control is not rejected
@@ -103,11 +106,12 @@ def derivation() -> Derivation:
     a symbolic number of terms are proved from the stated Lemma (index patterns), checked exactly for d = 1..6."""
     d = sp.Symbol("d_k", positive=True, integer=True)
     der = Derivation(
-        "Exercise 13.3: Var(q.k) = d_k and Var(q.k/sqrt(d_k)) = 1",
+        r"Exercise 13.3: $\mathrm{Var}(q \cdot k) = d_k$ and $\mathrm{Var}(q \cdot k/\sqrt{d_k}) = 1$",
         assumptions=[
-            "q, k in R^{d_k}; their 2 d_k components are mutually independent",
-            "E[q_i] = E[k_i] = 0 and E[q_i^2] = E[k_i^2] = 1; third and fourth moments m_3, m_4 are free symbols",
-            "d_k is a positive integer (symbolic)",
+            r"$q, k \in \mathbb{R}^{d_k}$; their $2 d_k$ components are mutually independent",
+            "$E[q_i] = E[k_i] = 0$ and $E[q_i^2] = E[k_i^2] = 1$; third and fourth moments $m_3$, $m_4$ are free "
+            "symbols",
+            "$d_k$ is a positive integer (symbolic)",
         ],
     )
     dot_variance_steps(der, d)
@@ -117,14 +121,15 @@ def derivation() -> Derivation:
     der.eq(
         sp.Function("Var")(c * sp.Symbol("X")),
         c**2 * (ex2 - ex**2),
-        "Var(cX) = E[(cX)^2] - E[cX]^2 = c^2 Var(X), by linearity of expectation",
+        r"$\mathrm{Var}(cX) = E[(cX)^2] - E[cX]^2 = c^2\,\mathrm{Var}(X)$, by linearity of expectation",
         "expand",
         computed=c**2 * ex2 - (c * ex) ** 2,
     )
     der.eq(
         Var(x / sp.sqrt(d)),
         1,
-        f"Var(cX) = c^2 Var(X) with c = 1/sqrt(d_k) and Var(X) = d_k, which rests on {INDEX_LEMMA}",
+        rf"$\mathrm{{Var}}(cX) = c^2\,\mathrm{{Var}}(X)$ with $c = 1/\sqrt{{d_k}}$ and $\mathrm{{Var}}(X) = d_k$, "
+        f"which rests on {INDEX_LEMMA}",
         "expand",
         computed=(1 / sp.sqrt(d)) ** 2 * d,
         lemma=INDEX_LEMMA,
@@ -134,8 +139,8 @@ def derivation() -> Derivation:
     der.eq(
         Var(x**2),
         2 * d * (d + 3),
-        "for the standard error: Gaussian components (m_4 = 3) give E[X^4] - d_k^2 = 2 d_k (d_k + 3), "
-        f"with E[X^4] from {INDEX_LEMMA}",
+        "for the standard error: Gaussian components ($m_4 = 3$) give $E[X^4] - d_k^2 = 2 d_k (d_k + 3)$, "
+        f"with $E[X^4]$ from {INDEX_LEMMA}",
         "expand",
         computed=fourth.subs({m4q: 3, m4k: 3}) - d**2,
         lemma=INDEX_LEMMA,
@@ -256,7 +261,8 @@ def _agree(est, target: float, label: str, degenerate: bool, n: int):
 
 
 def figure(res: CheckResult):
-    """Estimated Var(q·k) and Var(q·k/√d_k) against d_k on log-log axes, with y = d_k and y = 1."""
+    r"""Estimated $\mathrm{Var}(q \cdot k)$ and $\mathrm{Var}(q \cdot k/\sqrt{d_k})$ against $d_k$ on log-log axes, with
+    $y = d_k$ and $y = 1$."""
     fig, ax = plotting.subplots(width=6, height=4.5)
     grid = sorted({r["d_k"] for r in res.table})
     ax.plot(grid, grid, "k-", lw=1, label="$y = d_k$")
@@ -271,7 +277,7 @@ def figure(res: CheckResult):
             fmt="o",
             ms=4,
             color=f"C{j}",
-            label=f"{dist}: Var(q·k)",
+            label=f"{dist}: $\\mathrm{{Var}}(q \\cdot k)$",
         )
         ax.errorbar(
             x,
@@ -281,7 +287,7 @@ def figure(res: CheckResult):
             ms=4,
             mfc="none",
             color=f"C{j}",
-            label=f"{dist}: Var(q·k/√d_k)",
+            label=f"{dist}: $\\mathrm{{Var}}(q \\cdot k/\\sqrt{{d_k}})$",
         )
     ax.set(
         xscale="log",

@@ -43,7 +43,10 @@ from proofs.kit.options import Option, with_options
 
 NUMBER = "13.29"
 main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
-CLAIM = "Inference costs about 2N FLOPs per token (N non-embedding parameters), plus 2 L n_ctx d for attention."
+CLAIM = (
+    r"Inference costs about $2N$ FLOPs per token ($N$ non-embedding parameters), "
+    r"plus $2 L n_\mathrm{ctx} d$ for attention."
+)
 DEFAULT_SAMPLES = 3  # KV-cache decode positions measured per (width, context): first, middle, last
 N_HEAD = 4
 VOCAB = 65  # the character vocabulary of tiny Shakespeare
@@ -147,10 +150,10 @@ def derivation() -> Derivation:
     dx = Derivation(
         "Exercise 13.29: forward FLOPs per token of a decoder-only Transformer",
         assumptions=[
-            "a multiply-add is 2 FLOPs; a (1 x a) row times an (a x b) matrix is 2ab FLOPs",
-            "L blocks of width d, h heads of size d/h (h divides d), a 4d GELU MLP, vocabulary V",
+            r"a multiply-add is 2 FLOPs; a $(1 \times a)$ row times an $(a \times b)$ matrix is $2ab$ FLOPs",
+            r"$L$ blocks of width $d$, $h$ heads of size $d/h$ ($h$ divides $d$), a $4d$ GELU MLP, vocabulary $V$",
             "biases, norms, softmax and GELU are elementwise and left out (lower order, as Kaplan et al.)",
-            "the embedding is a table lookup: 0 FLOPs; the output layer is a d x V matmul",
+            r"the embedding is a table lookup: 0 FLOPs; the output layer is a $d \times V$ matmul",
         ],
     )
     _weight_steps(dx)
@@ -164,12 +167,24 @@ def _weight_steps(dx: Derivation) -> None:
     """N = 12 L d^2 weights multiply activations, and the blocks cost 2N FLOPs per token."""
     N = sp.Symbol("N", positive=True)
     attn_w = counts.attention_params(d, h, bias=False)
-    dx.eq(sp.Symbol("N_attn"), 4 * d**2, "attention weights W_Q, W_K, W_V, W_O (d x d each; any h)", "exact", attn_w)
-    dx.eq(sp.Symbol("N_mlp"), 8 * d**2, "MLP weights d x 4d and 4d x d", "exact", counts.mlp_params(d, bias=False))
-    why = "N = L (N_attn + N_mlp) = 12 L d^2, Kaplan's 2 d L (2 d_attn + d_ff)"
+    dx.eq(
+        sp.Symbol("N_attn"),
+        4 * d**2,
+        r"attention weights $W_Q, W_K, W_V, W_O$ ($d \times d$ each; any $h$)",
+        "exact",
+        attn_w,
+    )
+    dx.eq(
+        sp.Symbol("N_mlp"),
+        8 * d**2,
+        r"MLP weights $d \times 4d$ and $4d \times d$",
+        "exact",
+        counts.mlp_params(d, bias=False),
+    )
+    why = r"$N = L (N_\mathrm{attn} + N_\mathrm{mlp}) = 12 L d^2$, Kaplan's $2 d L (2 d_\mathrm{attn} + d_\mathrm{ff})$"
     dx.eq(N, 2 * d * L * (2 * d + 4 * d), why, "expand", N_BLOCKS)
     per_matrix = 2 * L * (d * d + d * d + d * d + d * d + d * 4 * d + 4 * d * d)
-    why = "each of the 6 matrices per block costs 2 rows cols per token: 2N"
+    why = r"each of the 6 matrices per block costs $2 \cdot \mathrm{rows} \cdot \mathrm{cols}$ per token: $2N$"
     dx.eq(F("blocks"), 2 * N_BLOCKS, why, "expand", per_matrix)
 
 
@@ -178,16 +193,25 @@ def _attention_steps(dx: Derivation) -> None:
     mean, and twice that over the whole n x n score matrix (what FlopCounterMode counts)."""
     i = sp.Symbol("i", positive=True, integer=True)
     per_head = h * (2 * i * (d / h) + 2 * i * (d / h))
-    why = "token i: h heads x (i scores of size d/h + i value rows of size d/h)"
+    why = r"token $i$: $h$ heads $\times$ ($i$ scores of size $d/h$ + $i$ value rows of size $d/h$)"
     dx.eq(F("attention", i), 4 * i * d, why, "cancel", per_head)
     mean = sp.Sum(L * 4 * i * d, (i, 1, n_ctx)) / n_ctx
-    dx.eq(mean, 2 * L * d * (n_ctx + 1), "causal mean over positions i = 1..n_ctx, all L layers", "factor", mean.doit())
+    dx.eq(
+        mean,
+        2 * L * d * (n_ctx + 1),
+        r"causal mean over positions $i = 1, \ldots, n_\mathrm{ctx}$, all $L$ layers",
+        "factor",
+        mean.doit(),
+    )
     kaplan = counts.attention_flops_per_token(L, n_ctx, d, "kaplan")
-    why = "Kaplan's 2 L n_ctx d is this causal mean at large n_ctx"
+    why = r"Kaplan's $2 L n_\mathrm{ctx} d$ is this causal mean at large $n_\mathrm{ctx}$"
     dx.limit(2 * L * d * (n_ctx + 1) / kaplan, n_ctx, sp.oo, 1, why)
     dense = counts.attention_flops_per_token(L, n_ctx, d, "dense")
     full = sp.Sum(L * 4 * n_ctx * d, (i, 1, n_ctx)) / n_ctx
-    why = "the full n x n score matrix (what FlopCounterMode counts, mask or not): 4 L n_ctx d per token"
+    why = (
+        r"the full $n \times n$ score matrix (what FlopCounterMode counts, mask or not): "
+        r"$4 L n_\mathrm{ctx} d$ per token"
+    )
     dx.eq(full, dense, why, "factor", full.doit())
     dx.eq(F("dense") / F("Kaplan"), 2, "the dense count is twice Kaplan's causal convention", "cancel", dense / kaplan)
 
@@ -196,25 +220,29 @@ def _total_steps(dx: Derivation) -> None:
     """The output layer's 2dV, the total per token, and its excess over 2N, which vanishes as d grows."""
     N = sp.Symbol("N", positive=True)
     out = counts.forward_flops_per_token(0, L, n_ctx, d, V, "none")
-    why = "output layer: one d x V matmul per token (the embedding lookup is 0 FLOPs)"
+    why = r"output layer: one $d \times V$ matmul per token (the embedding lookup is 0 FLOPs)"
     dx.eq(F("output"), 2 * d * V, why, "exact", out)
     total = 2 * N_BLOCKS + 2 * L * n_ctx * d + 2 * d * V
     dx.eq(F("forward"), total, "total per token (Kaplan's convention for attention)", "expand", KAPLAN)
     excess = n_ctx / (12 * d) + V / (12 * L * d)
-    why = "relative excess over 2N: small when n_ctx << 12 d and V << 12 L d"
+    why = r"relative excess over $2N$: small when $n_\mathrm{ctx} \ll 12 d$ and $V \ll 12 L d$"
     dx.eq(F("forward") / (2 * N) - 1, excess, why, "cancel", KAPLAN / (2 * N_BLOCKS) - 1)
-    dx.limit(KAPLAN / (2 * N_BLOCKS), d, sp.oo, 1, "so F / 2N -> 1 as the width grows at fixed n_ctx and V")
+    dx.limit(
+        KAPLAN / (2 * N_BLOCKS), d, sp.oo, 1, r"so $F / 2N \to 1$ as the width grows at fixed $n_\mathrm{ctx}$ and $V$"
+    )
 
 
 def _decode_steps(dx: Derivation) -> None:
     """A KV-cache decode step at position t, and the mean over a generation: Kaplan's formula with n_ctx + 1."""
     t = sp.Symbol("t", positive=True, integer=True)
     step_t = counts.forward_flops_per_token(N_BLOCKS, L, t + 1, d, V, "dense")
-    why = "a KV-cache decode step at position t attends to t + 1 keys: the dense term with n_ctx = t + 1"
+    why = (
+        r"a KV-cache decode step at position $t$ attends to $t + 1$ keys: the dense term with $n_\mathrm{ctx} = t + 1$"
+    )
     dx.eq(F("decode", t), 2 * N_BLOCKS + 2 * d * V + 4 * L * d * (t + 1), why, "expand", step_t)
     gen_mean = sp.Sum(step_t, (t, 0, n_ctx - 1)) / n_ctx
     mean = 2 * N_BLOCKS + 2 * d * V + 2 * L * d * (n_ctx + 1)
-    why = "mean over a generation of n_ctx tokens: Kaplan's formula with n_ctx + 1"
+    why = r"mean over a generation of $n_\mathrm{ctx}$ tokens: Kaplan's formula with $n_\mathrm{ctx} + 1$"
     dx.eq(gen_mean, mean, why, "factor", gen_mean.doit())
 
 
@@ -325,8 +353,8 @@ def _ratio_findings(res, ratio_claims, long_ctl) -> None:
 
 
 def figure(res: CheckResult):
-    """Measured forward FLOPs per token / 2N against n_ctx, per width, with the dense formula of the full
-    forward and the causal (Kaplan, n+1) mean of KV-cache decoding."""
+    r"""Measured forward FLOPs per token over $2N$ against $n_\mathrm{ctx}$, per width, with the dense formula of the
+    full forward and the causal (Kaplan, $n + 1$) mean of KV-cache decoding."""
     fig, ax = plotting.subplots()
     layers, cs = res.settings.layers, sorted({r["n_ctx"] for r in res.table})
     grid = sorted({round(max(cs) ** (k / 59)) for k in range(60)})
@@ -335,14 +363,14 @@ def figure(res: CheckResult):
         Nmm = rows[0]["N=12Ld^2"]
         dense = [_per_token(Nmm, layers, n, w, "dense") / (2 * Nmm) for n in grid]
         causal = [_per_token(Nmm, layers, n + 1, w) / (2 * Nmm) for n in grid]
-        line = ax.plot(grid, dense, "-", label=f"d={w}: full forward (dense formula)")[0]
-        ax.plot(grid, causal, "--", color=line.get_color(), label=f"d={w}: KV-cache mean (Kaplan, n+1)")
+        line = ax.plot(grid, dense, "-", label=f"$d={w}$: full forward (dense formula)")[0]
+        ax.plot(grid, causal, "--", color=line.get_color(), label=f"$d={w}$: KV-cache mean (Kaplan, $n+1$)")
         measured = [r["n_ctx"] for r in rows], [r["fwd/token/2N"] for r in rows]
-        ax.plot(*measured, "o", color=line.get_color(), label=f"d={w}: FlopCounterMode")
-    ax.axhline(1.0, color="k", lw=0.8, label="2N")
+        ax.plot(*measured, "o", color=line.get_color(), label=f"$d={w}$: FlopCounterMode")
+    ax.axhline(1.0, color="k", lw=0.8, label="$2N$")
     ax.legend(fontsize=7)
-    ax.set(xscale="log", xlabel="context length n_ctx", ylabel="forward FLOPs per token / 2N")
-    ax.set_title(f"Exercise {NUMBER}: FLOPs per token (L={layers}, V={VOCAB})")
+    ax.set(xscale="log", xlabel=r"context length $n_\mathrm{ctx}$", ylabel="forward FLOPs per token / $2N$")
+    ax.set_title(f"Exercise {NUMBER}: FLOPs per token ($L={layers}$, $V={VOCAB}$)")
     return fig
 
 

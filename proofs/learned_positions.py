@@ -34,7 +34,8 @@ from proofs.kit.trained import DEFAULT_SAMPLES, MAX_SAMPLES, OPTIONS, SAMPLES_WH
 NUMBER = "13.21"
 main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
 CLAIM = (
-    "Sinusoidal positions have no parameters and |PE(pos)|^2 = d/2; learned ones add T x d; both GPTs learn context."
+    r"Sinusoidal positions have no parameters and $\|\mathrm{PE}(pos)\|^2 = d/2$; learned ones add $T \times d$; "
+    "both GPTs learn context."
 )
 
 
@@ -44,19 +45,22 @@ def derivation() -> Derivation:
     i, half = sp.symbols("i d_2", positive=True, integer=True)  # d_2 = d/2 pairs
     der = Derivation(
         "Exercise 13.21: sinusoidal and learned positions",
-        assumptions=["d = 2 d_2 even; pair i holds sin(omega_i pos) and cos(omega_i pos)", "T positions, V tokens"],
+        assumptions=[
+            r"$d = 2 d_2$ even; pair $i$ holds $\sin(\omega_i pos)$ and $\cos(\omega_i pos)$",
+            "$T$ positions, $V$ tokens",
+        ],
     )
     der.eq(
         sp.Symbol("pair_i"),
         1,
-        "one pair's squared norm: sin^2 + cos^2",
+        r"one pair's squared norm: $\sin^2 + \cos^2$",
         "trigsimp",
         computed=sp.sin(w * pos) ** 2 + sp.cos(w * pos) ** 2,
     )
     der.eq(
         sp.Symbol("|PE(pos)|^2"),
         half,
-        "sum over the d/2 pairs: d/2, the same at every position",
+        "sum over the $d/2$ pairs: $d/2$, the same at every position",
         "simplify",
         computed=sp.Sum(1, (i, 1, half)).doit(),
     )
@@ -64,7 +68,7 @@ def derivation() -> Derivation:
     der.eq(
         sp.Symbol("N_learned") - sp.Symbol("N_sinusoidal"),
         counts.n_ctx * counts.d,
-        "the learned T x d table",
+        r"the learned $T \times d$ table",
         "expand",
         computed=learned,
     )

@@ -42,7 +42,9 @@ from proofs.kit.options import Option, with_options
 
 NUMBER = "13.30"
 main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
-CLAIM = "Multi-head attention has 4 d^2 weights (4 d^2 + 4 d with biases) for every number of heads h dividing d."
+CLAIM = (
+    r"Multi-head attention has $4 d^2$ weights ($4 d^2 + 4 d$ with biases) for every number of heads $h$ dividing $d$."
+)
 DEFAULT_SAMPLES = 8  # random (d, h) pairs counted on top of the grid of widths and all their divisors
 OPTIONS = [
     Option("--d", str, "64,96,128,512", "comma-separated model widths d"),
@@ -131,29 +133,54 @@ def derivation() -> Derivation:
     mha, withb = counts.attention_params(d, h, bias=False), counts.attention_params(d, h, bias=True)
     gqa = counts.attention_params(d, h, bias=False, n_kv=h_kv)
     dx = Derivation(
-        "Exercise 13.30: multi-head attention has 4 d^2 parameters for every h",
+        "Exercise 13.30: multi-head attention has $4 d^2$ parameters for every $h$",
         assumptions=[
-            "d, h positive integers and h divides d (checked on inputs, not by sympy); d_k = d / h",
-            "head i has W_Q^i, W_K^i, W_V^i (d x d_k each); W_O is d x d",
-            "GQA: h_kv key/value heads (h_kv divides h), each d x d_k for K and for V",
+            "$d$, $h$ positive integers and $h$ divides $d$ (checked on inputs, not by sympy); $d_k = d / h$",
+            r"head $i$ has $W_Q^i, W_K^i, W_V^i$ ($d \times d_k$ each); $W_O$ is $d \times d$",
+            r"GQA: $h_\mathrm{kv}$ key/value heads ($h_\mathrm{kv}$ divides $h$), each $d \times d_k$ "
+            "for $K$ and for $V$",
         ],
     )
-    dx.eq(sp.Symbol("P_Q,i"), d**2 / h, "one head's query map is d x d/h", "cancel", d * counts.head_dim(d, h))
-    dx.eq(sp.Symbol("P_head"), 3 * d**2 / h, "W_Q^i, W_K^i, W_V^i together: 3 d^2 / h per head", "cancel", head)
-    dx.eq(heads, 3 * d**2, "sum over the h heads: h * 3 d^2 / h", "cancel", heads.doit())
-    dx.eq(P(h), 4 * d**2, "add W_O (d x d) acting on the concatenated heads", "expand", heads.doit() + d * d)
-    dx.eq(P(h), mha, "the same count as derive.counts.attention_params(bias=False)", "expand", 4 * d**2)
-    dx.eq(sp.Derivative(P(h), h), 0, "independent of h", "exact", sp.diff(mha, h))
-    dx.eq(biases + d, 4 * d, "biases: 3 d/h per head (Q, K, V) and d for W_O", "cancel", biases.doit() + d)
-    dx.eq(P(h), 4 * d**2 + 4 * d, "with biases: 4 d^2 + 4 d, still free of h", "expand", withb)
-    dx.eq(sp.Derivative(P(h), h), 0, "with biases, independent of h", "exact", sp.diff(withb, h))
+    dx.eq(sp.Symbol("P_Q,i"), d**2 / h, r"one head's query map is $d \times d/h$", "cancel", d * counts.head_dim(d, h))
+    dx.eq(sp.Symbol("P_head"), 3 * d**2 / h, "$W_Q^i, W_K^i, W_V^i$ together: $3 d^2 / h$ per head", "cancel", head)
+    dx.eq(heads, 3 * d**2, r"sum over the $h$ heads: $h \cdot 3 d^2 / h$", "cancel", heads.doit())
+    dx.eq(P(h), 4 * d**2, r"add $W_O$ ($d \times d$) acting on the concatenated heads", "expand", heads.doit() + d * d)
+    dx.eq(
+        P(h),
+        mha,
+        "the same count as the project's formula in derive.counts (attention parameters, no biases)",
+        "expand",
+        4 * d**2,
+    )
+    dx.eq(sp.Derivative(P(h), h), 0, "independent of $h$", "exact", sp.diff(mha, h))
+    dx.eq(biases + d, 4 * d, "biases: $3 d/h$ per head ($Q$, $K$, $V$) and $d$ for $W_O$", "cancel", biases.doit() + d)
+    dx.eq(P(h), 4 * d**2 + 4 * d, "with biases: $4 d^2 + 4 d$, still free of $h$", "expand", withb)
+    dx.eq(sp.Derivative(P(h), h), 0, "with biases, independent of $h$", "exact", sp.diff(withb, h))
     gqa_count = 2 * d**2 + 2 * d * h_kv * d / h
-    dx.eq(P(h, h_kv), gqa_count, "GQA: W_Q and W_O d x d, W_K and W_V d x h_kv d_k", "cancel", gqa)
+    dx.eq(
+        P(h, h_kv),
+        gqa_count,
+        r"GQA: $W_Q$ and $W_O$ $d \times d$, $W_K$ and $W_V$ $d \times h_\mathrm{kv} d_k$",
+        "cancel",
+        gqa,
+    )
     saved = 2 * d**2 * (1 - h_kv / h)
-    dx.eq(P(h) - P(h, h_kv), saved, "GQA saves 2 d^2 (1 - h_kv/h): zero only if h_kv = h", "cancel", mha - gqa)
-    dx.eq(P(h, h), 4 * d**2, "h_kv = h is standard multi-head attention", "expand", gqa.subs(h_kv, h))
+    dx.eq(
+        P(h) - P(h, h_kv),
+        saved,
+        r"GQA saves $2 d^2 (1 - h_\mathrm{kv}/h)$: zero only if $h_\mathrm{kv} = h$",
+        "cancel",
+        mha - gqa,
+    )
+    dx.eq(P(h, h), 4 * d**2, r"$h_\mathrm{kv} = h$ is standard multi-head attention", "expand", gqa.subs(h_kv, h))
     mqa = sp.diff(gqa.subs(h_kv, 1), h)
-    dx.eq(sp.Derivative(P(h, 1), h), -2 * d**2 / h**2, "MQA (h_kv = 1): 2 d^2 + 2 d^2/h depends on h", "cancel", mqa)
+    dx.eq(
+        sp.Derivative(P(h, 1), h),
+        -2 * d**2 / h**2,
+        r"MQA ($h_\mathrm{kv} = 1$): $2 d^2 + 2 d^2/h$ depends on $h$",
+        "cancel",
+        mqa,
+    )
     return dx
 
 
@@ -298,26 +325,33 @@ def check(o) -> CheckResult:
 
 
 def figure(res: CheckResult):
-    """Parameters / d^2 against h for each width asked: nn.MultiheadAttention (4 for every h) and the MQA
-    CausalSelfAttention (2 + 2/h), as counted by the check, beside the closed forms and a wrong 4/h."""
+    """Parameters over $d^2$ against $h$ for each width asked: `nn.MultiheadAttention` ($4$ for every $h$) and the MQA
+    `CausalSelfAttention` ($2 + 2/h$), as counted by the check, beside the closed forms and a wrong $4/h$."""
     fig, ax = plotting.subplots(width=6.4, height=4.2)
     grid_rows = [r for r in res.table if r["src"] == "grid"]
     for dd in dict.fromkeys(r["d"] for r in grid_rows):
         rows = [r for r in grid_rows if r["d"] == dd]
         hl = [r["h"] for r in rows]
-        line = ax.plot(hl, [r["torch"] / dd**2 for r in rows], "o", label=f"d={dd}: nn.MultiheadAttention")[0]
+        line = ax.plot(hl, [r["torch"] / dd**2 for r in rows], "o", label=f"$d={dd}$: nn.MultiheadAttention")[0]
         mqa = [res.series["mqa"].get((dd, r["h"]), r["gpt"]) / dd**2 for r in rows]  # h = 1: MQA is MHA
-        ax.plot(hl, mqa, "s", mfc="none", color=line.get_color(), label=f"d={dd}: CausalSelfAttention, h_kv=1 (MQA)")
+        ax.plot(
+            hl,
+            mqa,
+            "s",
+            mfc="none",
+            color=line.get_color(),
+            label=f"$d={dd}$: CausalSelfAttention, $h_{{\\mathrm{{kv}}}}=1$ (MQA)",
+        )
     hmax = max(r["h"] for r in grid_rows)
     grid = [2**k for k in range(0, hmax.bit_length())]
-    ax.plot(grid, [4.0] * len(grid), "k-", lw=0.8, label="4 d^2 (any h)")
-    ax.plot(grid, [2 + 2 / g for g in grid], "k:", lw=0.8, label="MQA 2 d^2 + 2 d^2/h")
-    ax.plot(grid, [4 / g for g in grid], "r--", lw=0.8, label="wrong: 4 d^2 / h")
+    ax.plot(grid, [4.0] * len(grid), "k-", lw=0.8, label="$4 d^2$ (any $h$)")
+    ax.plot(grid, [2 + 2 / g for g in grid], "k:", lw=0.8, label="MQA $2 d^2 + 2 d^2/h$")
+    ax.plot(grid, [4 / g for g in grid], "r--", lw=0.8, label="wrong: $4 d^2 / h$")
     ax.set_xscale("log", base=2)
     ax.set(
-        xlabel="number of heads h",
-        ylabel="parameters / d^2 (no biases)",
-        title="Exercise 13.30: attention parameters do not depend on h",
+        xlabel="number of heads $h$",
+        ylabel="parameters / $d^2$ (no biases)",
+        title="Exercise 13.30: attention parameters do not depend on $h$",
     )
     ax.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
     return fig

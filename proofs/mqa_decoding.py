@@ -38,7 +38,10 @@ from proofs.kit.options import Option, with_options
 
 NUMBER = "13.23"
 main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
-CLAIM = "A KV cache holds 2 L n_kv d_head s bytes per token, so MQA saves a factor h: 12 for a 12-layer, 12-head model."
+CLAIM = (
+    r"A KV cache holds $2 L n_\mathrm{kv} d_\mathrm{head} s$ bytes per token, so MQA saves "
+    r"a factor $h$: 12 for a 12-layer, 12-head model."
+)
 DEFAULT_SAMPLES = None  # nothing is drawn at random: the weights are seeded, the measured bytes are exact
 MAX_WIDTH = 2048  # weights ~ 12 L d^2 x 4 bytes: 2.4 GB at 12 layers, width 2048
 OPTIONS = [
@@ -79,17 +82,36 @@ def derivation() -> Derivation:
     der = Derivation(
         "Exercise 13.23: the KV cache of multi-query attention",
         assumptions=[
-            "L layers, h query heads, n_kv key/value heads (n_kv divides h), each of size d_head",
-            "each layer stores one key and one value vector per key/value head and past token, s bytes a number",
+            r"$L$ layers, $h$ query heads, $n_\mathrm{kv}$ key/value heads ($n_\mathrm{kv}$ divides $h$), "
+            r"each of size $d_\mathrm{head}$",
+            "each layer stores one key and one value vector per key/value head and past token, $s$ bytes a number",
         ],
     )
     per = kv.bytes_per_token()
-    der.eq(M(h_kv), 2 * L * h_kv * d_head * s, "K and V, in L layers, n_kv heads of d_head numbers", "expand", per)
-    der.eq(M(h) / M(1), h, "MQA (n_kv = 1) against MHA (n_kv = h)", "cancel", computed=kv.savings(h, 1))
+    der.eq(
+        M(h_kv),
+        2 * L * h_kv * d_head * s,
+        r"$K$ and $V$, in $L$ layers, $n_\mathrm{kv}$ heads of $d_\mathrm{head}$ numbers",
+        "expand",
+        per,
+    )
+    der.eq(
+        M(h) / M(1),
+        h,
+        r"MQA ($n_\mathrm{kv} = 1$) against MHA ($n_\mathrm{kv} = h$)",
+        "cancel",
+        computed=kv.savings(h, 1),
+    )
     at = {L: 12, d_head: 64, s: kv.dtype_bytes("fp16")}
-    der.eq(M(12), 36864, "L = 12, h = 12, d_head = 768 / 12 = 64, fp16: MHA", "exact", per.subs(at | {h_kv: 12}))
+    der.eq(
+        M(12),
+        36864,
+        r"$L = 12$, $h = 12$, $d_\mathrm{head} = 768 / 12 = 64$, fp16: MHA",
+        "exact",
+        per.subs(at | {h_kv: 12}),
+    )
     der.eq(M(1), 3072, "the same model with MQA", "exact", per.subs(at | {h_kv: 1}))
-    der.eq(M(12) - M(1), 33792, "saved per token: 11/12 of the cache", "exact", per.subs(at | {h_kv: 12}) - 3072)
+    der.eq(M(12) - M(1), 33792, "saved per token: $11/12$ of the cache", "exact", per.subs(at | {h_kv: 12}) - 3072)
     return der
 
 
@@ -145,7 +167,7 @@ def check(o) -> CheckResult:
 def figure(res: CheckResult):
     """Bytes per token and tokens per second of each variant."""
     fig, (a, b) = plotting.subplots(2, width=10, height=4)
-    names = [f"{r['kind']}\nn_kv={r['n_kv_head']}" for r in res.table]
+    names = [f"{r['kind']}\n$n_\\mathrm{{kv}}={r['n_kv_head']}$" for r in res.table]
     a.bar(names, [r["kv_bytes_per_token"] for r in res.table], color="C0")
     a.set(ylabel="KV-cache bytes per token", title=plotting.title(res, f"Exercise {NUMBER}: cache"))
     b.bar(names, [r["tokens_per_s"] for r in res.table], color="C1")

@@ -25,8 +25,8 @@ it leaves out is small or absent there (SwiGLU's $3 \\cdot 4096 \\cdot 11008$ is
 biases, $65 \\cdot 4096$ RMSNorm gains, untied embeddings so $2Vd$ is right, RoPE has no parameters).
 
 Real models depart from the rule's shapes in ways the flags describe: grouped-query attention
-(``--kv-heads``: $K$ and $V$ are $d \\times h_{kv} d_\\mathrm{head}$, so attention has
-$2d^2 + 2d^2 h_{kv}/h$ weights; Llama-2-70B has 8 key/value heads for 64 and 68,976,648,192
+(``--kv-heads``: $K$ and $V$ are $d \\times h_\\mathrm{kv} d_\\mathrm{head}$, so attention has
+$2d^2 + 2d^2 h_\\mathrm{kv}/h$ weights; Llama-2-70B has 8 key/value heads for 64 and 68,976,648,192
 parameters, where counting it as multi-head attention gives 78,371,889,152), a head size other than
 $d/h$ (``--head-dim``: $Q$ is $d \\times h d_\\mathrm{head}$, as in Gemma-7B), MLP widths
 (``--gelu-hidden``, ``--swiglu-hidden``), tying (``--tie-embeddings``) and biases (``--bias``).
@@ -35,7 +35,7 @@ The check builds the models on the meta device (shapes only, no memory) and coun
 parameters exactly: the project's ``models.gpt.GPT`` (which ties the head size to $d/h$) and,
 independently, the same architectures assembled from ``torch.nn`` parts
 (``nn.TransformerEncoderLayer`` for multi-head GPT-2 style, else ``nn.Linear`` and ``nn.LayerNorm``;
-``nn.Linear`` and ``nn.RMSNorm`` for LLaMA style, with $h_{kv}$ key/value heads). Every count is
+``nn.Linear`` and ``nn.RMSNorm`` for LLaMA style, with $h_\\mathrm{kv}$ key/value heads). Every count is
 compared with its formula at tolerance 0, at the exercises' shapes (or the ones given), at seeded
 random small shapes (grouped-query attention, free head sizes, widths, tying and biases drawn too),
 and at the published counts of GPT-2 medium, LLaMA-7B, Llama-2-70B and Gemma-7B. Negative controls:
@@ -47,6 +47,8 @@ at the anchors (so the 78,371,889,152 multi-head count is rejected for Llama-2-7
 """
 
 from __future__ import annotations
+
+import re
 
 import sympy as sp
 import torch
@@ -65,7 +67,10 @@ from proofs.kit.options import Option, with_options
 
 NUMBER = "13.12"
 main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
-CLAIM = "P ~ 12 L d^2 + 2 V d (13.12: 0.40B); within 5% for V=32000, d=4096, L=32 (13.17: 6.7B; LLaMA-7B 6.74B)."
+CLAIM = (
+    r"$P \approx 12 L d^2 + 2 V d$ (13.12: 0.40B); within 5% for $V = 32000$, $d = "
+    r"4096$, $L = 32$ (13.17: 6.7B; LLaMA-7B 6.74B)."
+)
 UNUSED_FLAGS = {"--device": "every model is built on the meta device: shapes only, no memory"}
 DEFAULT_SAMPLES = 8  # seeded random small shapes counted exactly, on top of the exercises' shapes
 # The exercises give L, d, V; heads and context are those of the real models with these shapes
@@ -142,9 +147,10 @@ def derivation() -> Derivation:
     dx = Derivation(
         "Exercises 13.12 and 13.17: parameters of a decoder-only Transformer",
         assumptions=[
-            "L blocks of width d, h heads (h divides d; checked on inputs), vocabulary V",
-            "attention: W_Q, W_K, W_V, W_O, d x d each; MLP: d x 4d and 4d x d (GELU at 4x expansion)",
-            "token embedding V x d; output layer d x V, not tied to it",
+            "$L$ blocks of width $d$, $h$ heads ($h$ divides $d$; checked on inputs), vocabulary $V$",
+            r"attention: $W_Q, W_K, W_V, W_O$, $d \times d$ each; MLP: $d \times 4d$ and $4d \times d$ "
+            r"(GELU at $4\times$ expansion)",
+            r"token embedding $V \times d$; output layer $d \times V$, not tied to it",
             "the rule counts matrices only: no biases, norms or position tables",
         ],
     )
@@ -155,55 +161,87 @@ def derivation() -> Derivation:
 
 def _rule_steps(dx: Derivation) -> None:
     """The rule: 4d^2 attention + 8d^2 MLP per block, V d for each embedding; its value at 13.12 and 13.17."""
-    dx.eq(sp.Symbol("P_attn"), 4 * d**2, "W_Q, W_K, W_V, W_O", "exact", counts.attention_params(d, h, bias=False))
-    dx.eq(sp.Symbol("P_mlp"), 8 * d**2, "d x 4d and 4d x d", "exact", counts.mlp_params(d, bias=False))
+    dx.eq(sp.Symbol("P_attn"), 4 * d**2, "$W_Q, W_K, W_V, W_O$", "exact", counts.attention_params(d, h, bias=False))
+    dx.eq(sp.Symbol("P_mlp"), 8 * d**2, r"$d \times 4d$ and $4d \times d$", "exact", counts.mlp_params(d, bias=False))
     dx.eq(sp.Symbol("P_block"), 12 * d**2, "one block", "expand", counts.block_matmul_params(d, h))
-    dx.eq(sp.Symbol("P_in"), V * d, "token embedding V x d", "exact", counts.embedding_params(V, d, pos="none"))
+    dx.eq(sp.Symbol("P_in"), V * d, r"token embedding $V \times d$", "exact", counts.embedding_params(V, d, pos="none"))
     untied = counts.non_embedding_params(L, d, h, V, tie=False) - counts.non_embedding_params(L, d, h, V)
-    dx.eq(sp.Symbol("P_out"), V * d, "untied output layer d x V", "expand", untied)
-    dx.eq(PF(L, d, V), 12 * L * d**2 + 2 * V * d, "L blocks and both embeddings", "expand", RULE)
-    dx.eq(PF(24, 1024, 50000), 404_389_888, "13.12: L = 24, d = 1024, V = 50000 (~0.40B)", "exact", RULE.subs(EX12))
-    dx.eq(PF(32, 4096, 32000), 6_704_594_944, "13.17: L = 32, d = 4096, V = 32000 (~6.7B)", "exact", RULE.subs(EX17))
+    dx.eq(sp.Symbol("P_out"), V * d, r"untied output layer $d \times V$", "expand", untied)
+    dx.eq(PF(L, d, V), 12 * L * d**2 + 2 * V * d, "$L$ blocks and both embeddings", "expand", RULE)
+    dx.eq(
+        PF(24, 1024, 50000),
+        404_389_888,
+        r"13.12: $L = 24$, $d = 1024$, $V = 50000$ ($\approx 0.40$B)",
+        "exact",
+        RULE.subs(EX12),
+    )
+    dx.eq(
+        PF(32, 4096, 32000),
+        6_704_594_944,
+        r"13.17: $L = 32$, $d = 4096$, $V = 32000$ ($\approx 6.7$B)",
+        "exact",
+        RULE.subs(EX17),
+    )
 
 
 def _left_out_steps(dx: Derivation) -> None:
     """What the rule leaves out: biases, norms, learned positions; and what tying takes away."""
     biases = L * (counts.attention_params(d, h) - counts.attention_params(d, h, bias=False))
     biases += L * (counts.mlp_params(d) - counts.mlp_params(d, bias=False))
-    dx.eq(sp.Symbol("P_biases"), 9 * L * d, "left out: biases, 4d (attention) + 5d (MLP) per block", "expand", biases)
+    dx.eq(
+        sp.Symbol("P_biases"),
+        9 * L * d,
+        "left out: biases, $4d$ (attention) $+$ $5d$ (MLP) per block",
+        "expand",
+        biases,
+    )
     layer_norms = (2 * L + 1) * counts.norm_params(d)
-    dx.eq(sp.Symbol("P_LN"), 2 * d * (2 * L + 1), "left out: 2L + 1 LayerNorms (gain, bias)", "expand", layer_norms)
+    dx.eq(sp.Symbol("P_LN"), 2 * d * (2 * L + 1), "left out: $2L + 1$ LayerNorms (gain, bias)", "expand", layer_norms)
     rms_norms = (2 * L + 1) * counts.norm_params(d, "rmsnorm")
-    dx.eq(sp.Symbol("P_RMS"), d * (2 * L + 1), "or 2L + 1 RMSNorms (gain only)", "expand", rms_norms)
+    dx.eq(sp.Symbol("P_RMS"), d * (2 * L + 1), "or $2L + 1$ RMSNorms (gain only)", "expand", rms_norms)
     pos = counts.embedding_params(V, d, n_ctx, "learned") - counts.embedding_params(V, d, n_ctx, "rope")
     dx.eq(sp.Symbol("P_pos"), n_ctx * d, "left out: learned positions (sinusoidal, RoPE: 0)", "expand", pos)
     tie = counts.model_params(L, d, h, V, n_ctx) - counts.model_params(L, d, h, V, n_ctx, tie=False)
-    dx.eq(sp.Symbol("P_tied") - sp.Symbol("P_untied"), -V * d, "tying shares the V x d table", "expand", tie)
+    dx.eq(sp.Symbol("P_tied") - sp.Symbol("P_untied"), -V * d, r"tying shares the $V \times d$ table", "expand", tie)
 
 
 def _gpt2_steps(dx: Derivation) -> None:
     """The GPT-2-style count against the rule: at 13.12's shapes the tied table makes the rule > 10% high."""
-    why = "GPT-2 style: biases + LayerNorms + positions - tied table"
+    why = "GPT-2 style: biases $+$ LayerNorms $+$ positions $-$ tied table"
     dx.eq(G - PF(L, d, V), 13 * L * d + 2 * d + n_ctx * d - V * d, why, "expand", gpt2_params() - RULE)
     share = sp.Mul(V * d, sp.Pow(12 * L * d**2, -1, evaluate=False), evaluate=False)
     why = "the tied table's share of the blocks: large for small models"
     dx.eq(share, V / (12 * L * d), why, "cancel", computed=V * d / (12 * L * d**2))
     g12 = gpt2_params(24, 1024, 50000, 16, 1024)
-    dx.eq(G, 354_560_000, "GPT-2 style at 13.12's shapes (h = 16, n_ctx = 1024)", "exact", g12)
-    dx.holds(RULE.subs(EX12) / g12 - 1, ">", sp.Rational(1, 10), "so the rule is > 10% high there (V/12Ld = 17%)")
+    dx.eq(G, 354_560_000, r"GPT-2 style at 13.12's shapes ($h = 16$, $n_\mathrm{ctx} = 1024$)", "exact", g12)
+    dx.holds(
+        RULE.subs(EX12) / g12 - 1, ">", sp.Rational(1, 10), r"so the rule is $> 10\%$ high there ($V/(12 L d) = 17\%$)"
+    )
 
 
 def _llama_steps(dx: Derivation) -> None:
     """The LLaMA-style count against the rule: SwiGLU's excess and RMSNorm gains; 13.17 is within 5%."""
     swiglu = counts.mlp_params(d, bias=False, kind="swiglu")
-    dx.eq(sp.Symbol("P_SwiGLU"), 8 * d**2, "SwiGLU, 3 d x d_ff, is 8d^2 at d_ff = 8d/3", "expand", swiglu)
-    why = "LLaMA style: SwiGLU excess + RMSNorm gains (no biases, RoPE, untied)"
+    dx.eq(
+        sp.Symbol("P_SwiGLU"),
+        8 * d**2,
+        r"SwiGLU, 3 $d \times d_\mathrm{ff}$, is $8d^2$ at $d_\mathrm{ff} = 8d/3$",
+        "expand",
+        swiglu,
+    )
+    why = "LLaMA style: SwiGLU excess $+$ RMSNorm gains (no biases, RoPE, untied)"
     dx.eq(M - PF(L, d, V), L * (3 * d * d_ff - 8 * d**2) + (2 * L + 1) * d, why, "expand", llama_params() - RULE)
     excess = 3 * d * d_ff - 8 * d**2
-    why = "13.17: d_ff = 11008 gives 8d^2 + 0.78% per block"
+    why = r"13.17: $d_\mathrm{ff} = 11008$ gives $8d^2 + 0.78\%$ per block"
     dx.eq(excess, 1_048_576, why, "exact", excess.subs({d: 4096, d_ff: 11008}))
     l17 = llama_params(32, 4096, 32000, 32, 11008)
-    dx.eq(M, 6_738_415_616, "LLaMA-7B's shapes: 32 x 1,048,576 + 65 x 4096 more than the rule", "exact", l17)
+    dx.eq(
+        M,
+        6_738_415_616,
+        r"LLaMA-7B's shapes: $32 \times 1{,}048{,}576 + 65 \times 4096$ more than the rule",
+        "exact",
+        l17,
+    )
     dx.holds(1 - RULE.subs(EX17) / l17, "<", sp.Rational(1, 20), "13.17: the rule is within 5% (0.50% low)")
 
 
@@ -211,15 +249,18 @@ def _gqa_steps(dx: Derivation) -> None:
     """Grouped-query attention and a free head size change the attention count; Llama-2-70B exactly."""
     h_kv, d_h = counts.h_kv, sp.Symbol("d_head", positive=True, integer=True)
     gqa = counts.attention_params(d, h, bias=False, n_kv=h_kv)
-    why = "grouped-query attention: K and V have h_kv heads of d/h (h_kv divides h)"
+    why = r"grouped-query attention: $K$ and $V$ have $h_\mathrm{kv}$ heads of $d/h$ ($h_\mathrm{kv}$ divides $h$)"
     dx.eq(sp.Symbol("P_attn_GQA"), 2 * d**2 + 2 * d**2 * h_kv / h, why, "expand", gqa)
     free = counts.attention_params(d, h, bias=False, n_kv=h_kv, d_head=d_h)
-    why = "a head size d_head other than d/h: Q is d x h d_head, the output projection h d_head x d"
+    why = (
+        r"a head size $d_\mathrm{head}$ other than $d/h$: $Q$ is $d \times h d_\mathrm{head}$, the output projection "
+        r"$h d_\mathrm{head} \times d$"
+    )
     dx.eq(sp.Symbol("P_attn_dhead"), 2 * d * h * d_h + 2 * d * h_kv * d_h, why, "expand", free)
     l70 = llama_params(80, 8192, 32000, 64, 28672, n_kv=8)
     dx.eq(M, 68_976_648_192, "Llama-2-70B's shapes: 8 key/value heads for 64 (GQA)", "exact", l70)
     mha70 = llama_params(80, 8192, 32000, 64, 28672)
-    why = "counting it as multi-head attention overstates it by 80 x 2 x 8192 x 7168"
+    why = r"counting it as multi-head attention overstates it by $80 \times 2 \times 8192 \times 7168$"
     dx.eq(sp.Symbol("P_MHA") - M, 9_395_240_960, why, "exact", mha70 - l70)
 
 
@@ -491,13 +532,16 @@ def _why(style: str, s: dict) -> str:
 
 
 def figure(res: CheckResult):
-    """Exact parameter counts of each model against the rule 12 L d^2 + 2 V d, on a log axis."""
+    """Exact parameter counts of each model against the rule $12 L d^2 + 2 V d$, on a log axis."""
     fig, ax = plotting.subplots(width=7.5, height=4.2)
     rows = res.table
-    labels = [f"{r['case']}: {r['model']}" for r in rows]
+    # sizes in the model names (n_ctx=1024, d_ff=11008, d_head=256) as mathtext: $n_\mathrm{ctx} = 1024$
+    labels = [
+        re.sub(r"\b([a-z])_([a-z]+)=(\d+)", r"$\1_\\mathrm{\2} = \3$", f"{r['case']}: {r['model']}") for r in rows
+    ]
     y = range(len(rows))
     ax.barh([i + 0.2 for i in y], [r["exact"] for r in rows], 0.4, label="exact count (built models)", color="C0")
-    ax.barh([i - 0.2 for i in y], [r["rule"] for r in rows], 0.4, label="rule 12 L d^2 + 2 V d", color="C7")
+    ax.barh([i - 0.2 for i in y], [r["rule"] for r in rows], 0.4, label="rule $12 L d^2 + 2 V d$", color="C7")
     for i, r in zip(y, rows):
         ax.annotate(
             f"rule - exact: {r['rel err']}",

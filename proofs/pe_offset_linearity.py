@@ -45,7 +45,10 @@ from proofs.kit.options import Option, with_options
 
 NUMBER = "13.26"
 main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
-CLAIM = "PE(pos + k) = M_k PE(pos) with M_k a block-diagonal rotation that depends on k and the frequencies only."
+CLAIM = (
+    r"$\mathrm{PE}(pos + k) = M_k \mathrm{PE}(pos)$ with $M_k$ a block-diagonal rotation "
+    r"that depends on $k$ and the frequencies only."
+)
 DEFAULT_SAMPLES = 8192  # random (pos, k) draws, on top of every position for the edge-case offsets
 # Memory: the (2P + 1) x d float64 table and a few (P + 1) x d temporaries per edge-case offset, 40 to 86 bytes
 # per max_pos x d_model (measured 0.18 GB at 4,096 x 512, 1.3 GB and 51 s at 65,536 x 512): MAX_AREA = 2^25.
@@ -91,12 +94,13 @@ def offset_block(k, omega) -> sp.Matrix:
 def derivation() -> Derivation:
     """One (sin, cos) pair by angle addition, the properties of M_k, then all d/2 pairs at once."""
     d_ = Derivation(
-        "Exercise 13.26: PE(pos + k) = M_k PE(pos), M_k independent of pos",
+        r"Exercise 13.26: $\mathrm{PE}(pos + k) = M_k\,\mathrm{PE}(pos)$, $M_k$ independent of $pos$",
         assumptions=[
-            "PE[pos, 2i] = sin(pos w_i), PE[pos, 2i+1] = cos(pos w_i), w_i = b^(-2i/d), d even",
-            "pos, k real (integers in use); one 2x2 block per frequency",
-            "a block-diagonal matrix acts block by block (step 11), so the map for any d/2 blocks is "
-            "the symbolic block of steps 3-4 repeated with w = w_i; step 12 writes out d/2 = 3",
+            r"$\mathrm{PE}[pos, 2i] = \sin(pos\,\omega_i)$, $\mathrm{PE}[pos, 2i+1] = \cos(pos\,\omega_i)$, "
+            r"$\omega_i = b^{-2i/d}$, $d$ even",
+            r"$pos$, $k$ real (integers in use); one $2 \times 2$ block per frequency",
+            "a block-diagonal matrix acts block by block (step 11), so the map for any $d/2$ blocks is "
+            r"the symbolic block of steps 3-4 repeated with $\omega = \omega_i$; step 12 writes out $d/2 = 3$",
         ],
     )
     pos, k = sp.symbols("pos k", real=True)
@@ -108,7 +112,8 @@ def derivation() -> Derivation:
     d_.eq(
         pe_vector(pos + k, ws),
         pe_shift_matrix(k, ws) * pe_vector(pos, ws),
-        "the whole map for three frequencies: PE(pos + k) = diag(M_k(w_0), M_k(w_1), M_k(w_2)) PE(pos)",
+        r"the whole map for three frequencies: $\mathrm{PE}(pos + k) = M_k\,\mathrm{PE}(pos)$ with "
+        r"$M_k = \mathrm{diag}(M_k(\omega_0), M_k(\omega_1), M_k(\omega_2))$",
         strategy="expand_trig",
     )
     return d_
@@ -120,19 +125,19 @@ def _one_pair(d_: Derivation, pos, k, w) -> None:
     d_.eq(
         sp.sin(w * (pos + k)),
         sp.sin(pos * w) * sp.cos(k * w) + sp.cos(pos * w) * sp.sin(k * w),
-        "angle addition for sin",
+        r"angle addition for $\sin$",
         strategy="expand_trig",
     )
     d_.eq(
         sp.cos(w * (pos + k)),
         sp.cos(pos * w) * sp.cos(k * w) - sp.sin(pos * w) * sp.sin(k * w),
-        "angle addition for cos",
+        r"angle addition for $\cos$",
         strategy="expand_trig",
     )
     d_.eq(
         pe_pair(pos + k, w),
         offset_block(k, w) * pe_pair(pos, w),
-        "so one (sin, cos) pair at pos + k is M_k(w) times the pair at pos",
+        r"so one $(\sin, \cos)$ pair at $pos + k$ is $M_k(\omega)$ times the pair at $pos$",
         strategy="expand_trig",
     )
     i, d, b = sp.Symbol("i", nonnegative=True), sp.Symbol("d", positive=True), sp.Symbol("b", positive=True)
@@ -140,7 +145,7 @@ def _one_pair(d_: Derivation, pos, k, w) -> None:
     d_.eq(
         pe_pair(pos + k, wi),
         offset_block(k, wi) * pe_pair(pos, wi),
-        "the same with the actual frequency w_i = b^(-2i/d): M_k depends on k, i, d, b only",
+        r"the same with the actual frequency $\omega_i = b^{-2i/d}$: $M_k$ depends on $k$, $i$, $d$, $b$ only",
         strategy="expand_trig",
     )
 
@@ -151,21 +156,21 @@ def _offset_map(d_: Derivation, pos, k, w) -> None:
     d_.eq(
         sp.Derivative(sp.MatrixSymbol("M_k", 2, 2), pos),
         sp.zeros(2, 2),
-        "M_k does not depend on pos",
+        "$M_k$ does not depend on $pos$",
         strategy="exact",
         computed=sp.diff(M, pos),
     )
     d_.eq(
         sp.Function("R")(-k * w),
         M,
-        "M_k is R(-k w), the rotation by -k w in the (sin, cos) plane",
+        r"$M_k$ is $R(-k\omega)$, the rotation by $-k\omega$ in the $(\sin, \cos)$ plane",
         strategy="exact",
         computed=rot2(-k * w),
     )
-    d_.eq(M.T * M, sp.eye(2), "M_k is orthogonal", strategy="trig")
+    d_.eq(M.T * M, sp.eye(2), "$M_k$ is orthogonal", strategy="trig")
     d_.eq(M.det(), 1, "with determinant 1 (a rotation, not a reflection)", strategy="trig")
-    d_.eq(offset_block(j, w) * M, offset_block(j + k, w), "offsets compose: M_j M_k = M_(j+k)", strategy="trig")
-    d_.eq(offset_block(0, w), sp.eye(2), "M_0 = I", strategy="exact")
+    d_.eq(offset_block(j, w) * M, offset_block(j + k, w), "offsets compose: $M_j M_k = M_{j+k}$", strategy="trig")
+    d_.eq(offset_block(0, w), sp.eye(2), "$M_0 = I$", strategy="exact")
 
 
 # -- numerics ------------------------------------------------------------------------------------
@@ -315,17 +320,22 @@ def _error_grid(table, w, P: int) -> torch.Tensor:
 
 
 def figure(res: CheckResult):
-    """Left: log10 of the check's error in units of eps over (pos, k). Right: M_k for k = 5 (16 dims)."""
+    r"""The check's error over $(pos, k)$, as $\log_{10}$ in units of $\epsilon$ (left), and $M_k$ for $k = 5$
+    over 16 dimensions (right)."""
     d_model, P = res.settings.d_model, res.settings.max_pos
     fig, (a, b) = plotting.subplots(2, width=11, height=4.5, layout="constrained")
     log_err = torch.log10(res.series["errors"] / EPS + 1).numpy()
     im = a.imshow(log_err, origin="lower", aspect="auto", extent=(-P, P, 0, P))
-    a.set(xlabel="offset k", ylabel="position pos", title="log10(1 + max|M_k PE(pos) - PE(pos+k)| / eps)")
+    a.set(
+        xlabel="offset $k$",
+        ylabel="position $pos$",
+        title=r"$\log_{10}(1 + \max|M_k\,\mathrm{PE}(pos) - \mathrm{PE}(pos+k)| / \epsilon)$",
+    )
     fig.colorbar(im, ax=a)
     n = min(16, d_model)
     Mk = torch.block_diag(*offset_blocks(5, rope_frequencies(d_model, BASE)[: n // 2]))  # the top-left corner of M_5
     fig.colorbar(b.imshow(Mk.numpy(), cmap="RdBu", vmin=-1, vmax=1), ax=b)
-    b.set(title=f"M_k for k = 5, first {n} of {d_model} dims", xlabel="input dim", ylabel="output dim")
+    b.set(title=f"$M_k$ for $k = 5$, first {n} of {d_model} dims", xlabel="input dim", ylabel="output dim")
     return fig
 
 

@@ -54,8 +54,8 @@ from proofs.kit.options import Option, with_options
 NUMBER = "13.32"
 main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
 CLAIM = (
-    "FAVOR+ attention with r random features costs Theta(n r d) time and Theta(n r + r d) memory, "
-    "linear in n, where exact softmax attention costs Theta(n^2 d) time and Theta(n^2) memory."
+    r"FAVOR+ attention with $r$ random features costs $\Theta(n r d)$ time and $\Theta(n r + r d)$ memory, "
+    r"linear in $n$, where exact softmax attention costs $\Theta(n^2 d)$ time and $\Theta(n^2)$ memory."
 )
 DEFAULT_SAMPLES = 24  # feature redraws per r in the error-versus-r part
 N_MIN, N_CAP = 64, 1 << 15  # n grid: N_MIN * 2^i <= max_n; N_CAP keeps the n x n reference in memory
@@ -114,12 +114,15 @@ def derivation() -> Derivation:
     """The cost model of both methods, their growth in n, the crossover, why the bracketing makes FAVOR+
     linear, and why positive random features estimate the softmax kernel."""
     dx = Derivation(
-        "Exercise 13.32: exact attention is quadratic in n, FAVOR+ is linear",
+        "Exercise 13.32: exact attention is quadratic in $n$, FAVOR+ is linear",
         assumptions=[
-            "one head: n queries and n keys of dimension d, values of dimension d, r random features; n, d, r > 0",
-            "a matmul (a x b)(b x c) costs 2abc FLOPs; an elementwise step, comparison, exp or sum costs 1",
-            "memory: floats held beyond the inputs Q, K, V and the n x d output (W counts); softmax works in place",
-            "W is drawn once (O(r d^2), independent of n), not per call",
+            "one head: $n$ queries and $n$ keys of dimension $d$, values of dimension $d$, $r$ random features; "
+            "$n, d, r > 0$",
+            r"a matmul $(a \times b)(b \times c)$ costs $2abc$ FLOPs; an elementwise step, comparison, exp or sum "
+            "costs 1",
+            r"memory: floats held beyond the inputs $Q$, $K$, $V$ and the $n \times d$ output ($W$ counts); "
+            "softmax works in place",
+            "$W$ is drawn once ($O(r d^2)$, independent of $n$), not per call",
         ],
     )
     _cost_model_steps(dx)
@@ -135,15 +138,20 @@ def _cost_model_steps(dx: Derivation) -> None:
     T, M, F = (sp.Function(s) for s in ("T", "M", "F"))
     ex, fp = sp.Symbol("exact"), sp.Symbol("FAVOR+")
     favor_terms = (
-        "Q W^T, K W^T (4nrd), phi(K)^T V and phi(Q)(.) (2nrd each), normaliser (2nr), elementwise (11nr + 7nd)"
+        r"$Q W^T$, $K W^T$ ($4nrd$), $\phi(K)^T V$ and $\phi(Q)(\cdot)$ ($2nrd$ each), normaliser ($2nr$), "
+        "elementwise ($11nr + 7nd$)"
     )
     for lhs, rhs, what in (
-        (T(ex), cost.exact_time(), "Q K^T and A V (2 n^2 d each), scale and softmax (6 n^2)"),
+        (T(ex), cost.exact_time(), "$Q K^T$ and $A V$ ($2 n^2 d$ each), scale and softmax ($6 n^2$)"),
         (T(fp), cost.favor_time(), favor_terms),
         (F(ex), cost.exact_matmul_flops(), "the matmul terms, which a FLOP counter counts"),
         (F(fp), cost.favor_matmul_flops(), "the matmul terms of FAVOR+"),
-        (M(ex), cost.exact_memory(), "the n x n score matrix"),
-        (M(fp), cost.favor_memory(), "W, phi(K)^T V (rd each), phi(Q), phi(K) (nr each), key sum (r), normaliser (n)"),
+        (M(ex), cost.exact_memory(), r"the $n \times n$ score matrix"),
+        (
+            M(fp),
+            cost.favor_memory(),
+            r"$W$, $\phi(K)^T V$ ($rd$ each), $\phi(Q)$, $\phi(K)$ ($nr$ each), key sum ($r$), normaliser ($n$)",
+        ),
     ):
         dx.define(lhs, rhs, what + " (the cost model, as defined)")
 
@@ -153,20 +161,28 @@ def _growth_steps(dx: Derivation) -> None:
     both ratios FAVOR+ / exact tend to 0."""
     n, d, r = cost.n, cost.d, cost.r
     Te, Tf, Me, Mf = cost.exact_time(), cost.favor_time(), cost.exact_memory(), cost.favor_memory()
-    dx.limit(Te / n**2, n, sp.oo, 4 * d + 6, "T_exact / n^2 tends to a positive constant: Theta(n^2) at fixed d")
+    dx.limit(
+        Te / n**2,
+        n,
+        sp.oo,
+        4 * d + 6,
+        r"$T_\mathrm{exact} / n^2$ tends to a positive constant: $\Theta(n^2)$ at fixed $d$",
+    )
     dx.eq(
         Te / (n**2 * d),
         4 + 6 / d,
-        "T_exact = n^2 d (4 + 6/d), between 4 and 10 times n^2 d for d >= 1: Theta(n^2 d)",
+        r"$T_\mathrm{exact} = n^2 d (4 + 6/d)$, between 4 and 10 times $n^2 d$ for $d \ge 1$: $\Theta(n^2 d)$",
         strategy="cancel",
     )
-    dx.limit(n / Te, n, sp.oo, 0, "n / T_exact -> 0: exact attention is not linear in n")
-    dx.limit(Me / n**2, n, sp.oo, 1, "exact memory is Theta(n^2)")
-    dx.limit(Tf / n, n, sp.oo, 8 * r * d + 13 * r + 7 * d, "T_FAVOR+ / n tends to a constant: linear in n")
+    dx.limit(n / Te, n, sp.oo, 0, r"$n / T_\mathrm{exact} \to 0$: exact attention is not linear in $n$")
+    dx.limit(Me / n**2, n, sp.oo, 1, r"exact memory is $\Theta(n^2)$")
+    dx.limit(
+        Tf / n, n, sp.oo, 8 * r * d + 13 * r + 7 * d, r"$T_\mathrm{FAVOR+} / n$ tends to a constant: linear in $n$"
+    )
     dx.eq(
         Tf / (n * r * d),
         8 + 13 / d + 7 / r,
-        "T_FAVOR+ = n r d (8 + 13/d + 7/r), between 8 and 28 times nrd for r, d >= 1: Theta(n r d)",
+        r"$T_\mathrm{FAVOR+} = n r d (8 + 13/d + 7/r)$, between 8 and 28 times $nrd$ for $r, d \ge 1$: $\Theta(n r d)$",
         strategy="cancel",
     )
     dx.limit(
@@ -174,10 +190,16 @@ def _growth_steps(dx: Derivation) -> None:
         n,
         sp.oo,
         2 * r + 1,
-        "FAVOR+ memory is linear in n; M = 2(nr + rd) + n + r and "
-        "n + r <= nr + rd for r, d >= 1, so 2(nr + rd) <= M <= 3(nr + rd): Theta(nr + rd)",
+        "FAVOR+ memory is linear in $n$; $M = 2(nr + rd) + n + r$ and "
+        r"$n + r \le nr + rd$ for $r, d \ge 1$, so $2(nr + rd) \le M \le 3(nr + rd)$: $\Theta(nr + rd)$",
     )
-    dx.limit(Tf / Te, n, sp.oo, 0, "T_FAVOR+ / T_exact -> 0: the ratio exact / FAVOR+ grows without bound")
+    dx.limit(
+        Tf / Te,
+        n,
+        sp.oo,
+        0,
+        r"$T_\mathrm{FAVOR+} / T_\mathrm{exact} \to 0$: the ratio exact / FAVOR+ grows without bound",
+    )
     dx.limit(Mf / Me, n, sp.oo, 0, "and so does the memory ratio")
 
 
@@ -191,8 +213,8 @@ def _slope_and_crossover_steps(dx: Derivation) -> None:
         dx.eq(
             sp.Symbol(f"slope_{name.replace('+', 'p')}"),
             k,
-            f"n dC/dn / C for {name} {what}: every term has degree {k} in n, so log C vs log n is a line "
-            f"of slope {k} at every n",
+            rf"$n\,(dC/dn) / C$ for {name} {what}: every term has degree {k} in $n$, so $\log(C)$ vs $\log(n)$ "
+            f"is a line of slope {k} at every $n$",
             strategy="cancel",
             computed=cost.loglog_slope(expr),
         )
@@ -200,7 +222,7 @@ def _slope_and_crossover_steps(dx: Derivation) -> None:
     dx.eq(
         sp.Symbol("n^*"),
         (8 * r * d + 13 * r + 7 * d) / (4 * d + 6),
-        "the positive root of T_exact = T_FAVOR+",
+        r"the positive root of $T_\mathrm{exact} = T_\mathrm{FAVOR+}$",
         strategy="cancel",
         computed=ns,
     )
@@ -213,7 +235,7 @@ def _slope_and_crossover_steps(dx: Derivation) -> None:
         strategy="cancel",
         computed=nf,
     )
-    dx.limit(nf / r, d, sp.oo, 2, "for wide heads the crossover is n* = 2r")
+    dx.limit(nf / r, d, sp.oo, 2, "for wide heads the crossover is $n^* = 2r$")
 
 
 def _associativity_steps(dx: Derivation) -> None:
@@ -225,7 +247,7 @@ def _associativity_steps(dx: Derivation) -> None:
     dx.eq(
         (A * B) * C,
         A * (B * C),
-        "associativity: (phi(Q) phi(K)^T) V = phi(Q) (phi(K)^T V) (3 x 2 example)",
+        r"associativity: $(\phi(Q) \phi(K)^T) V = \phi(Q) (\phi(K)^T V)$ ($3 \times 2$ example)",
         strategy="expand",
     )
     left = cost.matmul_flops(n, r, n) + cost.matmul_flops(n, n, d)
@@ -233,11 +255,11 @@ def _associativity_steps(dx: Derivation) -> None:
     dx.eq(
         F(sp.Symbol("left")) / F(sp.Symbol("right")),
         n * (r + d) / (2 * r * d),
-        "left bracket 2n^2(r + d) FLOPs, right 4nrd",
+        "left bracket $2n^2(r + d)$ FLOPs, right $4nrd$",
         strategy="cancel",
         computed=left / right,
     )
-    dx.limit(right / left, n, sp.oo, 0, "only the right bracket avoids the n^2 term")
+    dx.limit(right / left, n, sp.oo, 0, "only the right bracket avoids the $n^2$ term")
 
 
 # -- measurements ----------------------------------------------------------------------------------
@@ -483,10 +505,10 @@ def check(o) -> CheckResult:
 
 
 def figure(res: CheckResult):
-    """Counted FLOPs with the cost model and wall time against n, and the error against r with the r^(-1/2) rate,
-    all from the check's result; wall times are measured, not judged, so FAVOR+ overtakes exact attention only
-    past the crossover n* when the device is not busy (near n = 512 on an idle 2-core CPU), and may not within
-    the sizes drawn on a loaded machine or a GPU, where exact attention's n^2 work is cheap at small n."""
+    """Counted FLOPs with the cost model and wall time against $n$, and the error against $r$ with the $r^{-1/2}$ rate,
+    all from the check's result; wall times are measured, not judged, so FAVOR+ overtakes exact attention only past
+    the crossover $n^*$ when the device is not busy (near $n = 512$ on an idle 2-core CPU), and may not within the
+    sizes drawn on a loaded machine or a GPU, where exact attention's $n^2$ work is cheap at small $n$."""
     from matplotlib.ticker import NullFormatter
 
     o, rows, err = res.settings, res.table, res.series["error"]
@@ -497,17 +519,18 @@ def figure(res: CheckResult):
         modelled = [float(model.subs(sub | {cost.n: nv})) for nv in ns]
         ax[0].loglog(ns, modelled, "--", color=c, label=f"{key} model, all terms")
         ax[1].loglog(ns, [row[f"time {key} (s)"] for row in rows], "o-", color=c, label=key)
-    ax[0].set(xlabel="n", ylabel="FLOPs", title=f"FLOPs (r = {o.features}, d = {o.dim})")
-    ax[1].set(xlabel="n", ylabel="seconds", title=f"wall time, {res.device}")
+    ax[0].set(xlabel="$n$", ylabel="FLOPs", title=f"FLOPs ($r = {o.features}$, $d = {o.dim}$)")
+    ax[1].set(xlabel="$n$", ylabel="seconds", title=f"wall time, {res.device}")
     rs = [e["r"] for e in err]
     ax[2].errorbar(rs, [e["error"] for e in err], [e["stderr"] for e in err], fmt="o-", label="positive orthogonal")
-    ax[2].errorbar(rs, [e["trig error"] for e in err], [e["trig stderr"] for e in err], fmt="s-", label="trig (2r)")
-    ax[2].loglog(rs, [err[0]["error"] * (rv / rs[0]) ** -0.5 for rv in rs], "k:", label="r^(-1/2)")
-    ax[2].set(xlabel="r", ylabel="relative error", title=f"error vs exact attention (n = {N_ERR})")
+    ax[2].errorbar(rs, [e["trig error"] for e in err], [e["trig stderr"] for e in err], fmt="s-", label="trig ($2r$)")
+    ax[2].loglog(rs, [err[0]["error"] * (rv / rs[0]) ** -0.5 for rv in rs], "k:", label="$r^{-1/2}$")
+    ax[2].set(xlabel="$r$", ylabel="relative error", title=f"error vs exact attention ($n = {N_ERR}$)")
     ax[2].set_xticks(rs, [str(rv) for rv in rs])
     ax[2].xaxis.set_minor_formatter(NullFormatter())
     for a in ax:
         a.legend(fontsize=8)
+    fig.suptitle(f"Exercise {NUMBER}: exact attention is quadratic in $n$, FAVOR+ is linear")
     fig.tight_layout()
     return fig
 

@@ -41,7 +41,10 @@ from proofs.kit.options import Option, with_options
 
 NUMBER = "13.31"
 main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
-CLAIM = "Pre-norm x + f(LN(x)) and post-norm LN(x + f(x)) give different outputs for the same weights."
+CLAIM = (
+    r"Pre-norm $x + f(\mathrm{LN}(x))$ and post-norm $\mathrm{LN}(x + f(x))$ give "
+    r"different outputs for the same weights."
+)
 DEFAULT_SAMPLES = 4  # random trials: fresh weights and inputs for each
 # Per trial the check builds 7 float64 Blocks (12 d^2 weights each) and state dicts, and attention scores of
 # 2 x 4 heads x T^2 float64 in several copies. Measured on 2 CPU cores (one trial): d 2,048, T 8: 13 s, 3.4 GB;
@@ -113,9 +116,10 @@ def derivation() -> Derivation:
     dx = Derivation(
         "Exercise 13.31: pre-norm and post-norm are not equivalent",
         assumptions=[
-            "LN(z) = (z - mean z) / sqrt(mean (z - mean z)^2): no gain, no bias, eps = 0; z not constant",
-            "example: d = 3, x = (1, 2, 6), f(x) = W x = (x_3, 0, 0) (W has a single 1, in row 1, column 3)",
-            "pre-norm y = x + f(LN(x)); post-norm y = LN(x + f(x)); the same W in both",
+            r"$\mathrm{LN}(z) = (z - \mathrm{mean}\,z) / \sqrt{\mathrm{mean}\,(z - \mathrm{mean}\,z)^2}$: no gain, "
+            r"no bias, $\epsilon = 0$; $z$ not constant",
+            "example: $d = 3$, $x = (1, 2, 6)$, $f(x) = W x = (x_3, 0, 0)$ ($W$ has a single 1, in row 1, column 3)",
+            r"pre-norm $y = x + f(\mathrm{LN}(x))$; post-norm $y = \mathrm{LN}(x + f(x))$; the same $W$ in both",
         ],
     )
     ex = example()
@@ -128,13 +132,23 @@ def derivation() -> Derivation:
 def _example_steps(dx: Derivation, ex: dict) -> None:
     """The example's pre- and post-norm outputs, and the squared length of their difference, which is positive."""
     s, M = S_EX, sp.Matrix
-    dx.eq(_row("LN(x)"), s * M([[-2, -1, 3]]), "mean 3, deviations (-2, -1, 3), mean square 14/3", computed=ex["LN(x)"])
-    dx.eq(_row("y_pre"), M([[1 + 3 * s, 2, 6]]), "pre-norm: x + W LN(x) = x + (LN(x)_3, 0, 0)", computed=ex["pre"])
-    dx.eq(_row("x + Wx"), M([[7, 2, 6]]), "post-norm's residual sum x + (x_3, 0, 0)", "exact", computed=ex["x+f(x)"])
+    dx.eq(
+        _row("LN(x)"),
+        s * M([[-2, -1, 3]]),
+        "mean 3, deviations $(-2, -1, 3)$, mean square $14/3$",
+        computed=ex["LN(x)"],
+    )
+    dx.eq(
+        _row("y_pre"),
+        M([[1 + 3 * s, 2, 6]]),
+        r"pre-norm: $x + W\,\mathrm{LN}(x) = x + (\mathrm{LN}(x)_3, 0, 0)$",
+        computed=ex["pre"],
+    )
+    dx.eq(_row("x + Wx"), M([[7, 2, 6]]), "post-norm's residual sum $x + (x_3, 0, 0)$", "exact", computed=ex["x+f(x)"])
     dx.eq(
         _row("y_post"),
         s * M([[2, -3, 1]]),
-        "post-norm: LN(7, 2, 6); mean 5, deviations (2, -3, 1), mean square 14/3",
+        r"post-norm: $\mathrm{LN}(7, 2, 6)$; mean 5, deviations $(2, -3, 1)$, mean square $14/3$",
         computed=ex["post"],
     )
     diff = ex["pre"] - ex["post"]
@@ -154,7 +168,7 @@ def _example_steps(dx: Derivation, ex: dict) -> None:
 def _normalisation_steps(dx: Derivation, ex: dict) -> None:
     """Every LayerNorm output (so every post-norm output) has mean 0 and mean square 1; the pre-norm output not."""
     s, Mean, n = S_EX, sp.Function("mean"), ln_exact(sp.Matrix([sp.symbols("z1:4", real=True)]))
-    dx.eq(Mean(sp.Symbol("LN(z)")), 0, "any z: a LayerNorm output has mean 0 ...", "cancel", computed=mean(n))
+    dx.eq(Mean(sp.Symbol("LN(z)")), 0, "any $z$: a LayerNorm output has mean 0 ...", "cancel", computed=mean(n))
     dx.eq(
         Mean(sp.Symbol("LN(z)") ** 2),
         1,
@@ -165,7 +179,7 @@ def _normalisation_steps(dx: Derivation, ex: dict) -> None:
     dx.eq(
         Mean(sp.Symbol("y_pre")),
         3 + s,
-        "the pre-norm output is not: mean(x) + mean(W LN(x)) = 3 + s",
+        r"the pre-norm output is not: $\mathrm{mean}(x) + \mathrm{mean}(W\,\mathrm{LN}(x)) = 3 + s$",
         computed=mean(ex["pre"]),
     )
     var = sp.Rational(107, 21) - 4 * s
@@ -178,16 +192,16 @@ def _normalisation_steps(dx: Derivation, ex: dict) -> None:
 def _identity_steps(dx: Derivation, ex: dict) -> None:
     """With the sublayer off (f = 0) pre-norm is the identity, post-norm is LN(x), a positive distance from x."""
     zero = example(W=sp.zeros(3, 3))
-    dx.eq(_row("y_pre|f=0"), X_EX, "with f = 0, pre-norm is the identity", "exact", computed=zero["pre"])
-    dx.eq(_row("y_post|f=0"), ex["LN(x)"], "while post-norm is LN(x) ...", computed=zero["post"])
+    dx.eq(_row("y_pre|f=0"), X_EX, "with $f = 0$, pre-norm is the identity", "exact", computed=zero["pre"])
+    dx.eq(_row("y_post|f=0"), ex["LN(x)"], r"while post-norm is $\mathrm{LN}(x)$ ...", computed=zero["post"])
     i, gap = sp.Symbol("i", positive=True, integer=True), 44 - 2 * sp.sqrt(42)
     dx.eq(
         sp.Sum((sp.IndexedBase("y_post")[i] - sp.IndexedBase("x")[i]) ** 2, (i, 1, 3)),
         gap,
-        "... whose squared distance from x",
+        "... whose squared distance from $x$",
         computed=sp.expand(sum(e**2 for e in zero["post"] - X_EX)),
     )
-    dx.holds(gap, ">", 0, "is positive: post-norm cannot pass x through unchanged")
+    dx.holds(gap, ">", 0, "is positive: post-norm cannot pass $x$ through unchanged")
 
 
 # -- numerics ------------------------------------------------------------------------------------
@@ -381,23 +395,27 @@ def check(o) -> CheckResult:
 
 
 def figure(res: CheckResult):
-    """Left: the exact example's x, pre-norm and post-norm outputs; right: the first trial's pre- against
-    post-norm Block outputs, with the line of equal outputs."""
+    """Left: the exact example's $x$, pre-norm and post-norm outputs; right: the first trial's pre- against post-norm
+    Block outputs, with the line of equal outputs."""
     o, ex = res.settings, example()
     fig, (a, b) = plotting.subplots(2, width=10, height=4)
-    labels = {"x": "x = (1, 2, 6)", "pre": "pre-norm x + W LN(x)", "post": "post-norm LN(x + Wx)"}
+    labels = {
+        "x": "$x = (1, 2, 6)$",
+        "pre": r"pre-norm $x + W\,\mathrm{LN}(x)$",
+        "post": r"post-norm $\mathrm{LN}(x + Wx)$",
+    }
     for name, off in [("x", -0.27), ("pre", 0.0), ("post", 0.27)]:
         a.bar([i + off for i in range(3)], [float(v) for v in ex[name]], width=0.25, label=labels[name])
     a.set_xticks(list(range(3)), ["feature 1", "feature 2", "feature 3"])
     a.axhline(0, color="k", lw=0.6)
-    a.set_title("exact example: d = 3, f(x) = (x_3, 0, 0)")
+    a.set_title("exact example: $d = 3$, $f(x) = (x_3, 0, 0)$")
     a.legend(fontsize=8)
     y_pre, y_post = res.series["outputs"]
     b.scatter(y_pre.numpy(), y_post.numpy(), s=6, alpha=0.6)
     lim = float(max(y_pre.abs().max(), y_post.abs().max()))
     b.plot([-lim, lim], [-lim, lim], "k--", lw=0.8, label="equal outputs")
     b.set(xlabel="pre-norm Block output", ylabel="post-norm Block output (same weights)")
-    b.set_title(f"models.gpt.Block, d={o.d_model}, seed {o.seed}")
+    b.set_title(f"models.gpt.Block, $d={o.d_model}$, seed {o.seed}")
     b.legend(fontsize=8)
     fig.suptitle("Exercise 13.31: pre-norm and post-norm are different functions")
     return fig

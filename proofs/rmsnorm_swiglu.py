@@ -36,7 +36,8 @@ from proofs.kit.trained import DEFAULT_SAMPLES, MAX_SAMPLES, OPTIONS, SAMPLES_WH
 NUMBER = "13.22"
 main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
 CLAIM = (
-    "RMSNorm equals LayerNorm on zero-mean inputs, SwiGLU at d_ff = 8d/3 has the GELU MLP's weights, and both train."
+    r"RMSNorm equals LayerNorm on zero-mean inputs, SwiGLU at $d_\mathrm{ff} = 8d/3$ has the GELU MLP's weights, "
+    "and both train."
 )
 TOL = 1e-12  # float64 agreement of two normalisations of O(1) numbers
 
@@ -47,7 +48,10 @@ def derivation() -> Derivation:
     d = sp.Symbol("d", positive=True)
     der = Derivation(
         "Exercise 13.22: RMSNorm and SwiGLU",
-        assumptions=["x in R^4 with mean 0 (x_4 = -x_1 - x_2 - x_3), not all zero; eps = 0, gamma = 1, beta = 0"],
+        assumptions=[
+            r"$x \in \mathbb{R}^4$ with mean 0 ($x_4 = -x_1 - x_2 - x_3$), not all zero; "
+            r"$\epsilon = 0$, $\gamma = 1$, $\beta = 0$"
+        ],
     )
     x = [x1, x2, x3, -x1 - x2 - x3]
     mean, sq = sum(x) / 4, sum(v**2 for v in x) / 4
@@ -63,14 +67,14 @@ def derivation() -> Derivation:
     der.eq(
         sp.Symbol("N_GELU(d_ff=4d)"),
         8 * d**2,
-        "GELU MLP: W_1 (d x 4d) and W_2 (4d x d)",
+        r"GELU MLP: $W_1$ ($d \times 4d$) and $W_2$ ($4d \times d$)",
         "expand",
         computed=2 * d * (4 * d),
     )
     der.eq(
         sp.Symbol("N_SwiGLU(d_ff=8d/3)"),
         8 * d**2,
-        "SwiGLU: W, V (d x d_ff) and W_2 (d_ff x d) at d_ff = 8d/3",
+        r"SwiGLU: $W, V$ ($d \times d_\mathrm{ff}$) and $W_2$ ($d_\mathrm{ff} \times d$) at $d_\mathrm{ff} = 8d/3$",
         "expand",
         computed=3 * d * (sp.Rational(8, 3) * d),
     )

@@ -41,7 +41,7 @@ from proofs.kit.options import Option, with_options
 
 NUMBER = "13.16"
 main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
-CLAIM = "RoPE turns (q_0, q_1) at position m by R(m) = [[cos m, -sin m], [sin m, cos m]] (omega_0 = 1)."
+CLAIM = r"RoPE turns $(q_0, q_1)$ at position $m$ by $R(m) = [[\cos m, -\sin m], [\sin m, \cos m]]$ ($\omega_0 = 1$)."
 DEFAULT_SAMPLES = 8  # random unit vectors rotated at every m
 MAX_DIM, MAX_M, MAX_COUNT, MAX_EXP = 256, 10**6, 32, 40
 _M_HELP = "comma-separated positions m: integers, decimals, fractions (--m=-1,2 if the first is negative)"
@@ -111,23 +111,23 @@ def derivation() -> Derivation:
     b, dd = sp.symbols("b d", positive=True)
     q = sp.Matrix(sp.symbols("q_0:4", real=True))
     d = Derivation(
-        "Exercise 13.16: the RoPE rotation of (q_0, q_1) at position m, omega_0 = 1",
-        assumptions=["pair i turns by m omega_i, omega_i = b^(-2i/d); m real (integer positions in use)"],
+        r"Exercise 13.16: the RoPE rotation of $(q_0, q_1)$ at position $m$, $\omega_0 = 1$",
+        assumptions=[r"pair $i$ turns by $m\,\omega_i$, $\omega_i = b^{-2i/d}$; $m$ real (integer positions in use)"],
     )
     w0 = sinusoidal_frequency(0, dd, b)
-    d.eq(sp.Function("omega")(0), 1, "omega_0 = b^0 = 1 for any base b and width d", computed=w0)
+    d.eq(sp.Function("omega")(0), 1, r"$\omega_0 = b^0 = 1$ for any base $b$ and width $d$", computed=w0)
     Rm, Rn = sp.MatrixSymbol("R(m)", 2, 2), sp.MatrixSymbol("R(n)", 2, 2)
-    d.eq(Rm, rot2(m), "the block on (q_0, q_1)", strategy="exact", computed=rope_matrix(m, [1]))
+    d.eq(Rm, rot2(m), "the block on $(q_0, q_1)$", strategy="exact", computed=rope_matrix(m, [1]))
     q01 = sp.Matrix([q[0] * sp.cos(m) - q[1] * sp.sin(m), q[0] * sp.sin(m) + q[1] * sp.cos(m)])
-    d.eq(Rm * sp.Matrix(q[:2]), q01, "applied to (q_0, q_1)", strategy="expand", computed=rot2(m) * sp.Matrix(q[:2]))
+    d.eq(Rm * sp.Matrix(q[:2]), q01, "applied to $(q_0, q_1)$", strategy="expand", computed=rot2(m) * sp.Matrix(q[:2]))
     d.eq(Rm.T * Rm, sp.eye(2), "orthogonal", strategy="trig", computed=rot2(m).T * rot2(m))
-    d.eq(sp.Determinant(Rm), 1, "determinant 1: a rotation by m radians", "trig", computed=rot2(m).det())
-    d.eq(Rm * Rn, rot2(m + n), "positions add: R(m) R(n) = R(m + n)", strategy="trig", computed=rot2(m) * rot2(n))
+    d.eq(sp.Determinant(Rm), 1, "determinant 1: a rotation by $m$ radians", "trig", computed=rot2(m).det())
+    d.eq(Rm * Rn, rot2(m + n), r"positions add: $R(m)\,R(n) = R(m + n)$", strategy="trig", computed=rot2(m) * rot2(n))
     th = [1, sinusoidal_frequency(1, 4, 10000)]
     c1, s1 = sp.cos(m / 100), sp.sin(m / 100)
     inter = sp.Matrix([q01[0], q01[1], q[2] * c1 - q[3] * s1, q[2] * s1 + q[3] * c1])
     Ri, Rh = sp.MatrixSymbol("R_interleaved(m)", 4, 4), sp.MatrixSymbol("R_half(m)", 4, 4)
-    d.eq(Ri * q, inter, "d = 4, b = 10000, 'interleaved' (pairs 01, 23)", "expand", computed=rope_matrix(m, th) * q)
+    d.eq(Ri * q, inter, "$d = 4$, $b = 10000$, 'interleaved' (pairs 01, 23)", "expand", computed=rope_matrix(m, th) * q)
     half = sp.Matrix(
         [
             q[0] * sp.cos(m) - q[2] * sp.sin(m),
@@ -139,7 +139,7 @@ def derivation() -> Derivation:
     d.eq(
         Rh * q,
         half,
-        "d = 4, 'half' (pairs 02, 13): R(m) acts on (q_0, q_2)",
+        "$d = 4$, 'half' (pairs 02, 13): $R(m)$ acts on $(q_0, q_2)$",
         "expand",
         computed=rope_matrix(m, th, "half") * q,
     )
@@ -148,7 +148,7 @@ def derivation() -> Derivation:
     d.eq(
         shown,
         rope_matrix(m, th, "half"),
-        "the layouts differ by a permutation: P (q_0, q_1, q_2, q_3) = (q_0, q_2, q_1, q_3)",
+        r"the layouts differ by a permutation: $P\,(q_0, q_1, q_2, q_3) = (q_0, q_2, q_1, q_3)$",
         strategy="exact",
         computed=P.T * rope_matrix(m, th) * P,
     )
@@ -241,16 +241,18 @@ def check(o) -> CheckResult:
 
 
 def figure(res: CheckResult):
-    """The first pair (q_0, q_1) = (1, 0.5) turned by R(m), from the check's cos m and sin m: the circle
-    it traces (closed form) and the asked m."""
+    r"""The first pair $(q_0, q_1) = (1, 0.5)$ turned by $R(m)$, from the check's $\cos m$ and $\sin m$: the circle it
+    traces (closed form) and the asked $m$."""
     t = [2 * math.pi * j / 199 for j in range(200)]
     fig, ax = plotting.subplots(width=5, height=5)
     ax.plot([math.cos(a) - 0.5 * math.sin(a) for a in t], [math.sin(a) + 0.5 * math.cos(a) for a in t], "k-", lw=0.8)
     for r in res.table:
         p = (r["cos m"] - 0.5 * r["sin m"], r["sin m"] + 0.5 * r["cos m"])  # R(m) (1, 0.5)
-        ax.annotate(f"m = {r['m']}", p, textcoords="offset points", xytext=(5, 5))
+        ax.annotate(f"$m = {r['m']}$", p, textcoords="offset points", xytext=(5, 5))
         ax.plot([0, p[0]], [0, p[1]], "-o", ms=4)
-    ax.set(aspect="equal", xlabel="q_0", ylabel="q_1", title="Exercise 13.16: R(m) turns (q_0, q_1) by m radians")
+    ax.set(
+        aspect="equal", xlabel="$q_0$", ylabel="$q_1$", title="Exercise 13.16: $R(m)$ turns $(q_0, q_1)$ by $m$ radians"
+    )
     return fig
 
 

@@ -38,7 +38,7 @@ from proofs.kit.options import Option, with_options
 
 NUMBER = "13.27"
 main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
-CLAIM = "With RoPE, <R_m q, R_n k> = q^T R_(n-m) k depends only on the relative position n - m."
+CLAIM = r"With RoPE, $\langle R_m q, R_n k \rangle = q^T R_{n-m} k$ depends only on the relative position $n - m$."
 DEFAULT_SAMPLES = 128  # random unit (q, k) draws, each scored on the whole (m, n) grid
 # Memory: the (samples, positions, positions) float64 score grids, about a dozen alive at once: measured 0.19 GB
 # at 512 x 64 x 64 (~90 bytes per samples x positions^2); MAX_GRID = 2^24 of them needs ~1.5 GB. The dense
@@ -83,12 +83,13 @@ def validate(o) -> None:
 def derivation() -> Derivation:
     """One block, then all blocks (block-diagonal algebra), then the score and the other layout."""
     d = Derivation(
-        "Exercise 13.27: the RoPE score depends only on n - m",
+        "Exercise 13.27: the RoPE score depends only on $n - m$",
         assumptions=[
-            "R_m = diag(R(m theta_0), ..., R(m theta_(d/2-1))), R(phi) the 2x2 rotation by phi; d even",
-            "m, n, t real (integer positions in use); q, k real",
-            "transposes and products of block-diagonal matrices go block by block (step 4), so the d-dim "
-            "identity is the symbolic block of step 2 repeated with theta = theta_i; step 5 writes out 3 blocks",
+            r"$R_m = \mathrm{diag}(R(m\theta_0), \dots, R(m\theta_{d/2-1}))$, $R(\phi)$ the $2 \times 2$ rotation "
+            r"by $\phi$; $d$ even",
+            "$m$, $n$, $t$ real (integer positions in use); $q$, $k$ real",
+            "transposes and products of block-diagonal matrices go block by block (step 4), so the $d$-dim "
+            r"identity is the symbolic block of step 2 repeated with $\theta = \theta_i$; step 5 writes out 3 blocks",
         ],
     )
     m, n, t = sp.symbols("m n t", real=True)
@@ -106,13 +107,13 @@ def _one_block(d: Derivation, m, n, th) -> None:
     d.eq(
         sp.Function("R")(m),
         rot2(m),
-        "Exercise 13.16: the block on (q_0, q_1) at position m with theta_0 = 1",
+        r"Exercise 13.16: the block on $(q_0, q_1)$ at position $m$ with $\theta_0 = 1$",
         strategy="exact",
         computed=rope_matrix(m, [1]),
     )
     Rm, Rn = rot2(m * th), rot2(n * th)
-    d.eq(Rm.T * Rn, rot2((n - m) * th), "one block: R_m^T R_n = R_(n-m)", strategy="trig")
-    d.eq(Rm.T * Rm, sp.eye(2), "R_m is orthogonal (the case n = m)", strategy="trig")
+    d.eq(Rm.T * Rn, rot2((n - m) * th), "one block: $R_m^T R_n = R_{n-m}$", strategy="trig")
+    d.eq(Rm.T * Rm, sp.eye(2), "$R_m$ is orthogonal (the case $n = m$)", strategy="trig")
 
 
 def _three_blocks(d: Derivation, m, n) -> None:
@@ -122,7 +123,7 @@ def _three_blocks(d: Derivation, m, n) -> None:
     d.eq(
         sp.MatrixSymbol("R_m", 6, 6).T * sp.MatrixSymbol("R_n", 6, 6),
         block_diag_rotation([(n - m) * x for x in ths]),
-        "three blocks: R_m^T R_n = R_(n-m)",
+        "three blocks: $R_m^T R_n = R_{n-m}$",
         strategy="trig",
         computed=Rm3.T * Rn3,
     )
@@ -134,15 +135,17 @@ def _score(d: Derivation, m, n, t, th) -> None:
     q, k = sp.Matrix([q0, q1]), sp.Matrix([k0, k1])
     score = ((rot2(m * th) * q).T * (rot2(n * th) * k))[0]
     rel = (q.T * rot2((n - m) * th) * k)[0]
-    d.eq(score, rel, "so <R_m q, R_n k> = q^T R_(n-m) k (one block, symbolic q, k)", strategy="trig")
+    d.eq(
+        score, rel, r"so $\langle R_m q, R_n k \rangle = q^T R_{n-m} k$ (one block, symbolic $q$, $k$)", strategy="trig"
+    )
     d.eq(
         rel,
         (q0 * k0 + q1 * k1) * sp.cos((n - m) * th) + (q1 * k0 - q0 * k1) * sp.sin((n - m) * th),
-        "written out: a function of n - m only",
+        "written out: a function of $n - m$ only",
         strategy="expand",
     )
     shifted = ((rot2((m + t) * th) * q).T * (rot2((n + t) * th) * k))[0]
-    d.eq(shifted, score, "hence shifting both positions by t leaves the score unchanged", strategy="trig")
+    d.eq(shifted, score, "hence shifting both positions by $t$ leaves the score unchanged", strategy="trig")
 
 
 def _half_layout(d: Derivation, m, n) -> None:
@@ -151,7 +154,7 @@ def _half_layout(d: Derivation, m, n) -> None:
     d.eq(
         sp.MatrixSymbol("R_m", 6, 6).T * sp.MatrixSymbol("R_n", 6, 6),
         rope_matrix(n - m, ths, "half"),
-        "the 'half' layout (pairs (i, i + d/2)), three blocks: R_m^T R_n = R_(n-m) as well",
+        "the 'half' layout (pairs $(i, i + d/2)$), three blocks: $R_m^T R_n = R_{n-m}$ as well",
         strategy="trig",
         computed=rope_matrix(m, ths, "half").T * rope_matrix(n, ths, "half"),
     )
@@ -261,14 +264,18 @@ def check(o) -> CheckResult:
 
 
 def figure(res: CheckResult):
-    """The score grid s(m, n) of the check's first (q, k) in both layouts: constant along every diagonal."""
+    """The score grid $s(m, n)$ of the check's first $(q, k)$ in both layouts: constant along every diagonal."""
     fig, axes = plotting.subplots(2, width=10, height=4.5, layout="constrained")
-    fig.suptitle("constant along every diagonal n - m = const: the score depends on n - m only")
+    fig.suptitle(r"constant along every diagonal $n - m = \mathrm{const}$: the score depends on $n - m$ only")
     for ax, c in zip(axes, CONVENTIONS):
         s = res.series[c].numpy()  # (P, P)
         lim = abs(s).max()
         im = ax.imshow(s, origin="lower", cmap="RdBu_r", vmin=-lim, vmax=lim)
-        ax.set(title=f"RoPE score <R_m q, R_n k>, '{c}'", xlabel="key position n", ylabel="query position m")
+        ax.set(
+            title=f"RoPE score $\\langle R_m q, R_n k \\rangle$, '{c}'",
+            xlabel="key position $n$",
+            ylabel="query position $m$",
+        )
         fig.colorbar(im, ax=ax, label="score")
     return fig
 

@@ -33,7 +33,7 @@ from proofs.kit.options import with_options
 
 NUMBER = "13.20"
 main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
-CLAIM = "CausalSelfAttention gives the same outputs through F.scaled_dot_product_attention as written out by hand."
+CLAIM = "CausalSelfAttention gives the same outputs through `F.scaled_dot_product_attention` as written out by hand."
 DEFAULT_SAMPLES = 2  # random inputs per configuration and dtype
 MAX_SAMPLES = 200  # measured on 2 CPU cores: 4.6 s at 100 idle, 16 s at 8 when busy: 46 ms to 2 s per draw
 SAMPLES_WHY = "the check's time grows linearly: 46 ms (idle) to 2 s (busy) per sample on 2 CPU cores: up to 7 minutes"
@@ -47,16 +47,21 @@ def derivation() -> Derivation:
     m = sp.Symbol("m", negative=True)
     e = sp.exp
     d = Derivation(
-        "Exercise 13.20: causal attention of row i needs only the keys and values up to i",
+        "Exercise 13.20: causal attention of row $i$ needs only the keys and values up to $i$",
         [
-            "one head, d_k = 1 for brevity (the scale 1/sqrt(d_k) multiplies every score alike)",
-            "the causal mask adds m -> -oo to the score of every key after the query",
+            r"one head, $d_k = 1$ for brevity (the scale $1/\sqrt{d_k}$ multiplies every score alike)",
+            r"the causal mask adds $m \to -\infty$ to the score of every key after the query",
         ],
     )
     full = (e(q1 * k0) * v0 + e(q1 * k1) * v1 + e(q1 * k2 + m) * v2) / (e(q1 * k0) + e(q1 * k1) + e(q1 * k2 + m))
     cached = (e(q1 * k0) * v0 + e(q1 * k1) * v1) / (e(q1 * k0) + e(q1 * k1))
     d.limit(full, m, -sp.oo, cached, "row 1 of the masked full pass = query 1 over the cached keys 0, 1")
-    d.eq(sp.diff(cached, k2) + sp.diff(cached, v2), 0, "so it does not depend on k_2, v_2 (what comes later)", "exact")
+    d.eq(
+        sp.diff(cached, k2) + sp.diff(cached, v2),
+        0,
+        "so it does not depend on $k_2$, $v_2$ (what comes later)",
+        "exact",
+    )
     return d
 
 
@@ -128,9 +133,13 @@ def _bidirectional(layer, x):
 
 def figure(res: CheckResult):
     """The largest difference between the GPT's attention paths, per comparison and dtype, beside its tolerance."""
-    return plotting.errors_against_tolerances(
+    fig = plotting.errors_against_tolerances(
         res, ("dtype", "comparison"), "max |diff|", "tolerance", f"Exercise {NUMBER}: SDPA vs manual attention"
     )
+    ax = fig.axes[0]
+    ax.containers[0].set_label(r"measured $\max|\mathrm{diff}|$")  # the table's column, typeset
+    ax.legend(fontsize=8)
+    return fig
 
 
 if __name__ == "__main__":

@@ -38,7 +38,10 @@ from proofs.kit.options import Option, with_options
 
 NUMBER = "13.15"
 main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
-CLAIM = "For d_model = 4: PE(0) = (0, 1, 0, 1) and PE(1) = (sin 1, cos 1, sin(1/100), cos(1/100))."
+CLAIM = (
+    r"For $d_\mathrm{model} = 4$: $\mathrm{PE}(0) = (0, 1, 0, 1)$ and $\mathrm{PE}(1) = "
+    r"(\sin 1, \cos 1, \sin(1/100), \cos(1/100))$."
+)
 DEFAULT_SAMPLES = None  # nothing random: one exact table
 MAX_D, MAX_POS, MAX_ENTRIES = 512, 10000, 1024  # the exercise's range: at most 1,024 values to 30 digits
 OPTIONS = [
@@ -75,27 +78,39 @@ def derivation() -> Derivation:
     """The frequencies and rows 0 and 1 for d_model = 4, the four asked values with decimals, PE(0) for any d."""
     ws = frequencies(4, 10000)
     d = Derivation(
-        "Exercise 13.15: the sinusoidal encoding for d_model = 4 at positions 0 and 1",
+        r"Exercise 13.15: the sinusoidal encoding for $d_\mathrm{model} = 4$ at positions 0 and 1",
         assumptions=[
-            "PE(pos, 2i) = sin(pos w_i), PE(pos, 2i+1) = cos(pos w_i), w_i = 10000^(-2i/d_model)",
-            "PE(pos, i) is read as dimension i of the row PE(pos); the full rows also answer the "
-            "reading 'i = frequency index' (the pair of dims 2i, 2i+1)",
+            r"$\mathrm{PE}(\mathrm{pos}, 2i) = \sin(\mathrm{pos}\,\omega_i)$, "
+            r"$\mathrm{PE}(\mathrm{pos}, 2i+1) = \cos(\mathrm{pos}\,\omega_i)$, "
+            r"$\omega_i = 10000^{-2i/d_\mathrm{model}}$",
+            r"$\mathrm{PE}(\mathrm{pos}, i)$ is read as dimension $i$ of the row $\mathrm{PE}(\mathrm{pos})$; the full "
+            "rows also answer the reading '$i$ = frequency index' (the pair of dims $2i$, $2i+1$)",
         ],
     )
     w = sp.Function("omega")
-    d.eq(w(0), 1, "w_0 = 10000^0", strategy="exact", computed=ws[0])
-    d.eq(w(1), sp.Rational(1, 100), "w_1 = 10000^(-2/4) = 10000^(-1/2)", strategy="exact", computed=ws[1])
+    d.eq(w(0), 1, r"$\omega_0 = 10000^0$", strategy="exact", computed=ws[0])
+    d.eq(w(1), sp.Rational(1, 100), r"$\omega_1 = 10000^{-2/4} = 10000^{-1/2}$", strategy="exact", computed=ws[1])
     rows = [pe_vector(p, ws).T for p in (0, 1)]
-    d.eq(sp.MatrixSymbol("PE(0)", 1, 4), sp.Matrix([[0, 1, 0, 1]]), "row 0: sin 0 = 0, cos 0 = 1", computed=rows[0])
+    d.eq(
+        sp.MatrixSymbol("PE(0)", 1, 4),
+        sp.Matrix([[0, 1, 0, 1]]),
+        r"row 0: $\sin(0) = 0$, $\cos(0) = 1$",
+        computed=rows[0],
+    )
     row1 = sp.Matrix([[sp.sin(1), sp.cos(1), sp.sin(sp.Rational(1, 100)), sp.cos(sp.Rational(1, 100))]])
-    d.eq(sp.MatrixSymbol("PE(1)", 1, 4), row1, "row 1: angles 1 and 1/100", strategy="exact", computed=rows[1])
+    d.eq(sp.MatrixSymbol("PE(1)", 1, 4), row1, "row 1: angles 1 and $1/100$", strategy="exact", computed=rows[1])
     asked, four = sp.Matrix([rows[0][:2], rows[1][:2]]), sp.Matrix([[0, 1], [sp.sin(1), sp.cos(1)]])
-    d.eq(sp.MatrixSymbol("PE(p, i)", 2, 2), four, "the four asked values (i = dimension)", computed=asked)
+    d.eq(sp.MatrixSymbol("PE(p, i)", 2, 2), four, "the four asked values ($i$ = dimension)", computed=asked)
     for val, lo, hi in ((sp.sin(1), "0.84147", "0.84148"), (sp.cos(1), "0.54030", "0.54031")):
         d.holds(val, ">", sp.Float(lo, 5), "decimals")
         d.holds(val, "<", sp.Float(hi, 5), "decimals")
     row0 = pe_vector(0, sp.symbols("omega_0:3", positive=True)).T
-    d.eq(sp.MatrixSymbol("PE(0)", 1, 6), sp.Matrix([[0, 1] * 3]), "any width: PE(0) = (0, 1, 0, 1, ...)", computed=row0)
+    d.eq(
+        sp.MatrixSymbol("PE(0)", 1, 6),
+        sp.Matrix([[0, 1] * 3]),
+        r"any width: $\mathrm{PE}(0) = (0, 1, 0, 1, \ldots)$",
+        computed=row0,
+    )
     return d
 
 
@@ -165,7 +180,8 @@ def check(o) -> CheckResult:
 
 
 def figure(res: CheckResult):
-    """Each dim of PE(pos) as a curve over pos (closed form), through the exact values the check compared."""
+    r"""Each dimension of $\mathrm{PE}(pos)$ as a curve over $pos$ (closed form), through the exact values the check
+    compared."""
     d_model, base = res.settings.d_model, res.settings.base
     pos = sorted({r["pos"] for r in res.table})
     x = torch.linspace(0, max(pos) + 1, 2000, dtype=torch.float64)
@@ -173,10 +189,16 @@ def figure(res: CheckResult):
     fig, ax = plotting.subplots(width=7, height=4)
     for c in range(min(d_model, 8)):
         fn = "sin" if c % 2 == 0 else "cos"
-        line = ax.plot(x, getattr(torch, fn)(x * ws[c // 2]), lw=1, label=f"dim {c}: {fn}(pos w_{c // 2})")[0]
+        line = ax.plot(
+            x, getattr(torch, fn)(x * ws[c // 2]), lw=1, label=f"dim {c}: $\\{fn}(\\mathrm{{pos}}\\,\\omega_{c // 2})$"
+        )[0]
         at = [(r["pos"], r["value"]) for r in res.table if r["dim"] == c]
         ax.plot(*zip(*at), "o", color=line.get_color())
-    ax.set(xlabel="position", ylabel="PE(pos, dim)", title=f"Exercise 13.15: sinusoidal encoding, d_model = {d_model}")
+    ax.set(
+        xlabel="position",
+        ylabel=r"$\mathrm{PE}(\mathrm{pos}, \mathrm{dim})$",
+        title=f"Exercise 13.15: sinusoidal encoding, $d_\\mathrm{{model}} = {d_model}$",
+    )
     ax.legend(fontsize=7, ncol=2)
     return fig
 

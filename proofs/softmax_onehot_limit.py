@@ -48,7 +48,10 @@ from proofs.kit.options import Option, with_options
 
 NUMBER = "13.28"
 main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
-CLAIM = "Without 1/sqrt(d_k) scaling, softmax(q.k_j) tends to one-hot at the argmax as d_k grows, its Jacobian to 0."
+CLAIM = (
+    r"Without the $1/\sqrt{d_k}$ scaling, $\mathrm{softmax}(q \cdot k_j)$ tends to one-hot "
+    r"at the argmax as $d_k$ grows, its Jacobian to 0."
+)
 DEFAULT_SAMPLES = 4096
 MIN_SAMPLES = 100  # below this the normal approximation of a mean is not trusted
 RATE = 1e-9  # false-alarm rate of each comparison
@@ -101,32 +104,42 @@ def derivation() -> Derivation:
     s = sp.symbols("s_a s_1:4", real=True)
     g = sp.symbols("g_1:4", positive=True)
     der = Derivation(
-        "Exercise 13.28: unscaled softmax tends to one-hot as d_k -> infinity",
+        r"Exercise 13.28: unscaled softmax tends to one-hot as $d_k \to \infty$",
         assumptions=[
-            "n keys, fixed (n = 4 below: the argmax a and three others; any number m of others in step 5)",
-            "q and k_1..k_n independent, components i.i.d. with mean 0 and variance 1; s_j = q.k_j has Var d_k",
-            "the argmax a is unique almost surely",
-            "gaps s_a - s_j = sqrt(d_k) g_j with g_j > 0 of a fixed distribution given q's direction",
+            "$n$ keys, fixed ($n = 4$ below: the argmax $a$ and three others; any number $m$ of others in step 5)",
+            r"$q$ and $k_1, \dots, k_n$ independent, components i.i.d. with mean 0 and variance 1; "
+            r"$s_j = q \cdot k_j$ has $\mathrm{Var}(s_j) = d_k$",
+            "the argmax $a$ is unique almost surely",
+            r"gaps $s_a - s_j = \sqrt{d_k}\, g_j$ with $g_j > 0$ of a fixed distribution given $q$'s direction",
         ],
     )
     soft = sp.exp(s[0]) / sum(sp.exp(x) for x in s)
     der.eq(
-        soft, 1 / (1 + sum(sp.exp(x - s[0]) for x in s[1:])), "divide numerator and denominator by e^{s_a}", "cancel"
+        soft, 1 / (1 + sum(sp.exp(x - s[0]) for x in s[1:])), "divide numerator and denominator by $e^{s_a}$", "cancel"
     )
     gaps = {s[j + 1]: s[0] - sp.sqrt(d) * g[j] for j in range(3)}
     p_a = 1 / (1 + sum(sp.exp(-sp.sqrt(d) * x) for x in g))
     p_1 = sp.exp(-sp.sqrt(d) * g[0]) * p_a
-    der.eq(soft.subs(gaps), p_a, "unscaled scores: gaps grow like sqrt(d_k) g_j", "cancel")
-    der.limit(p_a, d, sp.oo, 1, "each e^{-sqrt(d_k) g_j} -> 0 since g_j > 0, so the max weight -> 1")
-    der.limit(p_1, d, sp.oo, 0, "each other weight p_j = e^{-sqrt(d_k) g_j} p_a -> 0 (shown for j = 1, alike for all)")
+    der.eq(soft.subs(gaps), p_a, r"unscaled scores: gaps grow like $\sqrt{d_k}\, g_j$", "cancel")
+    der.limit(p_a, d, sp.oo, 1, r"each $e^{-\sqrt{d_k}\, g_j} \to 0$ since $g_j > 0$, so the max weight $\to 1$")
+    der.limit(
+        p_1,
+        d,
+        sp.oo,
+        0,
+        r"each other weight $p_j = e^{-\sqrt{d_k}\, g_j} p_a \to 0$ (shown for $j = 1$, alike for all)",
+    )
     m, gmin, r = sp.symbols("m g_min r", positive=True)
-    der.holds(r / (1 + r), "<=", r, "any m other keys: with r = sum_j e^{-sqrt(d_k) g_j}, 1 - p_a = r/(1+r) <= r")
+    der.holds(
+        r / (1 + r), "<=", r, r"any $m$ other keys: with $r = \sum_j e^{-\sqrt{d_k}\, g_j}$, $1 - p_a = r/(1+r) \le r$"
+    )
     der.limit(
         m * sp.exp(-sp.sqrt(d) * gmin),
         d,
         sp.oo,
         0,
-        "r <= m e^{-sqrt(d_k) g_min} with g_min = min_j g_j > 0, which -> 0: p_a -> 1 for any number of keys",
+        r"$r \le m\, e^{-\sqrt{d_k}\, g_\mathrm{min}}$ with $g_\mathrm{min} = \min_j g_j > 0$, which $\to 0$: "
+        r"$p_a \to 1$ for any number of keys",
     )
     p = sp.symbols("p_1:5", positive=True)
     pv = sp.Matrix(p)
@@ -134,7 +147,7 @@ def derivation() -> Derivation:
     der.eq(
         jac * sp.ones(4, 1),
         sp.zeros(4, 1),
-        "softmax Jacobian J = diag(p) - p p^T; rows sum to 0 as sum p = 1",
+        r"softmax Jacobian $J = \mathrm{diag}(p) - p\,p^T$; rows sum to 0 as $\sum p = 1$",
         "expand",
         computed=(jac * sp.ones(4, 1)).subs(p[3], 1 - p[0] - p[1] - p[2]),
     )
@@ -143,26 +156,30 @@ def derivation() -> Derivation:
     der.eq(
         sp.Function("norm_F")(sp.Symbol("J")) ** 2,
         sq - 2 * cube + sq**2,
-        "entrywise: ||J||_F^2 = sum p^2 - 2sum p^3 + (sum p^2)^2 (used by the check)",
+        r"entrywise: $\|J\|_F^2 = \sum p^2 - 2\sum p^3 + (\sum p^2)^2$ (used by the check)",
         "expand",
         computed=fro,
     )
-    der.limit(p_a * p_1, d, sp.oo, 0, "off-diagonal entries -p_a p_j -> 0")
+    der.limit(p_a * p_1, d, sp.oo, 0, r"off-diagonal entries $-p_a p_j \to 0$")
     p_2, p_3 = (sp.exp(-sp.sqrt(d) * x) * p_a for x in g[1:])
-    der.limit(p_2 * p_3, d, sp.oo, 0, "off-diagonal entries -p_j p_l -> 0 (j, l != a)")
+    der.limit(p_2 * p_3, d, sp.oo, 0, r"off-diagonal entries $-p_j p_l \to 0$ ($j, l \ne a$)")
     der.limit(
-        p_1 * (1 - p_1), d, sp.oo, 0, "diagonal p_j(1 - p_j) -> 0; J_aa = -sum_{j!=a} J_aj -> 0 by the row sums: J -> 0"
+        p_1 * (1 - p_1),
+        d,
+        sp.oo,
+        0,
+        r"diagonal $p_j(1 - p_j) \to 0$; $J_{aa} = -\sum_{j \ne a} J_{aj} \to 0$ by the row sums: $J \to 0$",
     )
     der.eq(
         soft.subs({x: x / sp.sqrt(d) for x in s}, simultaneous=True).subs(gaps),
         1 / (1 + sum(sp.exp(-x) for x in g)),
-        "scaled scores s/sqrt(d_k): the gaps are g_j, with no d_k left",
+        r"scaled scores $s/\sqrt{d_k}$: the gaps are $g_j$, with no $d_k$ left",
         "cancel",
     )
     u = sp.symbols("u_1:4", positive=True)
     w = 1 / (1 + sum(u))
-    der.holds(w, "<", 1, "with u_j = e^{-g_j} > 0 the scaled max weight stays below 1 for every d_k")
-    der.holds(w * (1 - w), ">", 0, "and the scaled Jacobian entry J_aa = p_a(1 - p_a) stays positive")
+    der.holds(w, "<", 1, "with $u_j = e^{-g_j} > 0$ the scaled max weight stays below 1 for every $d_k$")
+    der.holds(w * (1 - w), ">", 0, "and the scaled Jacobian entry $J_{aa} = p_a(1 - p_a)$ stays positive")
     return der
 
 
@@ -301,8 +318,8 @@ def _notes(res: CheckResult, e, grid, samples, lim) -> list[str]:
 
 def figure(res: CheckResult):
     """Mean largest softmax weight and mean Frobenius norm of the softmax's Jacobian with respect to the logits,
-    against d_k, unscaled and scaled, from the check's table: unscaled, the weights go one-hot and the
-    gradient through the softmax vanishes."""
+    against $d_k$, unscaled and scaled, from the check's table: unscaled, the weights go one-hot and the gradient
+    through the softmax vanishes."""
     rows = [r for r in res.table if r["d_k"] != "∞"]
     x = [r["d_k"] for r in rows]
     fig, (a1, a2) = plotting.subplots(2, width=10, height=4)

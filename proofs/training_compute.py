@@ -48,7 +48,10 @@ from proofs.kit.options import Option, with_options
 
 NUMBER = "13.13"
 main = main_for(__name__)  # python -m proofs.<name>: the shared command line (proofs.kit.cli)
-CLAIM = "Training costs C = 6 N D FLOPs (2 forward + 4 backward per parameter and token): 13B x 2T -> 1.56e23."
+CLAIM = (
+    r"Training costs $C = 6 N D$ FLOPs (2 forward + 4 backward per parameter and "
+    r"token): 13B $\times$ 2T $\to 1.56 \times 10^{23}$."
+)
 DEFAULT_SAMPLES = 1  # sequences per FlopCounterMode measurement (FLOP counts do not depend on the data)
 MAX = dict(layers=12, width=1024, context=512, vocab=100_000, gpus=10**7, samples=64)
 # The measured GPTs (both styles, forward and backward under FlopCounterMode) at every maximum with one sequence,
@@ -113,37 +116,47 @@ def derivation() -> Derivation:
     F, C = sp.Function("F"), sp.Function("C")
     L, d, V, n = counts.L, counts.d, counts.V, counts.n_ctx
     dx = Derivation(
-        "Exercise 13.13: training compute C = 6 N D",
+        "Exercise 13.13: training compute $C = 6 N D$",
         assumptions=[
-            "a multiply-add is 2 FLOPs; D tokens, each one row of activations through every weight matrix",
-            "a weight matrix W is a x b; N = sum of a b over the matrices (the parameters that multiply)",
+            "a multiply-add is 2 FLOPs; $D$ tokens, each one row of activations through every weight matrix",
+            r"a weight matrix $W$ is $a \times b$; $N = \sum a b$ over the matrices (the parameters that multiply)",
             "elementwise work (norms, softmax, nonlinearities, the optimiser) is lower order and not counted",
         ],
     )
-    dx.eq(F("forward"), 2 * D * a * b, "y = x W: D rows of a b multiply-adds", "exact", computed=D * (a * b) * 2)
-    dx.eq(F("dx"), 2 * D * a * b, "backward to the layer below: dx = dy W^T, (D x b)(b x a)", "exact", D * b * a * 2)
-    dx.eq(F("dW"), 2 * D * a * b, "backward to the weight: dW = x^T dy, (a x D)(D x b)", "exact", a * D * b * 2)
+    dx.eq(F("forward"), 2 * D * a * b, "$y = x W$: $D$ rows of $a b$ multiply-adds", "exact", computed=D * (a * b) * 2)
+    why = r"backward to the layer below: $dx = dy\,W^T$, $(D \times b)(b \times a)$"
+    dx.eq(F("dx"), 2 * D * a * b, why, "exact", D * b * a * 2)
+    why = r"backward to the weight: $dW = x^T dy$, $(a \times D)(D \times b)$"
+    dx.eq(F("dW"), 2 * D * a * b, why, "exact", a * D * b * 2)
     dx.eq(F("backward") / F("forward"), 2, "backward is twice the forward", "cancel", (4 * D * a * b) / (2 * D * a * b))
     per_weight = (2 + 2 + 2) * D * a * b / (D * a * b)
-    dx.eq(F("train") / (D * a * b), 6, "per weight and token: 2 + 4 = 6 FLOPs", "cancel", per_weight)
-    dx.eq(C(N, D), 6 * N * D, "summed over all matrices, N = sum a_i b_i", "expand", C_EXPR)
+    dx.eq(F("train") / (D * a * b), 6, "per weight and token: $2 + 4 = 6$ FLOPs", "cancel", per_weight)
+    dx.eq(C(N, D), 6 * N * D, r"summed over all matrices, $N = \sum_i a_i b_i$", "expand", C_EXPR)
     c13 = training_flops(13e9, 2e12)
-    dx.eq(C(13 * 10**9, 2 * 10**12), 156 * 10**21, "13B parameters, 2T tokens: 1.56e23 FLOPs", "exact", c13)
-    dx.eq(sp.Symbol("PF_day"), 864 * 10**17, "a petaFLOP/s-day: 10^15 FLOP/s for 86400 s", "exact", PF_DAY)
-    dx.eq(C(N, D) / sp.Symbol("PF_day"), sp.Rational(16250, 9), "in PF-days: ~1,806", "exact", pf_days(c13))
-    hours, why = C(N, D) / (3600 * peak * mfu), "GPU-hours at 312 TFLOP/s (A100 bf16) and 40% MFU: ~347,222"
+    dx.eq(
+        C(13 * 10**9, 2 * 10**12), 156 * 10**21, r"13B parameters, 2T tokens: $1.56 \times 10^{23}$ FLOPs", "exact", c13
+    )
+    dx.eq(sp.Symbol("PF_day"), 864 * 10**17, "a petaFLOP/s-day: $10^{15}$ FLOP/s for 86400 s", "exact", PF_DAY)
+    dx.eq(C(N, D) / sp.Symbol("PF_day"), sp.Rational(16250, 9), r"in PF-days: $\approx$ 1,806", "exact", pf_days(c13))
+    hours, why = C(N, D) / (3600 * peak * mfu), r"GPU-hours at 312 TFLOP/s (A100 bf16) and 40% MFU: $\approx$ 347,222"
     dx.eq(hours, sp.Rational(3125000, 9), why, "exact", gpu_hours(c13, 312, 0.4))
     days = gpu_hours(c13, 312, 0.4) / (24 * 1024)
-    dx.eq(hours / (24 * sp.Symbol("G")), sp.Rational(390625, 27648), "days on G = 1024 GPUs: ~14.1", "exact", days)
+    dx.eq(
+        hours / (24 * sp.Symbol("G")),
+        sp.Rational(390625, 27648),
+        r"days on $G = 1024$ GPUs: $\approx$ 14.1",
+        "exact",
+        days,
+    )
     # what 6N leaves out, with the per-token forward FLOPs of derive.counts (N = 12 L d^2 as in Kaplan et al.)
     Nk = L * counts.block_matmul_params()
     kap = 3 * counts.forward_flops_per_token(Nk, L, n, d, V, "kaplan")
     why = "per token, with attention and the output layer"
     dx.eq(F("train") / D, 6 * Nk + 6 * L * n * d + 6 * d * V, why, "expand", kap)
-    why = "their share of 6N at N = 12 L d^2"
+    why = "their share of $6N$ at $N = 12 L d^2$"
     dx.eq(F("train") / (6 * N * D) - 1, n / (12 * d) + V / (12 * L * d), why, "cancel", kap / (6 * Nk) - 1)
     dense = 3 * counts.forward_flops_per_token(Nk, L, n, d, V, "dense")
-    why = "what FlopCounterMode counts: the whole n x n score matrix (twice Kaplan's term)"
+    why = r"what FlopCounterMode counts: the whole $n \times n$ score matrix (twice Kaplan's term)"
     dx.eq(F("counted") / D, 6 * Nk + 12 * L * n * d + 6 * d * V, why, "expand", dense)
     return dx
 
@@ -281,17 +294,17 @@ def _style_findings(res: CheckResult, style: str, model, fwd: int, bwd: int, o) 
 
 
 def figure(res: CheckResult):
-    """Counted training FLOPs per token of each model against 6 N and 6 N + 12 L n d."""
+    """Counted training FLOPs per token of each model against $6N$ and $6N + 12 L n d$."""
     import numpy as np
 
     rows = res.table
     fig, ax = plotting.subplots(width=7, height=4.2)
     x = np.arange(len(rows))
     ax.bar(x - 0.27, [r["(fwd+bwd)/token"] for r in rows], 0.27, label="counted (FlopCounterMode)", color="C0")
-    ax.bar(x, [r["6N_matmul"] for r in rows], 0.27, label="6 N (matmul weights)", color="C7")
-    ax.bar(x + 0.27, [r["6N_matmul"] + r["12Lnd"] for r in rows], 0.27, label="6 N + 12 L n d", color="C2")
+    ax.bar(x, [r["6N_matmul"] for r in rows], 0.27, label="$6N$ (matmul weights)", color="C7")
+    ax.bar(x + 0.27, [r["6N_matmul"] + r["12Lnd"] for r in rows], 0.27, label="$6N + 12 L n d$", color="C2")
     ax.set_xticks(x, [r["model"] for r in rows], fontsize=8)
-    ax.set(ylabel="training FLOPs per token", title=plotting.title(res, f"Exercise {NUMBER}: C = 6 N D, per token"))
+    ax.set(ylabel="training FLOPs per token", title=plotting.title(res, f"Exercise {NUMBER}: $C = 6ND$, per token"))
     ax.legend(fontsize=8)
     return fig
 

@@ -116,7 +116,11 @@ def test_figure_draws_the_budgets_and_argmins_of_the_check(monkeypatch):
     res = ex.check(samples=3, flops=3e21)
     monkeypatch.setattr(ex.powerlaw, "argmin", lambda *a: pytest.fail("the figure searched again"))
     ax = ex.figure(res).axes[0]
-    assert [t.get_text() for t in ax.get_legend().get_texts()][:3] == ["C = 1e+18", "C = 1e+20", "C = 3e+21"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()][:3] == [
+        "$C = 10^{18}$",
+        "$C = 10^{20}$",
+        r"$C = 3 \times 10^{21}$",
+    ]
     crosses = [ln.get_xdata()[0] for ln in ax.lines if ln.get_marker() == "x" and len(ln.get_xdata())]
     assert sorted(crosses) == sorted(math.exp(x) for x in res.series["argmin"].values())
 

@@ -25,12 +25,14 @@ from pathlib import Path
 import pytest
 from helpers import cli_exit, require_corpus
 
+from derive import prose
 from derive.engine import Derivation
 from numeric.check import CheckResult
 from proofs import REGISTRY, load, numbers
 from proofs.kit.cli import parser_for
 from proofs.kit.options import Option, options_of
 from proofs.kit.plotting import draw
+from proofs.kit.report import caption
 
 ROOT = Path(__file__).resolve().parents[1]
 NUMBERS = numbers()
@@ -115,6 +117,9 @@ print("ok")
 def test_declarations(number):
     mod = load(number)
     assert number in mod.NUMBER.split(", ") and isinstance(mod.CLAIM, str) and len(mod.CLAIM) > 20
+    prose.check(mod.CLAIM)  # the claim is prose: its maths typeset between $...$, like the derivation's
+    cap = caption(mod)  # so is the figure's caption, the first sentence of its docstring
+    assert len(cap) > 20 and prose.check(cap), cap
     assert mod.DEFAULT_SAMPLES is None or (isinstance(mod.DEFAULT_SAMPLES, int) and mod.DEFAULT_SAMPLES >= 1)
     opts = options_of(mod)
     assert all(isinstance(o, Option) and o.flag.startswith("--") and o.help for o in opts)

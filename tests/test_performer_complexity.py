@@ -31,7 +31,7 @@ def test_derivation_all_proved_and_renders():
     assert d.all_proved, [(s.reason, s.status) for s in d.steps if s.status != PROVED]
     assert len(d.steps) >= 25
     text = d.text()
-    for phrase in ("associativity", "positive root", "Theta(n r d)", "Theta(n^2 d)", "log-log slope -1/2"):
+    for phrase in ("associativity", "positive root", "Θ(n r d)", "Θ(n^2 d)", "log-log slope -1/2"):
         assert phrase in text
     assert json.loads(json.dumps(d.to_dict()))["status"] == PROVED
     assert d.latex_document().startswith("\\documentclass")

@@ -24,7 +24,7 @@ f64 = torch.float64
 def test_the_symbolic_answer():
     m = sp.Symbol("m", real=True)
     d = mod.derivation()
-    block = next(s for s in d.steps if "block on (q_0, q_1)" in s.reason)
+    block = next(s for s in d.steps if "block on $(q_0, q_1)$" in s.reason)
     want = sp.Matrix([[sp.cos(m), -sp.sin(m)], [sp.sin(m), sp.cos(m)]])
     assert (block.rhs - want).applyfunc(sp.simplify) == sp.zeros(2, 2)
     assert d.status == PROVED and len(d.steps) >= 8

@@ -18,6 +18,7 @@ import sys
 import time
 from types import ModuleType
 
+from derive import prose
 from derive.engine import StepFailed
 from models.utils.cli import OneLineParser, figure_file, guard, positive_int, seed_int, text
 from proofs.kit.options import max_samples, options_of, settings
@@ -35,7 +36,8 @@ def name_of(mod: ModuleType) -> str:
 
 def parser_for(mod: ModuleType) -> argparse.ArgumentParser:
     """The exercise's argument parser: the shared flags, then one flag per declared option."""
-    p = OneLineParser(prog=f"python -m proofs.{name_of(mod)}", description=f"Exercise {mod.NUMBER}: {mod.CLAIM}")
+    about = f"Exercise {mod.NUMBER}: {prose.to_text(mod.CLAIM)}"
+    p = OneLineParser(prog=f"python -m proofs.{name_of(mod)}", description=about)
     form = p.add_mutually_exclusive_group()
     form.add_argument("--latex", action="store_true", help="print the derivation as a LaTeX document")
     form.add_argument("--json", action="store_true", help="print derivation and check as JSON")
@@ -131,7 +133,8 @@ def _run(mod: ModuleType, args: argparse.Namespace) -> int:
     seed = 0 if args.seed is None else args.seed
     if args.device is not None:
         pick_device(args.device)  # an unknown device fails here, not after the derivation
-    o = settings(mod, args.device, args.samples, seed, **given)  # bad options fail here, before any work
+    checking = not _skipping(args) or hasattr(mod, "answer")  # validate's rules (and data) serve the check only
+    o = settings(mod, args.device, args.samples, seed, rules=checking, **given)  # bad options fail here
     t0 = time.perf_counter()
     try:
         d = mod.derivation()
@@ -156,7 +159,7 @@ def _run(mod: ModuleType, args: argparse.Namespace) -> int:
 
 
 def _print(mod: ModuleType, d, t_derive: float, answer, res, plot) -> None:
-    print(f"Exercise {mod.NUMBER}: {mod.CLAIM}\n")
+    print(f"Exercise {mod.NUMBER}: {prose.to_text(mod.CLAIM)}\n")
     print(d.text())
     print(f"  (derivation checked in {t_derive:.2f} s; status: {d.status})\n")
     if answer is not None:

@@ -111,8 +111,10 @@ def max_samples(mod: ModuleType) -> tuple[int, str]:
     return getattr(mod, "MAX_SAMPLES", DEFAULT_MAX_SAMPLES), getattr(mod, "SAMPLES_WHY", SAMPLES_WHY)
 
 
-def settings(mod: ModuleType, device=None, samples=None, seed=0, **given) -> Settings:
-    """Check ``given`` against ``mod``'s declarations, fill the defaults, run ``mod.validate``.
+def settings(mod: ModuleType, device=None, samples=None, seed=0, rules: bool = True, **given) -> Settings:
+    """Check ``given`` against ``mod``'s declarations, fill the defaults, and with ``rules`` run
+    ``mod.validate`` (rules across options, memory bounds, data that must be there: what only the
+    check needs, so a caller that will not run it, such as ``--latex``, may pass ``rules=False``).
 
     Raises ValueError naming the option: an unknown option, a value of the wrong type, out of
     bounds or not among the choices, or one that ``validate`` refuses."""
@@ -136,7 +138,7 @@ def settings(mod: ModuleType, device=None, samples=None, seed=0, **given) -> Set
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
         raise ValueError(f"seed: must be an integer from 0 to 2^63 - 1, got {seed!r}")
     o = Settings(device, samples, seed, values)
-    if hasattr(mod, "validate"):
+    if rules and hasattr(mod, "validate"):
         mod.validate(o)
     return o
 

@@ -24,7 +24,7 @@ def subplots(ncols: int = 1, width: float = 6.4, height: float = 4.2, **kwargs):
 
 def title(res, what: str) -> str:
     """A figure title naming the exercise's check, what is drawn, the samples and the device."""
-    drawn = f"N = {res.samples:,}, " if res.samples is not None else ""
+    drawn = "$N = " + f"{res.samples:,}".replace(",", "{,}") + "$, " if res.samples is not None else ""
     return f"{what} ({drawn}{res.device})"
 
 

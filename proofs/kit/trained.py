@@ -177,7 +177,7 @@ def figure(res: CheckResult):
     fig, axes = plotting.subplots(2 if saved else 1, width=12 if saved else 6.4, height=4.2)
     axes = list(axes) if saved else [axes]
     draw_curves(axes[0], res.series["runs"], f"{res.name}: small run ({res.samples} eval batches, {res.device})")
-    axes[0].axhline(res.series["log_V"], color="k", lw=0.6, ls=":", label="log V (uniform guess)")
+    axes[0].axhline(res.series["log_V"], color="k", lw=0.6, ls=":", label="$\\log V$ (uniform guess)")
     axes[0].axhline(res.series["unigram"], color="k", lw=0.6, ls="--", label="character frequencies only")
     axes[0].legend(fontsize=7)
     if saved:
