@@ -7,6 +7,7 @@ import json
 import sys
 import time
 
+from derive import prose
 from models.utils.cli import OneLineParser, guard, output_dir, seed_int, text
 from proofs import ALIASES, REGISTRY, load, numbers
 
@@ -14,7 +15,7 @@ from proofs import ALIASES, REGISTRY, load, numbers
 def _list() -> int:
     for n in numbers():
         mod = load(n)
-        print(f"{n:>6}  {REGISTRY[n]:<24} {mod.CLAIM}")
+        print(f"{n:>6}  {REGISTRY[n]:<24} {prose.to_text(mod.CLAIM)}")
     for alias, n in sorted(ALIASES.items()):
         print(f"{alias:>6}  {REGISTRY[n]:<24} (answered with exercise {n})")
     print("\nRun one: python -m proofs.<name>   all: python -m proofs all   report: python -m proofs report")
@@ -66,12 +67,13 @@ def main(argv: list[str] | None = None) -> int:
         default="report",
         help="output folder (default ./report): new, empty, or an earlier report; a folder of yours is refused",
     )
+    r.add_argument("--pdf", action="store_true", help="also compile booklet.pdf of every exercise (needs pdflatex)")
     a.add_argument("--json", action="store_true", help="print every exercise's result record as a JSON list")
     for q in (a, r):
         q.add_argument("--device", type=text(), help="cpu or cuda (default: $PROOFS_DEVICE, else cuda if present)")
         q.add_argument("--seed", type=seed_int(), default=0, help="seed (default 0)")
     args = p.parse_args(argv)
-    return guard(lambda: _main(args), {"out": "--out", "device": "--device", "seed": "--seed"})
+    return guard(lambda: _main(args), {"out": "--out", "device": "--device", "seed": "--seed", "pdf": "--pdf"})
 
 
 def _main(args) -> int:
@@ -81,7 +83,7 @@ def _main(args) -> int:
         from proofs.kit.report import write_report
 
         say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
-        out, passed = write_report(args.out, device=args.device, seed=args.seed, say=say)
+        out, passed = write_report(args.out, device=args.device, seed=args.seed, say=say, pdf=args.pdf)
         print(f"Report written to {out}" + ("" if passed else " (some exercises FAILED: see its index.md)"))
         return 0 if passed else 1
     return _list()

@@ -87,28 +87,51 @@ def test_bad_arguments_exit_2(capsys):
     assert "unknown 'frobnicate'" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(__import__("shutil").which("pdflatex") is None, reason="pdflatex not installed")
-@pytest.mark.parametrize("number", sorted(proofs.REGISTRY))
-def test_latex_output_compiles(number, tmp_path):
-    name = proofs.REGISTRY[number]
+@pytest.mark.slow  # a real process
+def test_latex_flag_prints_the_derivation_document():
+    """``--latex`` prints exactly the derivation's document (tests/test_latex.py compiles each one)."""
     tex = subprocess.run(
-        [sys.executable, "-m", f"proofs.{name}", "--latex", "--no-check"],
+        [sys.executable, "-m", "proofs.mha_params", "--latex", "--no-check"],
         capture_output=True,
         text=True,
         timeout=120,
         check=True,
     ).stdout
-    (tmp_path / "d.tex").write_text(tex)
-    r = subprocess.run(
-        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "d.tex"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        errors="replace",
-        timeout=120,
-    )
-    assert r.returncode == 0, r.stdout[-1500:]
-    assert (tmp_path / "d.pdf").stat().st_size > 1000
+    assert tex.strip() == proofs.load("13.30").derivation().latex_document().strip()
+
+
+def test_report_pdf_without_pdflatex_is_refused_before_any_work(quick, capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(sys.modules["proofs.kit.booklet"].shutil, "which", lambda name: None)
+    monkeypatch.setattr(sys.modules["proofs.kit.report"], "run_one", lambda *a, **k: pytest.fail("ran an exercise"))
+    assert main(["report", "--pdf", "--out", str(tmp_path / "rep")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --pdf: pdflatex is not installed") and len(err.splitlines()) == 1
+    assert not (tmp_path / "rep").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(__import__("shutil").which("pdflatex") is None, reason="pdflatex not installed")
+def test_report_pdf_booklet_has_a_figure_on_each_exercise_page(quick, tmp_path):
+    from test_latex import MAX_OVERFULL_PT, compile_tex, overfull_pt
+
+    from proofs.kit.booklet import booklet_tex
+
+    out, passed = write_report(tmp_path / "rep", device="cpu", pdf=True)
+    pdf = out / "booklet.pdf"
+    assert passed and pdf.read_bytes().startswith(b"%PDF") and (out / "booklet.tex").exists()
+    assert not any((out / f"booklet.{ext}").exists() for ext in ("aux", "log"))  # pdflatex's by-products gone
+    src = (out / "booklet.tex").read_text()
+    assert src.count("\\includegraphics") == len(QUICK) and src.count("\\clearpage") == len(QUICK)
+    if __import__("shutil").which("pdfimages"):  # poppler: the page each exercise starts on holds an image
+        listing = subprocess.run(["pdfimages", "-list", str(pdf)], capture_output=True, text=True, check=True)
+        with_image = {int(line.split()[0]) for line in listing.stdout.splitlines()[2:]}
+        text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+        pages = text.split("\f")
+        starts = {n: next(i + 1 for i, pg in enumerate(pages) if f"Exercise {n}:" in pg) for n in QUICK}
+        assert set(starts.values()) <= with_image and starts["13.30"] > 1, (starts, with_image)
+    log = compile_tex(src, out)  # the same source: nothing runs off the page
+    assert max(overfull_pt(log), default=0.0) <= MAX_OVERFULL_PT
+    assert booklet_tex([], "cpu", 0).count("\\clearpage") == 0
 
 
 def test_a_disproved_step_fails_with_one_line(capsys, monkeypatch):

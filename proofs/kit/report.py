@@ -1,5 +1,6 @@
 """``python -m proofs report``: a page per exercise (derivation in LaTeX and Markdown, the
-check's result, its figure), an index, and ``results.json``. The folder is built aside and
+check's result, its figure), an index, ``results.json``, and with ``pdf`` one compiled booklet of
+them all (:mod:`proofs.kit.booklet`). The folder is built aside and
 swapped in only when complete, so a failed run leaves any earlier report intact."""
 
 from __future__ import annotations
@@ -7,9 +8,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from derive import prose
 from models.utils.device import describe, pick_device
 from models.utils.files import check_replaceable, replace_dir
 from proofs import REGISTRY, load, numbers
+from proofs.kit.booklet import booklet_tex, compile_pdf, require_pdflatex
 from proofs.kit.runner import Outcome, run_one
 
 
@@ -20,7 +23,7 @@ def caption(mod) -> str:
 
 
 def _page(number: str, name: str, r: Outcome) -> str:
-    out = [f"# Exercise {number}: {name}", "", f"**Claim.** {r.mod.CLAIM}", ""]
+    out = [f"# Exercise {number}: {name}", "", f"**Claim.** {prose.to_markdown(r.mod.CLAIM)}", ""]
     if r.derivation is not None:
         out += ["## Derivation", "", r.derivation.markdown(), ""]
     if r.result is not None:
@@ -33,13 +36,19 @@ def _page(number: str, name: str, r: Outcome) -> str:
     return "\n".join(out)
 
 
-def write_report(out: str | Path = "report", device=None, seed: int = 0, say=None) -> tuple[Path, bool]:
+def write_report(
+    out: str | Path = "report", device=None, seed: int = 0, say=None, pdf: bool = False
+) -> tuple[Path, bool]:
     """Run every registered exercise and write the report folder ``out`` whole; returns its path and
-    whether every exercise passed. A user's folder at ``out`` is refused (ValueError naming ``out``)
-    before any exercise runs. ``say`` (e.g. ``print``) receives one progress line per exercise."""
+    whether every exercise passed. A user's folder at ``out`` is refused (ValueError naming ``out``),
+    and ``pdf`` without pdflatex installed (ValueError naming ``pdf``), before any exercise runs.
+    ``say`` (e.g. ``print``) receives one progress line per exercise. With ``pdf`` the folder also
+    holds ``booklet.pdf`` (and its source ``booklet.tex``)."""
     dev = pick_device(device)
     check_replaceable(out, "out")
-    verdicts = []
+    if pdf:
+        require_pdflatex("pdf")
+    verdicts, pages = [], []
 
     def build(tmp: Path) -> None:
         results = []
@@ -58,8 +67,11 @@ def write_report(out: str | Path = "report", device=None, seed: int = 0, say=Non
             files = {"figure": r.figure.name if r.figure else None, "tex": f"{name}.tex" if r.derivation else None}
             results.append(r.record(name=name, seconds=r.seconds, **files))
             verdicts.append(r.verdict == "PASS")
+            pages.append((n, name, r))
             if say is not None:
                 say(f"[{len(verdicts):>2}/{len(REGISTRY)}] {n:>6} {name:<24} {r.verdict:<5} {r.seconds:6.1f} s")
+        if pdf:
+            index += ["", "All of it in one document: [booklet.pdf](booklet.pdf)."]
         (tmp / "index.md").write_text("\n".join(index) + "\n", encoding="utf-8")
         summary = {
             "device": describe(dev),
@@ -68,6 +80,10 @@ def write_report(out: str | Path = "report", device=None, seed: int = 0, say=Non
             "exercises": results,
         }
         (tmp / "results.json").write_text(json.dumps(summary, indent=2, default=float), encoding="utf-8")
+        if pdf:
+            if say is not None:
+                say("compiling booklet.pdf with pdflatex")
+            compile_pdf(booklet_tex(pages, describe(dev), seed), tmp)
 
     path = replace_dir(out, build)
     return path, all(verdicts)
