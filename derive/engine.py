@@ -75,6 +75,7 @@ STRATEGIES = {
     "cancel": sp.cancel,
     "factor": sp.factor,
     "simplify": sp.simplify,
+    "piecewise": lambda e: sp.simplify(sp.piecewise_fold(e.rewrite(sp.Piecewise))),  # Min, Max, Abs by cases
     "exact": lambda e: e,
 }
 
@@ -284,7 +285,7 @@ class Derivation:
             Why the step holds, in words; shown with the step and in any error.
         strategy : str
             A key of ``STRATEGIES``: ``expand``, ``trig``, ``expand_trig``, ``trigsimp``,
-            ``cancel``, ``factor``, ``simplify`` or ``exact``.
+            ``cancel``, ``factor``, ``simplify``, ``piecewise`` (Min, Max, Abs split into cases) or ``exact``.
         computed : sympy expression, optional
             What is checked against ``rhs`` in place of ``lhs``.
         rule : str, optional
@@ -323,8 +324,7 @@ class Derivation:
             raise ValueError(f"strategy: unknown {strategy!r}; choose from {sorted(STRATEGIES)}")
         if rule is not None and lemma is not None:
             raise ValueError("lemma: give a rule (applied in words) or a stated lemma, not both")
-        if lemma is not None and not any(a.startswith(f"{lemma}: ") for a in self.assumptions):
-            raise ValueError(f"lemma: {lemma!r} is not stated among the assumptions; state it with Derivation.lemma")
+        self._stated(lemma)
         left = lhs if computed is None else computed
         lhs_s, rhs_s = sp.sympify(left), sp.sympify(rhs)
         if isinstance(lhs_s, sp.MatrixBase) != isinstance(rhs_s, sp.MatrixBase):
@@ -358,14 +358,16 @@ class Derivation:
         st = Step(expr, sp.sympify(value), reason, PROVED, "limit", relation="->", var=var, point=point)
         return self._add(st)
 
-    def holds(self, lhs, op: str, rhs, reason: str) -> Step:
-        """Add the inequality ``lhs op rhs`` (op one of < <= > >=); proved when sympy
+    def holds(self, lhs, op: str, rhs, reason: str, lemma: str | None = None) -> Step:
+        r"""Add the inequality ``lhs op rhs`` (op one of < <= > >=); proved when sympy
         reduces it to True, else spot-checked at seeded random points of its symbols.
 
         The proof is sympy's sign assumptions on the simplified gap (``rhs - lhs`` for ``<``,
-        ``<=``); the spot check draws integers in 2..4096 and reals in (0.1, 100). Raises
-        ValueError for another ``op`` and :class:`StepFailed` when it fails at a point (or, with no
-        free symbols, when it is false).
+        ``<=``); the spot check draws integers in 2..4096 and reals in (0.1, 100). ``lemma`` names a
+        lemma stated with :meth:`lemma` that the symbols' assumptions encode (say, a symbol declared
+        nonnegative because the lemma says so): a step sympy proves is then :data:`FROM_LEMMA`.
+        Raises ValueError for another ``op`` or an unstated ``lemma``, and :class:`StepFailed` when
+        it fails at a point (or, with no free symbols, when it is false).
 
         Examples
         --------
@@ -376,13 +378,19 @@ class Derivation:
         'proved'
         >>> der.holds(2**n, ">=", n + 1, "Bernoulli").status
         'spot-checked'
+        >>> r = sp.Symbol("R", nonnegative=True)  # R >= 0 is what the lemma states
+        >>> der.holds(n + r, ">", 0, "$n + R$", lemma=der.lemma("Lemma R", r"$R \ge 0$")).status
+        'proved from a stated lemma'
         """
         if op not in ("<", "<=", ">", ">="):
             raise ValueError(f"op: expected one of < <= > >=, got {op!r}")
+        self._stated(lemma)
         rel = sp.Rel(sp.sympify(lhs), sp.sympify(rhs), op, evaluate=False)
         gap = sp.simplify(rel.rhs - rel.lhs if op in ("<", "<=") else rel.lhs - rel.rhs)
         if gap.is_positive or (op in ("<=", ">=") and gap.is_nonnegative) or sp.simplify(rel) is sp.true:
             status, note = PROVED, ""
+            if lemma is not None:
+                status, note = FROM_LEMMA, f"sympy proved it given {lemma} (stated in the assumptions)"
         else:
             syms = sorted(rel.free_symbols, key=lambda s: s.name)
             if not syms:  # two numbers sympy could not order exactly: the relation is simply false
@@ -395,6 +403,11 @@ class Derivation:
             status, note = SPOT_CHECKED, f"true at {self.spot_points} seeded random points"
         step = Step(rel.lhs, rel.rhs, reason, status, "simplify", relation=op, note=note)
         return self._add(step)
+
+    def _stated(self, lemma: str | None) -> None:
+        """ValueError naming ``lemma`` unless it is None or stated among the assumptions."""
+        if lemma is not None and not any(a.startswith(f"{lemma}: ") for a in self.assumptions):
+            raise ValueError(f"lemma: {lemma!r} is not stated among the assumptions; state it with Derivation.lemma")
 
     def _settle(self, diff, strategy, reason):
         try:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from models.attention import scaled_dot_product_attention as attention_by_hand
 from models.positional import apply_rope, sinusoidal_table
+from models.sampling import check_sampling, processed_logits
 
 CHOICES = {
     "pos": ("learned", "sinusoidal", "rope", "none"),
@@ -349,10 +350,7 @@ class GPT(nn.Module):
         (it must be empty and large enough), so the caller can inspect it afterwards."""
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens: must be non-negative, got {max_new_tokens}")
-        if temperature < 0:
-            raise ValueError(f"temperature: must be non-negative, got {temperature}")
-        if top_k is not None and top_k <= 0:
-            raise ValueError(f"top_k: must be positive, got {top_k}")
+        check_sampling(temperature, top_k)
         bs = self.config.block_size
         if use_cache and idx.size(1) + max_new_tokens > bs and self.config.pos in ("learned", "sinusoidal"):
             raise ValueError(f"max_new_tokens: prompt + new tokens must fit block_size={bs} with the cache")
@@ -370,11 +368,8 @@ class GPT(nn.Module):
             if temperature == 0:
                 nxt = logits.argmax(-1, keepdim=True)  # (B, 1)
             else:
-                logits = logits / temperature
-                if top_k is not None:
-                    v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
-                    logits[logits < v[:, [-1]]] = -float("inf")
-                nxt = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)
+                probs = F.softmax(processed_logits(logits, temperature, top_k), dim=-1)  # (B, vocab)
+                nxt = torch.multinomial(probs, 1, generator=generator)
             idx = torch.cat((idx, nxt), dim=1)  # (B, T + 1)
             x = nxt
         return idx
