@@ -207,8 +207,8 @@ def derivation() -> Derivation:
 
 # -- the tiny models and the exact law ---------------------------------------------------------
 def tiny_pair(vocab: int, offset: float = 0.0):
-    """A 2-layer target and a 1-layer draft GPT, float64, untrained but with output weights scaled so
-    that their distributions are far from uniform and from each other. ``offset`` adds a constant to
+    """A target and a draft GPT of one layer each (seeds 0 and 1), float64, untrained but with output
+    weights scaled so that their distributions are far from uniform and from each other. ``offset`` adds a constant to
     every draft logit (feature 0 of its final LayerNorm is held at 1 and weighted by ``offset``)."""
     import torch
 
@@ -223,7 +223,7 @@ def tiny_pair(vocab: int, offset: float = 0.0):
             m.lm_head.weight.mul_(8.0)
         return m
 
-    target, draft = make(2, 0), make(1, 1)
+    target, draft = make(1, 0), make(1, 1)
     if offset:
         with torch.no_grad():
             draft.ln_f.weight[0], draft.ln_f.bias[0] = 0.0, 1.0
@@ -380,7 +380,7 @@ def check(o) -> CheckResult:
                 res.series["cells"] = ["".join(map(str, cl)) for cl in cells]
     row = res.table[0]
     res.notes += [
-        f"models: 2-layer target and 1-layer draft GPTs, width 16, vocabulary {o.vocab}, untrained "
+        f"models: target and draft GPTs of 1 layer each (seeds 0 and 1), width 16, vocabulary {o.vocab}, untrained "
         f"(output weights x8), float64 on the CPU; prompt {list(PROMPT)}, gamma {o.gamma}, "
         f"temperature {o.temperature:g}, top-k {o.top_k}",
         f"chi-square: {o.samples:,} sequences per variant; cells expected to hold < 5 pooled; false alarm "
