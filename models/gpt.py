@@ -267,6 +267,20 @@ class Block(nn.Module):
         return self.ln_2(x + self.mlp(x))
 
 
+def init_weights(model: nn.Module, n_layer: int) -> None:
+    """GPT-2's initialisation: Linear and Embedding weights N(0, 0.02²), biases 0, and the residual
+    projections (``c_proj``) N(0, (0.02/√(2 n_layer))²) so the residual stream's variance does not grow
+    with depth (Radford et al. 2019, section 2.3)."""
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+    for name, p in model.named_parameters():
+        if name.endswith("c_proj.weight"):
+            nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layer))
+
+
 class GPT(nn.Module):
     """Decoder-only language model (GPT-2, Radford et al. 2019): token (+ position) embeddings, n_layer causal
     blocks, a final norm and a linear head to vocab logits, tied to the embedding by default."""
@@ -284,18 +298,7 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_weights:
             self.lm_head.weight = self.wte.weight
-        self.apply(self._init_weights)
-        for name, p in self.named_parameters():  # scaled init of residual projections (GPT-2)
-            if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
-
-    def _init_weights(self, m):
-        if isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, mean=0.0, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Embedding):
-            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+        init_weights(self, cfg.n_layer)
 
     def num_params(self, non_embedding: bool = False) -> int:
         """Parameters (shared ones once); ``non_embedding`` leaves out the token and position tables."""

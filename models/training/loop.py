@@ -256,7 +256,9 @@ def _blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
 
 class Trainer:
     """One training run (one process; rank 0 of several under torchrun). Raises ValueError for a
-    device that cannot hold ``memory`` and for a checkpoint that cannot be resumed."""
+    device that cannot hold ``memory`` and for a checkpoint that cannot be resumed. With ``keep_best``
+    a copy of the weights at the lowest validation loss so far is kept in ``best_state`` (model
+    selection on validation; load it with ``model.load_state_dict``)."""
 
     def __init__(
         self,
@@ -266,8 +268,10 @@ class Trainer:
         tc: TrainConfig,
         model_config: dict | None = None,
         memory: tuple[str, float] | None = None,
+        keep_best: bool = False,
     ):
         self.tc, self.loss, self.model_config = tc, loss, dict(model_config or {})
+        self.keep_best, self.best_state = keep_best, None  # the weights at the best validation loss
         self.t_start = time.time()
         self.ddp = "RANK" in os.environ and "WORLD_SIZE" in os.environ
         if self.ddp:
@@ -468,6 +472,8 @@ class Trainer:
             "run_s": time.time() - self.t_start,  # since this run was set up
         }
         self.history.append(rec)
+        if ev["val"] < self.best and self.keep_best:  # model selection on validation: keep these weights
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.best = min(self.best, ev["val"])
         if self.master:
             losses = ", ".join(f"{k} {ev[k]:.4f}" for k in self.splits)
