@@ -1,0 +1,54 @@
+"""A WordPiece tokenizer (Schuster and Nakajima 2012; as in BERT, Devlin et al. 2019) trained on the
+training reviews only, with Hugging Face's ``tokenizers`` (a maintained Rust implementation; ours
+would be slower and less tested). BERT's normalisation (lower case, accents stripped) and
+pre-tokenisation (white space and punctuation); special tokens ``[PAD]`` (id 0), ``[UNK]``,
+``[CLS]``, ``[SEP]``, ``[MASK]``; every encoded review is ``[CLS] text [SEP]``, cut to ``max_len``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+PAD, UNK, CLS, SEP, MASK = range(len(SPECIAL))
+
+
+def train_wordpiece(texts: Iterable[str], vocab_size: int = 8000):
+    """A ``tokenizers.Tokenizer`` whose WordPiece vocabulary of at most ``vocab_size`` entries (the
+    special tokens first, at the ids :data:`PAD`..:data:`MASK`) is learned from ``texts``. ValueError
+    naming ``vocab_size`` below 100."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    if vocab_size < 100:
+        raise ValueError(f"vocab_size: must be at least 100, got {vocab_size}")
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL), show_progress=False)
+    tok.train_from_iterator(texts, trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", CLS), ("[SEP]", SEP)]
+    )
+    return tok
+
+
+def encode(tok, texts: list[str], max_len: int) -> torch.Tensor:
+    """Token ids (N, max_len) int64: ``[CLS] text [SEP]`` per text, cut to ``max_len`` (the last id
+    kept is then ``[SEP]``) and padded with ``[PAD]`` = 0. ValueError naming ``max_len`` below 3."""
+    if max_len < 3:
+        raise ValueError(f"max_len: must be at least 3 ([CLS], a token, [SEP]), got {max_len}")
+    out = torch.zeros(len(texts), max_len, dtype=torch.long)
+    for i, enc in enumerate(tok.encode_batch(texts)):
+        ids = enc.ids
+        if len(ids) > max_len:
+            ids = ids[: max_len - 1] + [SEP]
+        out[i, : len(ids)] = torch.tensor(ids)
+    return out
+
+
+def decode(tok, ids: torch.Tensor) -> str:
+    """The text of one row of ids, special tokens left out."""
+    return tok.decode([i for i in ids.tolist() if i >= len(SPECIAL)])
