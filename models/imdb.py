@@ -15,7 +15,8 @@ reported with a 95% Wilson interval; pretrained and from-scratch are compared wi
 McNemar's exact test on the same test reviews.
 
 Writes to ``--out`` (whole, or not at all): ``results.json``, ``curves.png`` (MLM loss; validation
-loss of both fine-tunings) and ``summary.md``.
+loss of both fine-tunings), ``summary.md`` and ``tokenizer.json`` (the run's vocabulary: Hugging
+Face's trainer breaks ties in an order that varies between runs, so two runs differ slightly).
 """
 
 from __future__ import annotations
@@ -29,16 +30,18 @@ from pathlib import Path
 import torch
 
 PRESETS = {
-    # 2 cores: about 15 minutes in all (3 seeds); reviews cut to their first 128 tokens; MLM on all the
+    # 2 cores: about 16 minutes in all (3 seeds); reviews cut to their first 128 tokens; MLM on all the
     # training reviews' text, labels of 2,000 of them (fine-tuning and baselines alike)
     "cpu": dict(
         n_layer=2, n_head=4, n_embd=128, max_len=128, vocab=8000, batch=32, pretrain_iters=800,
         finetune_iters=300, eval_interval=50, eval_iters=10, lr=1e-3, seeds=3, limit=None, labelled=2000,
+        finetune_lr=2e-4, finetune_eval=25,
     ),
     # one H200: about 10 minutes (not measured yet); reviews cut to 256 tokens
     "gpu": dict(
         n_layer=4, n_head=8, n_embd=256, max_len=256, vocab=16000, batch=64, pretrain_iters=8000,
         finetune_iters=1500, eval_interval=250, eval_iters=40, lr=5e-4, seeds=3, limit=None, labelled=None,
+        finetune_lr=1e-4, finetune_eval=100,
     ),
 }  # fmt: skip
 HELD_OUT = 500  # training reviews whose MLM loss is monitored, left out of pretraining's batches
@@ -143,10 +146,10 @@ def run(
         block_size=P["max_len"], dropout=0.1, pos="learned",
     )  # fmt: skip
 
-    def train_config(iters: int, seed: int) -> TrainConfig:
+    def train_config(iters: int, seed: int, lr: float, every: int) -> TrainConfig:
         return TrainConfig(
-            batch_size=P["batch"], max_iters=iters, lr=P["lr"], min_lr=P["lr"] / 10, warmup_iters=iters // 10,
-            lr_decay_iters=iters, eval_interval=P["eval_interval"], eval_iters=P["eval_iters"], seed=seed,
+            batch_size=P["batch"], max_iters=iters, lr=lr, min_lr=lr / 10, warmup_iters=iters // 10,
+            lr_decay_iters=iters, eval_interval=every, eval_iters=P["eval_iters"], seed=seed,
             device=str(dev), eval_train=False, weight_decay=0.01,
         )  # fmt: skip
 
@@ -157,14 +160,25 @@ def run(
     runs, curves = [], {}
     for seed in range(P["seeds"]):
         say(f"[imdb] seed {seed}: MLM pretraining, {P['pretrain_iters']} steps")
-        pre = Trainer(lambda: Encoder(cfg), mlm_data, mlm_loss, train_config(P["pretrain_iters"], seed))
+        pre = Trainer(
+            lambda: Encoder(cfg),
+            mlm_data,
+            mlm_loss,
+            train_config(P["pretrain_iters"], seed, P["lr"], P["eval_interval"]),
+        )
         pre.fit()
         curves[f"mlm seed {seed}"] = [(h["step"], h["val"]) for h in pre.history]
         result = {"seed": seed, "mlm_val_loss": pre.history[-1]["val"]}
         for kind in ("pretrained", "from scratch"):
             say(f"[imdb] seed {seed}: fine-tuning, {kind}, {P['finetune_iters']} steps")
             start = pre.model if kind == "pretrained" else Encoder(cfg)
-            ft = Trainer(start, cls_data, class_loss, train_config(P["finetune_iters"], seed), keep_best=True)
+            ft = Trainer(
+                start,
+                cls_data,
+                class_loss,
+                train_config(P["finetune_iters"], seed, P["finetune_lr"], P["finetune_eval"]),
+                keep_best=True,
+            )
             ft.fit()
             ft.model.load_state_dict(ft.best_state)
             curves[f"{kind} seed {seed}"] = [(h["step"], h["val"]) for h in ft.history]
@@ -208,6 +222,7 @@ def run(
     def build(tmp: Path) -> None:
         (tmp / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
         (tmp / "summary.md").write_text(summary(results), encoding="utf-8")
+        tok.save(str(tmp / "tokenizer.json"))  # the run's exact vocabulary (training it again may differ slightly)
         draw(curves, tmp / "curves.png", preset)
 
     path = replace_dir(out, build, "out")

@@ -17,8 +17,10 @@ PAD, UNK, CLS, SEP, MASK = range(len(SPECIAL))
 
 def train_wordpiece(texts: Iterable[str], vocab_size: int = 8000):
     """A ``tokenizers.Tokenizer`` whose WordPiece vocabulary of at most ``vocab_size`` entries (the
-    special tokens first, at the ids :data:`PAD`..:data:`MASK`) is learned from ``texts``. ValueError
-    naming ``vocab_size`` below 100."""
+    special tokens first, at the ids :data:`PAD`..:data:`MASK`, then the learned pieces in sorted
+    order) is learned from ``texts``. Not bit-reproducible: the trainer breaks frequency ties in an
+    order that varies between runs, so the last pieces admitted may differ (the tests bound it to 1%).
+    ValueError naming ``vocab_size`` below 100."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
     if vocab_size < 100:
@@ -29,6 +31,11 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int = 8000):
     tok.decoder = decoders.WordPiece()
     trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL), show_progress=False)
     tok.train_from_iterator(texts, trainer)
+    # the trainer breaks frequency ties in hash-map order, which differs from run to run, so the ids (and
+    # at the margin, which pieces make the cut) vary: number the pieces in sorted order, so that the same
+    # vocabulary always gets the same ids (a run saves its tokenizer to be reproduced exactly)
+    learned = sorted(t for t in tok.get_vocab() if t not in SPECIAL)
+    tok.model = models.WordPiece({t: i for i, t in enumerate([*SPECIAL, *learned])}, unk_token="[UNK]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", special_tokens=[("[CLS]", CLS), ("[SEP]", SEP)]
     )
