@@ -24,6 +24,7 @@ def tok(parts):
     return train_wordpiece(parts[0].texts[:3000], 2000)
 
 
+@pytest.mark.slow  # reads the 25,000 reviews and trains a tokenizer
 def test_split_is_stratified_disjoint_and_seeded(parts):
     train, val, test = parts
     assert len(test) == 5000 and len(val) == 2500 and len(train) + len(val) + len(test) == 25000 - 192
@@ -42,6 +43,7 @@ def test_a_missing_package_is_named(monkeypatch):
         imdb.read_reviews()
 
 
+@pytest.mark.slow  # reads the 25,000 reviews and trains a tokenizer
 def test_tokenizer_sees_only_training_reviews(parts):
     """The tokenizer and the pretraining corpus are built from the training split, which shares no review
     with validation or test; a word only a test review has is not learned as a whole word."""
@@ -53,6 +55,7 @@ def test_tokenizer_sees_only_training_reviews(parts):
     assert not any(w in tok.get_vocab() for w in only_test[:200])
 
 
+@pytest.mark.slow  # reads the 25,000 reviews and trains a tokenizer
 def test_tokenizer_vocabulary_is_stable_across_runs(parts, tok):
     """The trainer breaks frequency ties in hash-map order, which varies between runs, so the last pieces
     of the vocabulary may differ; at least 99% of them agree, and the special tokens never move."""
@@ -61,6 +64,7 @@ def test_tokenizer_vocabulary_is_stable_across_runs(parts, tok):
     assert [again.id_to_token(i) for i in range(len(SPECIAL))] == list(SPECIAL)
 
 
+@pytest.mark.slow  # reads the 25,000 reviews and trains a tokenizer
 def test_tokenizer_round_trip(tok, parts):
     texts = list(parts[1].texts[:50]) + ["This movie was GREAT, isn't it? Café!", "a"]
     ids = encode(tok, texts, 512)

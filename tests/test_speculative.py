@@ -24,7 +24,9 @@ def pair():
     return gpt(2, 0), gpt(1, 1)
 
 
-@pytest.mark.parametrize("pos", ["rope", "learned", "sinusoidal"])
+@pytest.mark.parametrize(
+    "pos", ["rope", pytest.param("learned", marks=pytest.mark.slow), pytest.param("sinusoidal", marks=pytest.mark.slow)]
+)
 @pytest.mark.parametrize("gamma", [1, 3, 4, 8])
 def test_greedy_equals_the_targets_greedy_text(pos, gamma):
     target, draft = gpt(2, 0, pos=pos), gpt(1, 1, pos=pos)
@@ -101,6 +103,7 @@ def test_identical_models_accept_everything(pair):
     assert st.per_round[:-1] == [5] * (len(st.per_round) - 1)  # gamma + 1 tokens a round
 
 
+@pytest.mark.slow
 def test_the_two_alpha_estimates_agree_on_long_runs(pair):
     """Accepted / positions reached and the mean of sum min(p, q) estimate the same alpha: over 3,000
     positions their difference has a standard error below 0.01; allowed 0.05 (5 standard errors)."""
