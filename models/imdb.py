@@ -171,7 +171,7 @@ def run(
         result = {"seed": seed, "mlm_val_loss": pre.history[-1]["val"]}
         for kind in ("pretrained", "from scratch"):
             say(f"[imdb] seed {seed}: fine-tuning, {kind}, {P['finetune_iters']} steps")
-            start = pre.model if kind == "pretrained" else Encoder(cfg)
+            start = pre.model if kind == "pretrained" else (lambda: Encoder(cfg))  # built under the run's seed
             ft = Trainer(
                 start,
                 cls_data,

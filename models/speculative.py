@@ -161,7 +161,8 @@ def speculative_generate(
         # -- draft: read what it has not read, then propose g tokens
         proposals, qs = [], []
         for _ in range(g):
-            unread = (tokens + proposals)[dc.length :]  # usually one token; two after a round that accepted all
+            # the text it has not read, tokens then proposals: one token, or two after a round that accepted all
+            unread = tokens[dc.length :] + proposals[max(0, dc.length - len(tokens)) :]
             logits = draft(torch.tensor([unread], device=dev), cache=dc)[0][0, -1]  # (V,)
             st.draft_calls += 1
             q = probs(logits)
@@ -208,9 +209,7 @@ def speculative_generate(
         tokens += emitted
         st.emitted += len(emitted)
         st.per_round.append(len(emitted))
-    out = tokens[: P + max_new_tokens]
-    st.emitted -= len(tokens) - len(out)
-    return torch.tensor([out], device=dev, dtype=idx.dtype)
+    return torch.tensor([tokens], device=dev, dtype=idx.dtype)  # no round emits more than is left
 
 
 # -- command line: python -m models.speculative {train,generate,bench} ------------------------------
@@ -222,7 +221,7 @@ FLAGS = {
     "dir": "--dir",
     "draft": "--dir",
     "idx": "--prompt",
-    "s": "--prompt",
+    "prompt": "--prompt",
     "gamma": "--gamma",
     "gammas": "--gammas",
     "temperature": "--temperature",
@@ -287,7 +286,10 @@ def _main(args) -> int:
     target, draft, data = spec_pair.load_pair(folder, device)
     bs = target.config.block_size
     if args.cmd == "generate":
-        ids = data.encode(args.prompt)[None].to(device)
+        try:
+            ids = data.encode(args.prompt)[None].to(device)
+        except ValueError as e:
+            raise ValueError(f"prompt: {str(e).removeprefix('s: ')} of the corpus") from None
         st = SpecStats()
         with one_thread() if device.type == "cpu" else nullcontext():
             out = speculative_generate(

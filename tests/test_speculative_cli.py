@@ -76,3 +76,11 @@ def test_predicted_speedup_formula():
     assert tokens == pytest.approx((1 - 0.5**4) / 0.5) and s == pytest.approx(tokens / 1.6)
     assert spec_bench.predicted(1.0, 4, 0.1) == (5.0, pytest.approx(5.0 / 1.4))
     assert spec_bench.predicted(0.1, 1, 0.2)[1] < 1 < spec_bench.predicted(0.3, 1, 0.2)[1]  # S(1) > 1 iff alpha > c
+
+
+@pytest.mark.slow
+def test_a_prompt_outside_the_vocabulary_is_named(pair_root, capsys):
+    capsys.readouterr()
+    assert speculative.main(["generate", "--dir", str(pair_root), "--prompt", "héllo €"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --prompt: character") and len(err.splitlines()) == 1
