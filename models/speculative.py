@@ -328,21 +328,37 @@ def _main(args) -> int:
 
 
 def _print_bench(r: dict) -> None:
+    ms = {k: r[k] * 1e3 for k in ("plain_step_s", "target_step_s", "draft_step_s")}
     print(
         f"{r['preset']} pair on {r['device']}: {r['prompts']} prompts x {r['new_tokens']} new tokens, batch 1\n"
-        f"plain target decoding: {r['plain_tokens_per_s']:.1f} tokens/s; "
-        f"c = draft step / target step = {r['c']:.3f} "
-        f"({r['draft_step_s'] * 1e3:.2f} / {r['target_step_s'] * 1e3:.2f} ms)"
+        f"plain target decoding: {r['plain_tokens_per_s']:.1f} tokens/s ({ms['plain_step_s']:.3f} ms a token); "
+        f"steps timed call by call: target {ms['target_step_s']:.3f} ms, draft {ms['draft_step_s']:.3f} ms, "
+        f"c = {r['c']:.3f}"
     )
-    head = ("gamma", "tok/s", "alpha acc/reach", "alpha sum min", "acc/proposed", "tok/call", "pred", "speed-up",
-            "pred S", "measured/pred", "v(gamma)", "pred S with v", "measured/pred", "round ms",
-            "beyond calls ms")  # fmt: skip
+    head = ("gamma", "tok/s", "speed-up", "pred S", "measured/pred", "v(gamma)", "pred S with v", "measured/pred",
+            "alpha acc/reach", "alpha sum min", "sum p*q", "acc/proposed", "tok/call", "pred tok/call",
+            "round ms", "beyond steps ms")  # fmt: skip
     print(" ".join(f"{h:>13}" for h in head))
-    keys = ("gamma", "tokens_per_s", "alpha_accepted", "alpha_min_mass", "accepted_over_proposed", "tokens_per_call",
-            "tokens_per_call_pred", "speedup", "speedup_pred", "ratio", "verify_cost", "speedup_pred_v",
-            "ratio_v", "round_ms", "other_ms")  # fmt: skip
+    keys = ("gamma", "tokens_per_s", "speedup", "speedup_pred", "ratio", "verify_cost", "speedup_pred_v", "ratio_v",
+            "alpha_accepted", "alpha_min_mass", "naive_p_times_q", "accepted_over_proposed", "tokens_per_call",
+            "tokens_per_call_pred", "round_ms", "other_ms")  # fmt: skip
     for row in r["rows"]:
         print(" ".join(f"{row[k]:>13.3f}" if isinstance(row[k], float) else f"{row[k]:>13}" for k in keys))
+    g = r["goal"]
+    if g["worst_gamma"] is not None:
+        verdict = "met" if g["met"] else "NOT met"
+        print(
+            f"goal (measured speed-up within {g['tolerance']:.0%} of S(gamma) for gamma <= {g['max_gamma']}): "
+            f"{verdict}; worst ratio {g['worst_ratio']:.3f} at gamma = {g['worst_gamma']}. With the measured "
+            f"verify cost v(gamma) in place of 1: {'met' if g['met_with_v'] else 'not met'}."
+        )
+    for row in r["rows"]:
+        if row["gamma"] == 4:
+            print(
+                f"the exercise's gamma = 4: {row['speedup']:.2f}x measured, {row['speedup_pred']:.2f}x predicted "
+                f"(ratio {row['ratio']:.2f}); {row['tokens_per_call']:.2f} tokens per target call against "
+                f"{row['tokens_per_call_pred']:.2f} predicted"
+            )
 
 
 if __name__ == "__main__":

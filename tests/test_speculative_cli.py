@@ -36,6 +36,12 @@ def test_train_generate_and_bench(pair_root, capsys, tmp_path):
     for row in r["rows"]:
         assert 0 <= row["alpha_accepted"] <= 1 and 1 <= row["tokens_per_call"] <= row["gamma"] + 1
         assert row["ratio"] == pytest.approx(row["speedup"] / row["speedup_pred"])
+        assert row["verify_cost"] > 0 and row["speedup_pred_v"] == pytest.approx(
+            spec_bench.predicted(row["alpha_min_mass"], row["gamma"], r["c"], row["verify_cost"])[1]
+        )
+    goal = r["goal"]
+    assert goal["met"] == all(abs(row["ratio"] - 1) <= 0.1 for row in r["rows"])  # gammas 1, 2: all within 6
+    assert goal["worst_ratio"] in [row["ratio"] for row in r["rows"]]
 
 
 @pytest.mark.slow

@@ -5,16 +5,21 @@ For the trained pair (:mod:`models.training.spec_pair`) it measures, at batch 1 
 - tokens/s of plain target decoding (``GPT.generate``) and of speculative decoding for each γ;
 - α two ways: accepted proposals over positions reached, and the mean of Σ min(p, q) over them
   (accepted over *proposed* is not the formula's α: it falls as γ grows);
-- c: the draft's time per token over the target's in plain decoding of the same prompts (a decode
-  step each: one cached forward pass and the draw, at the same context lengths), and v(γ): the
-  target's verify call on γ + 1 tokens over its one-token call (the formula takes v = 1);
-- the time of a round, and what it costs beyond its model calls (γ draft steps and one verify call
-  as timed alone): the loop's own work, sampling, acceptance and rollbacks;
+- the step costs, call by call (:func:`step_costs`): a *step* is one cached forward pass, the
+  next-token distribution and one draw. c is the draft's step over the target's one-token step at
+  the same context lengths, and v(γ) the target's verify step on γ + 1 tokens over its one-token
+  step (the formula takes v = 1: a verify pass as cheap as a decode step, true when a step is bound
+  by reading the weights, as on a GPU at batch 1, not when it is bound by arithmetic, as on a CPU);
+- the time of a round, and what it costs beyond its model steps as timed in their own loops: the
+  loop's own work (acceptance, the residual, rollbacks, building the inputs) and, on a CPU, the two
+  models evicting each other's weights from the caches a plain decoding loop keeps warm;
 - the predicted speed-up S(γ) = (1 − α^(γ+1)) / ((1 − α)(γc + 1)) and tokens per target call
   E[N] = (1 − α^(γ+1)) / (1 − α), beside the measured ones and their ratio, and the prediction with
   the measured v(γ) in place of 1.
 
-The configurations run interleaved, ``repeats`` rounds after a warm-up round, and every time is the
+Whole runs are timed without statistics (:class:`models.speculative.SpecStats` costs a little);
+the statistics come from one more run with the same seed, which draws the same tokens. The
+configurations run interleaved, ``repeats`` rounds after a warm-up round, and every time is the
 median over the rounds (:func:`models.utils.timing.time_calls` clocks each), over the same prompts
 (cut from the validation split) and the same seeds for every γ.
 """
@@ -24,8 +29,12 @@ from __future__ import annotations
 import torch
 
 from models.gpt import GPT
+from models.sampling import next_token_probs
 from models.speculative import SpecStats, speculative_generate
 from models.utils.timing import time_calls
+
+GOAL = 0.10  # the issue's goal: measured speed-up within 10 % of S(γ) for γ <= GOAL_GAMMA
+GOAL_GAMMA = 6
 
 
 def predicted(alpha: float, gamma: int, c: float, v: float = 1.0) -> tuple[float, float]:
@@ -45,6 +54,55 @@ def _median(xs: list[float]) -> float:
     return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
 
 
+def step_costs(
+    target: GPT,
+    draft: GPT,
+    text: torch.Tensor,
+    sizes,
+    contexts,
+    repeats: int = 10,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    device="cpu",
+) -> dict:
+    """Seconds per step: ``{("draft", 1): s, ("target", n): s for n in sizes and 1}``.
+
+    A step on n tokens at context length L feeds ``text`` (1, ≥ max(contexts) + max(sizes)) positions
+    [L, L + n) to a model whose KV cache holds positions [0, L), computes the next-token distributions
+    of all n (:func:`models.sampling.next_token_probs`) and draws one token, as a decode step or a
+    verify call does. Each kind is timed as a sweep of steps over every L in ``contexts``, a loop like
+    plain decoding's; the kinds take turns, ``repeats`` sweeps each after a warm-up sweep, so that
+    drift hits them alike, and a kind's time is its median sweep over the number of steps."""
+    sizes = sorted(set(sizes) | {1})
+    models = {"target": target, "draft": draft}
+    caches = {name: m.new_cache(1, text.size(1)) for name, m in models.items()}
+    with torch.inference_mode():
+        for name, m in models.items():
+            m(text, cache=caches[name])  # every position of text, so any L can be set below
+    kinds = [("draft", 1)] + [("target", n) for n in sizes]
+
+    def sweep(kind):
+        def run():
+            name, n = kind
+            model, cache = models[name], caches[name]
+            gen = torch.Generator(device=device).manual_seed(0)
+            for L in contexts:
+                cache.length = L  # positions >= L hold text already; the step rewrites the same values
+                logits = model(text[:, L : L + n], cache=cache)[0][0]  # (n, V)
+                torch.multinomial(next_token_probs(logits, temperature, top_k)[-1], 1, generator=gen)
+
+        return run
+
+    samples = {k: [] for k in kinds}
+    with torch.inference_mode():
+        for r in range(repeats + 1):  # sweep 0 warms up and is not counted
+            for k in kinds:
+                t = time_calls(sweep(k), device=device, repeats=1, warmup=0)
+                if r:
+                    samples[k].append(t.median / len(contexts))
+    return {k: _median(v) for k, v in samples.items()}
+
+
 def bench(
     target: GPT,
     draft: GPT,
@@ -58,78 +116,64 @@ def bench(
     seed: int = 0,
 ) -> dict:
     """Measure plain and speculative decoding of ``new`` tokens after each prompt (1, P), and the step
-    costs; returns ``{"plain_tokens_per_s", "c", "target_step_s", "draft_step_s", "rows": [...]}`` with
-    one row per γ. The runs are interleaved, ``repeats`` rounds of every configuration in turn, and
-    each time is the median over the rounds, so that a machine's drift hits all of them alike.
-
-    c is the draft's time per token over the target's in plain decoding (a step: forward pass on one
-    token with the KV cache, and the draw); v(γ) the target's forward pass on γ + 1 tokens with the
-    draw's softmax, over its one-token step."""
+    costs; returns ``{"plain_tokens_per_s", "c", "target_step_s", "draft_step_s", "rows": [...],
+    "goal": {...}}`` with one row per γ. The runs are interleaved, ``repeats`` rounds of every
+    configuration in turn, and each time is the median over the rounds, so that a machine's drift
+    hits all of them alike. ``goal`` says whether the measured speed-up is within 10 % of S(γ) for
+    every γ ≤ 6, and the worst ratio there."""
     gammas = list(gammas)
     total = new * len(prompts)
     P = prompts[0].size(1)
 
-    def plain(model):
+    def plain(_=None):
+        g = torch.Generator(device=device).manual_seed(seed)
+        for p in prompts:
+            target.generate(p, new, temperature=temperature, top_k=top_k, generator=g)
+
+    def spec(gamma, st=None):
         def run(_=None):
             g = torch.Generator(device=device).manual_seed(seed)
-            for p in prompts:
-                model.generate(p, new, temperature=temperature, top_k=top_k, generator=g)
-
-        return run
-
-    def spec(gamma):
-        def run(_=None):
-            g, st = torch.Generator(device=device).manual_seed(seed), SpecStats()
             for p in prompts:
                 speculative_generate(target, draft, p, new, gamma, temperature, top_k, generator=g, stats=st)
             return st
 
         return run
 
-    def verify(n):
-        def setup():
-            cache = target.new_cache(1, P + n)
-            target(prompts[0], cache=cache)
-            return cache
-
-        def run(cache):
-            cache.rollback(P)
-            target(prompts[0][:, -1:].expand(1, n), cache=cache)[0].softmax(-1)
-
-        return run, setup
-
-    jobs = {"plain": plain(target), "draft": plain(draft)} | {("spec", g): spec(g) for g in gammas}
-    jobs |= {("verify", g): verify(g + 1) for g in [0, *gammas]}
+    with torch.inference_mode():
+        text = target.generate(prompts[0], new + max(gammas), temperature=temperature, top_k=top_k)  # a real text
+    contexts = range(P, P + new)  # the context lengths plain decoding goes through
+    cost = step_costs(target, draft, text, [g + 1 for g in gammas], contexts, 2 * repeats, temperature, top_k, device)
+    with torch.inference_mode():
+        stats = {g: spec(g, SpecStats())() for g in gammas}  # untimed: the same draws as the timed runs
+    jobs = {"plain": plain} | {g: spec(g) for g in gammas}
     times: dict = {k: [] for k in jobs}
-    stats: dict = {}
     with torch.inference_mode():
         for r in range(repeats + 1):  # round 0 warms up every job and is not counted
             for key, job in jobs.items():
-                fn, setup = job if isinstance(job, tuple) else (job, None)
-                t = time_calls(fn, device=device, repeats=1, warmup=0, number=10 if setup else 1, setup=setup)
+                t = time_calls(job, device=device, repeats=1, warmup=0)
                 if r:
                     times[key].append(t.median)
-                if key[0] == "spec":
-                    stats[key[1]] = t.result
-    t_plain, t_draft, t_step = _median(times["plain"]), _median(times["draft"]), _median(times[("verify", 0)])
-    c = t_draft / t_plain  # per token, plain decoding of each model
+    t_plain = _median(times["plain"])
+    t_step, t_draft = cost[("target", 1)], cost[("draft", 1)]
+    c = t_draft / t_step
     rows = []
     for gamma in gammas:
         st: SpecStats = stats[gamma]
-        t_spec = _median(times[("spec", gamma)])
-        v = _median(times[("verify", gamma)]) / t_step
+        t_spec = _median(times[gamma])
+        v = cost[("target", gamma + 1)] / t_step
         alpha = st.alpha_min_mass
         tokens, speedup = predicted(alpha, gamma, c)
         _, speedup_v = predicted(alpha, gamma, c, v)
         measured = t_plain / t_spec
         round_s = t_spec / st.rounds
-        model_s = gamma * t_draft / total + v * t_step  # gamma draft steps and one verify call, as timed alone
+        model_s = (st.draft_calls * t_draft + st.rounds * v * t_step) / st.rounds  # a round's model steps
         rows.append(
             {
                 "gamma": gamma,
                 "tokens_per_s": total / t_spec,
                 "alpha_accepted": st.alpha_accepted,
                 "alpha_min_mass": alpha,
+                "naive_p_times_q": st.naive_mass / st.reached if st.reached else float("nan"),
                 "accepted_over_proposed": st.accepted / st.proposed if st.proposed else float("nan"),
                 "tokens_per_call": st.tokens_per_call,
                 "tokens_per_call_pred": tokens,
@@ -140,16 +184,28 @@ def bench(
                 "speedup_pred_v": speedup_v,
                 "ratio_v": measured / speedup_v,
                 "round_ms": round_s * 1e3,
-                "other_ms": (round_s - model_s) * 1e3,  # what the round costs beyond its model calls
+                "other_ms": (round_s - model_s) * 1e3,  # what the round costs beyond its model steps
             }
         )
+    near = [r for r in rows if r["gamma"] <= GOAL_GAMMA]
+    worst = max(near, key=lambda r: abs(r["ratio"] - 1)) if near else None
     return {
         "plain_tokens_per_s": total / t_plain,
         "c": c,
-        "target_step_s": t_plain / total,
-        "draft_step_s": t_draft / total,
+        "target_step_s": t_step,
+        "draft_step_s": t_draft,
+        "plain_step_s": t_plain / total,
+        "contexts": [P, P + new - 1],
         "repeats": repeats,
         "rows": rows,
+        "goal": {
+            "tolerance": GOAL,
+            "max_gamma": GOAL_GAMMA,
+            "met": bool(near) and all(abs(r["ratio"] - 1) <= GOAL for r in near),
+            "worst_gamma": worst["gamma"] if worst else None,
+            "worst_ratio": worst["ratio"] if worst else None,
+            "met_with_v": bool(near) and all(abs(r["ratio_v"] - 1) <= GOAL for r in near),
+        },
     }
 
 
