@@ -227,6 +227,7 @@ FLAGS = {
     "temperature": "--temperature",
     "preset": "--preset",
     "device": "--device",
+    "data": "--data",
 }
 
 
@@ -244,6 +245,7 @@ def build_parser():
         q.add_argument("--preset", choices=["cpu", "gpu"], default="cpu", help="model sizes; default: cpu")
         q.add_argument("--dir", type=text(), default=None, help="root of the pairs' folders; default: the user's cache")
         q.add_argument("--device", type=text(), default=None, help="cpu or cuda; default: cuda when available")
+        q.add_argument("--data", type=text(), default=None, help="tiny Shakespeare's file; default: $TINY_SHAKESPEARE")
     t.add_argument("--max-iters", type=positive_int(10**6), default=None, help="training steps; default: the preset's")
     for q in (g, b):
         q.add_argument("--temperature", type=finite_float(0), default=1.0, help="0: greedy; default: 1.0")
@@ -273,17 +275,21 @@ def _main(args) -> int:
     import sys
     from contextlib import nullcontext
 
+    from models.data.chars import CharData, find_text
     from models.training import spec_pair
     from models.utils.device import describe, generator, one_thread, pick_device
 
+    if args.data is not None:
+        find_text(args.data)  # a missing corpus file is named first, whatever the command
     device = pick_device(args.device)
     folder = spec_pair.pair_dir(args.preset, args.dir)
     if args.cmd == "train":
         extra = {"device": str(device)} | ({"max_iters": args.max_iters} if args.max_iters else {})
-        spec_pair.train_pair(args.preset, args.dir, say=lambda m: print(m, file=sys.stderr), **extra)
+        data = CharData.load(args.data)
+        spec_pair.train_pair(args.preset, args.dir, data, say=lambda m: print(m, file=sys.stderr), **extra)
         print(f"trained pair in {folder}")
         return 0
-    target, draft, data = spec_pair.load_pair(folder, device)
+    target, draft, data = spec_pair.load_pair(folder, device, args.data)
     bs = target.config.block_size
     if args.cmd == "generate":
         try:

@@ -90,3 +90,10 @@ def test_a_prompt_outside_the_vocabulary_is_named(pair_root, capsys):
     assert speculative.main(["generate", "--dir", str(pair_root), "--prompt", "héllo €"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --prompt: character") and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("cmd", ["train", "generate", "bench"])
+def test_a_missing_corpus_file_is_named_as_data(cmd, tmp_path, capsys):
+    assert speculative.main([cmd, "--dir", str(tmp_path), "--data", str(tmp_path / "absent.txt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --data: no file at")

@@ -64,8 +64,11 @@ def train_pair(preset: str, root=None, data: CharData | None = None, say=print, 
     return folder
 
 
-def load_pair(folder: str | Path, device: torch.device | str = "cpu") -> tuple[GPT, GPT, CharData]:
-    """The trained ``(target, draft, data)`` of a pair folder, in eval mode on ``device``. ValueError
+def load_pair(
+    folder: str | Path, device: torch.device | str = "cpu", data: str | None = None
+) -> tuple[GPT, GPT, CharData]:
+    """The trained ``(target, draft, data)`` of a pair folder, in eval mode on ``device``; ``data`` is
+    the corpus's file (default: the one the target was trained on, else tiny Shakespeare). ValueError
     naming ``dir`` when a model is missing (train it first), and naming ``draft`` when the two
     vocabularies differ."""
     from models.sample import load_gpt, read_checkpoint, trained_on
@@ -83,5 +86,4 @@ def load_pair(folder: str | Path, device: torch.device | str = "cpu") -> tuple[G
     target, draft = models["target"][0], models["draft"][0]
     if target.config.vocab_size != draft.config.vocab_size:
         raise ValueError("draft: its vocabulary differs from the target's; retrain the pair")
-    data = CharData.load(trained_on(models["target"][1]))
-    return target, draft, data
+    return target, draft, CharData.load(data or trained_on(models["target"][1]))
