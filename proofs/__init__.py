@@ -23,6 +23,7 @@ REGISTRY: dict[str, str] = {
     "13.21": "learned_positions",
     "13.22": "rmsnorm_swiglu",
     "13.23": "mqa_decoding",
+    "13.24": "imdb_encoder",
     "13.25": "speculative_decoding",
     "13.26": "pe_offset_linearity",
     "13.27": "rope_relative",
