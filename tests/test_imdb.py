@@ -80,6 +80,25 @@ def test_tokenizer_round_trip(tok, parts):
         encode(tok, ["x"], 2)
 
 
+@pytest.mark.slow  # reads the 25,000 reviews and trains a tokenizer
+def test_head_and_tail_keep_a_long_reviews_ends(tok, parts):
+    text = max(parts[1].texts[:200], key=len)
+    full = encode(tok, [text], 4096)[0]
+    body = full[1 : int((full != PAD).sum()) - 1]  # between [CLS] and [SEP]
+    for head in (0, 5, 14):
+        cut = encode(tok, [text], 16, head=head)[0]
+        assert cut[0] == CLS and cut[-1] == SEP and (cut != PAD).all()
+        assert torch.equal(cut[1 : 1 + head], body[:head]) and torch.equal(
+            cut[1 + head : -1], body[len(body) - (14 - head) :]
+        )
+    assert torch.equal(encode(tok, [text], 16)[0], encode(tok, [text], 16, head=14)[0])  # the default keeps the head
+    short = encode(tok, ["a good film"], 16, head=3)[0]
+    assert torch.equal(short, encode(tok, ["a good film"], 16)[0])  # a text that fits is not cut
+    for bad in (-1, 15):
+        with pytest.raises(ValueError, match="^head"):
+            encode(tok, ["x"], 16, head=bad)
+
+
 def _z(k: int, n: int, p: float) -> float:
     return (k - n * p) / math.sqrt(n * p * (1 - p))
 
@@ -178,7 +197,7 @@ def test_the_whole_run_writes_its_results(tmp_path):
     from models.imdb import run
 
     sizes = dict(pretrain_iters=4, finetune_iters=4, eval_interval=2, eval_iters=1, limit=1000, vocab=500)
-    r = run("cpu", tmp_path / "out", "cpu", 1, lambda m: None, **sizes)
+    r = run("cpu", tmp_path / "out", "cpu", 2, lambda m: None, **sizes)
     assert sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")) == [
         "curves.png",
         "results.json",
@@ -192,7 +211,28 @@ def test_the_whole_run_writes_its_results(tmp_path):
         "binary unigrams + LR",
         "TF-IDF 1-2-grams + LR",
     }
-    assert "optimistic" in (tmp_path / "out" / "summary.md").read_text()
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "optimistic" in summary and r["goal"]["statement"] in summary and r["goal"]["seeds"] == 2
+    first, second = r["runs"]  # the cpu preset pretrains once, for both seeds
+    assert first["mlm_val_loss"] == second["mlm_val_loss"] and r["settings"]["shared_pretraining"]
+
+
+def test_the_goal_needs_every_seed():
+    from models.imdb import goal
+
+    def vs(seed, b, c, p):
+        return {
+            "seed": seed,
+            "pretrained_vs": "from scratch",
+            "only_first_right": b,
+            "only_second_right": c,
+            "p_value": p,
+        }
+
+    assert goal([vs(0, 60, 20, 1e-5), vs(1, 70, 30, 1e-4)])["met"]
+    assert not goal([vs(0, 60, 20, 1e-5), vs(1, 40, 30, 0.3)])["met"]  # one seed not significant
+    assert not goal([vs(0, 20, 60, 1e-5)])["met"]  # significant, but the wrong way
+    assert not goal([])["met"]
 
 
 def test_bad_input_is_refused_before_any_work(tmp_path, capsys):

@@ -42,16 +42,24 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int = 8000):
     return tok
 
 
-def encode(tok, texts: list[str], max_len: int) -> torch.Tensor:
-    """Token ids (N, max_len) int64: ``[CLS] text [SEP]`` per text, cut to ``max_len`` (the last id
-    kept is then ``[SEP]``) and padded with ``[PAD]`` = 0. ValueError naming ``max_len`` below 3."""
+def encode(tok, texts: list[str], max_len: int, head: int | None = None) -> torch.Tensor:
+    """Token ids (N, max_len) int64: ``[CLS] text [SEP]`` per text, padded with ``[PAD]`` = 0. A text
+    too long is cut to ``max_len``: its first tokens by default, or with ``head`` its first ``head``
+    tokens and its last ``max_len - 2 - head`` (Sun et al. 2019, "How to Fine-Tune BERT for Text
+    Classification", section 5.3.1: head and tail beat either alone on IMDB, where a review's
+    verdict is often at its end). ValueError naming ``max_len`` below 3, or ``head`` outside
+    [0, max_len - 2]."""
     if max_len < 3:
         raise ValueError(f"max_len: must be at least 3 ([CLS], a token, [SEP]), got {max_len}")
+    if head is not None and not 0 <= head <= max_len - 2:
+        raise ValueError(f"head: must be in [0, {max_len - 2}] (max_len - 2), got {head}")
     out = torch.zeros(len(texts), max_len, dtype=torch.long)
     for i, enc in enumerate(tok.encode_batch(texts)):
-        ids = enc.ids
+        ids = enc.ids  # [CLS] body [SEP]
         if len(ids) > max_len:
-            ids = ids[: max_len - 1] + [SEP]
+            body, keep = ids[1:-1], max_len - 2
+            body = body[:keep] if head is None else body[:head] + body[len(body) - (keep - head) :]
+            ids = [ids[0], *body, SEP]
         out[i, : len(ids)] = torch.tensor(ids)
     return out
 
