@@ -89,7 +89,7 @@ def test_run_writes_results_whole(tmp_path):
 
 def test_cli_bad_input(capsys):
     with pytest.raises(SystemExit) as e:
-        main(["nope"])
+        main(["no-such-experiment"])
     assert e.value.code == 2
     with pytest.raises(SystemExit) as e:
         main(["positional", "--steps", "0"])

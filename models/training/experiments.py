@@ -3,6 +3,7 @@ on tiny Shakespeare and compare their validation curves.
 
 - ``positional`` (exercise 13.21): sinusoidal vs learned position embeddings;
 - ``norm_ffn`` (exercise 13.22): LayerNorm + GELU MLP vs RMSNorm + SwiGLU MLP.
+- ``nope`` (exercise 13.6): learned position embeddings vs none at all (NoPE, a causal decoder).
 
 Both variants share the preset, the seed (so the same training batches) and the evaluation
 batches. Written to ``OUT/<name>/``: ``results.json`` (every curve and the summary),
@@ -27,6 +28,7 @@ EXPERIMENTS = {
         "13.22",
         {"layernorm+gelu": dict(norm="layernorm", mlp="gelu"), "rmsnorm+swiglu": dict(norm="rmsnorm", mlp="swiglu")},
     ),
+    "nope": ("13.6", {"learned": dict(pos="learned"), "none": dict(pos="none")}),
 }
 
 
