@@ -10,12 +10,14 @@ import importlib
 from types import ModuleType
 
 REGISTRY: dict[str, str] = {
+    "13.1": "seq2seq_bottleneck",
     "13.2": "permutation_equivariance",
     "13.3": "dot_product_variance",
     "13.4": "heads_capacity",
     "13.5": "causal_mask",
     "13.6": "positional_encoding",
     "13.7": "bert_vs_gpt",
+    "13.8": "in_context_learning",
     "13.11": "attention_by_hand",
     "13.12": "param_count",
     "13.13": "training_compute",
