@@ -15,8 +15,9 @@ from $k = d$ on; averaging, $\hat w = \frac{1}{k} \sum_i y_i x_i$, scores $(d + 
 moment $E[(X^T X)^2] = k(k + d + 1) I$); the zero predictor scores 1. A prompt whose pairs come from
 *other* functions carries no information about the query's: the prediction is then independent of $w$,
 the cross term vanishes, and no predictor can score below 1. The derivation proves each identity from
-two stated lemmas (isotropy, and the rank of Gaussian points), with sympy checking the trace and the
-Wishart moment exactly in small cases.
+four stated lemmas (isotropy, the rank of Gaussian points, the Wishart moment and independence), with
+sympy checking the trace and the Wishart moment exactly in small cases only (the general $(d + 1)/k$
+rests on the Wishart lemma).
 
 The check: (1) least squares on ``samples`` fresh prompts (float64 pseudo-inverses) scores $1 - k/d$ at
 $k = d/2$ by a two-sided z-test at false-alarm $10^{-6}$, which rejects the off-by-one $1 - k/(d+1)$,
@@ -57,6 +58,8 @@ SAVED = Path(__file__).resolve().parents[1] / "docs" / "experiments" / "icl" / "
 RATE = 1e-6  # false-alarm probability of every z-test
 DEFAULT_SAMPLES = 20_000  # Monte Carlo prompts for the least-squares and averaging formulas
 MAX_SAMPLES = 2_000_000
+MIN_SAMPLES = 1_000
+MIN_SAMPLES_WHY = "the Monte Carlo z-tests of the formulas need a standard error over at least 1,000 prompts"
 SAMPLES_WHY = "memory: (2d + 1)(d + 2) float64 per prompt and d x d pseudo-inverses; 2 M prompts at d 8 is ~3 GB"
 EVAL_PROMPTS = 2000  # new prompts the trained model is evaluated on
 EXACT_TOL = 1e-9  # least squares at k = d, float64: the error of an exact fit of O(1) values
@@ -223,6 +226,14 @@ def read_saved(path: Path | None = None) -> dict | None:
         return json.loads((path or SAVED).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+
+
+def validate(o) -> None:
+    """The tiny run's seed lies in the Trainer's range (it offsets its seed, so it takes half of the kit's)."""
+    from models.utils.cli import MAX_SEED
+
+    if o.seed > MAX_SEED // 2:
+        raise ValueError(f"seed: the training run takes seeds up to {MAX_SEED // 2}, got {o.seed}")
 
 
 @with_options

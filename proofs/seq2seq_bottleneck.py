@@ -53,6 +53,8 @@ SAVED = Path(__file__).resolve().parents[1] / "docs" / "experiments" / "seq2seq"
 RATE = 1e-6  # false-alarm rate of each one-sided z-test
 DEFAULT_SAMPLES = 500  # fresh test sequences per length and model
 MAX_SAMPLES = 200_000
+MIN_SAMPLES = 30  # per length: a standard error over sequences, and a proportion test that is not degenerate
+MIN_SAMPLES_WHY = "the z-tests need a standard error over at least 30 test sequences per length"
 SAMPLES_WHY = "time and memory of greedy decoding: about 40 bytes and 20 microseconds per sequence and length"
 VOCAB, BATCH, LR, SHORT = 16, 32, 2e-2, 3  # the small task; SHORT: steps of the too-short control run
 FLOAT_BITS = 32
@@ -62,7 +64,7 @@ MAX_SECONDS = 900
 OPTIONS = [
     Option("--steps", int, 200, "AdamW steps of each model", lo=SHORT + 1, hi=100_000,
            why="time: about 2 ms per step and source token for both models on 2 CPU cores"),
-    Option("--length", int, 8, "longest source length L (trained on 1 to L, tested at each)", lo=2, hi=128,
+    Option("--length", int, 8, "longest source length L (trained on 1 to L, tested at each)", lo=4, hi=128,
            why="time: the decoder runs L steps per batch, one after another"),
     Option("--hidden", int, 16, "GRU state size h of encoder and decoder", lo=2, hi=1024,
            why="time and memory: 3 h^2 weights per GRU gate set, a step costs about (1 + h/128) units"),
@@ -132,6 +134,10 @@ def step_seconds(length: int, hidden: int) -> float:
 
 def validate(o) -> None:
     """The training and testing time within MAX_SECONDS."""
+    from models.utils.cli import MAX_SEED
+
+    if o.seed > MAX_SEED // 2:  # the Trainer offsets its seed: it takes half the range
+        raise ValueError(f"seed: the training runs take seeds up to {MAX_SEED // 2}, got {o.seed}")
     seconds = (o.steps + SHORT) * step_seconds(o.length, o.hidden) + 3 * o.samples * o.length**2 * 2e-5
     if seconds > MAX_SECONDS:
         raise ValueError(

@@ -226,3 +226,19 @@ def test_no_registered_exercise_rests_on_a_spot_check():
     """Today every derivation is proved, or proved from a lemma it states (13.3): none is spot-checked."""
     spot = {n: derivation_of(n).status for n in NUMBERS}
     assert not [n for n, status in spot.items() if status == "spot-checked"], spot
+
+
+def test_a_check_gives_torch_s_random_state_back():
+    """13.24's check seeds torch (its toy encoder is built under the seed); the shared decorator forks the RNG."""
+    import torch
+
+    before = torch.random.get_rng_state()
+    load("13.24").check(device="cpu", seed=0, samples=10_000, steps=1)
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
+@pytest.mark.parametrize("number", [n for n in NUMBERS if getattr(load(n), "MIN_SAMPLES", 1) > 1])
+def test_too_few_samples_are_refused_naming_samples(number):
+    mod = load(number)
+    with pytest.raises(ValueError, match="^samples: must be at least"):
+        mod.check(device="cpu", seed=0, samples=mod.MIN_SAMPLES - 1)

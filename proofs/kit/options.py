@@ -111,6 +111,12 @@ def max_samples(mod: ModuleType) -> tuple[int, str]:
     return getattr(mod, "MAX_SAMPLES", DEFAULT_MAX_SAMPLES), getattr(mod, "SAMPLES_WHY", SAMPLES_WHY)
 
 
+def min_samples(mod: ModuleType) -> tuple[int, str]:
+    """The smallest ``samples`` the exercise accepts (``MIN_SAMPLES``, default 1), and why (``MIN_SAMPLES_WHY``:
+    the statistics need that many to estimate a standard error or to have power against the controls)."""
+    return getattr(mod, "MIN_SAMPLES", 1), getattr(mod, "MIN_SAMPLES_WHY", "")
+
+
 def settings(mod: ModuleType, device=None, samples=None, seed=0, rules: bool = True, **given) -> Settings:
     """Check ``given`` against ``mod``'s declarations, fill the defaults, and with ``rules`` run
     ``mod.validate`` (rules across options, memory bounds, data that must be there: what only the
@@ -133,6 +139,9 @@ def settings(mod: ModuleType, device=None, samples=None, seed=0, rules: bool = T
         hi, why = max_samples(mod)
         if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
             raise ValueError(f"samples: must be a positive integer, got {samples!r}")
+        lo, lo_why = min_samples(mod)
+        if samples < lo:
+            raise ValueError(f"samples: must be at least {lo:,} ({lo_why}), got {samples:,}")
         if samples > hi:
             raise ValueError(f"samples: must be at most {hi:,} ({why}), got {samples:,}")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
@@ -146,14 +155,18 @@ def settings(mod: ModuleType, device=None, samples=None, seed=0, rules: bool = T
 def with_options(fn: Callable[[Settings], object]) -> Callable:
     """Decorate an exercise's ``check(o)`` or ``answer(o)``: the result takes ``device``, ``samples``,
     ``seed`` and the declared options as keywords, checks them with :func:`settings`, and calls
-    ``fn`` with the :class:`Settings`. A returned result records the settings it was made with
+    ``fn`` with the :class:`Settings`, under ``torch.random.fork_rng`` so that torch's global random
+    state (CPU and CUDA) is the caller's again afterwards. A returned result records the settings it was made with
     (``res.settings``), so that the figure can draw it without running the check again."""
     mod = sys.modules[fn.__module__]
 
     @functools.wraps(fn)
     def call(device=None, samples=None, seed=0, **options):
+        import torch
+
         o = settings(mod, device, samples, seed, **options)
-        out = fn(o)
+        with torch.random.fork_rng():  # a check may seed torch (the Trainer does): the caller's RNG comes back
+            out = fn(o)
         if hasattr(out, "settings"):
             out.settings = o
         return out
