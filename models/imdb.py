@@ -121,14 +121,9 @@ def run(
     from models.training.mlm import ClassBatches, MLMBatches
     from models.utils.device import describe, pick_device
     from models.utils.files import check_replaceable, replace_dir
+    from models.utils.presets import resolve
 
-    if preset not in PRESETS:
-        raise ValueError(f"preset: unknown {preset!r}; choose from {sorted(PRESETS)}")
-    P = dict(PRESETS[preset])
-    unknown = sorted(set(sizes) - set(P))
-    if unknown:
-        raise ValueError(f"{unknown[0]}: not a size of the presets ({', '.join(P)})")
-    P |= sizes
+    P = resolve(PRESETS, preset, sizes)
     if seeds is not None:
         if seeds < 1:
             raise ValueError(f"seeds: must be at least 1, got {seeds}")

@@ -240,14 +240,9 @@ def run(preset: str = "cpu", out: str | Path = "icl_results", device=None, seed:
     before any work."""
     from models.utils.device import describe, pick_device
     from models.utils.files import check_replaceable, replace_dir
+    from models.utils.presets import resolve
 
-    if preset not in PRESETS:
-        raise ValueError(f"preset: unknown {preset!r}; choose from {sorted(PRESETS)}")
-    P = dict(PRESETS[preset])
-    unknown = sorted(set(sizes) - set(P))
-    if unknown:
-        raise ValueError(f"{unknown[0]}: not a size of the presets ({', '.join(P)})")
-    P |= sizes
+    P = resolve(PRESETS, preset, sizes)
     check_sizes(P)
     check_replaceable(out, "out")
     dev = pick_device(device)

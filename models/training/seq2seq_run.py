@@ -142,14 +142,9 @@ def run(preset: str = "cpu", out=None, device=None, task: str = "reverse", seed:
     size, before any training."""
     from models.utils.device import one_thread, pick_device
     from models.utils.files import check_replaceable, replace_dir
+    from models.utils.presets import resolve
 
-    if preset not in PRESETS:
-        raise ValueError(f"preset: unknown {preset!r}; choose from {', '.join(PRESETS)}")
-    P = dict(PRESETS[preset])
-    unknown = sorted(set(sizes) - set(P))
-    if unknown:
-        raise ValueError(f"{unknown[0]}: not a size of the presets ({', '.join(P)})")
-    P |= sizes
+    P = resolve(PRESETS, preset, sizes)
     check_sizes(P)
     src = Task(P["vocab"], P["max_len"], task)
     if out is not None:
