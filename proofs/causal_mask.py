@@ -57,8 +57,8 @@ CLAIM = (
 )
 DEFAULT_SAMPLES = 64  # evaluation sequences (fresh from the chain): losses, generations, exactness
 MAX_SAMPLES = 4096
-MIN_SAMPLES = 16
-MIN_SAMPLES_WHY = "standard errors over sequences need at least 16 of them"
+MIN_SAMPLES = 8
+MIN_SAMPLES_WHY = "standard errors over sequences need at least 8 of them"
 SAMPLES_WHY = "evaluation sequences: n prefix passes and n generation steps of a float64 batch of them"
 VOCAB, SUCCESSORS = 16, 4  # the Markov chain: V tokens, each followed by one of k successors
 LAYERS, WIDTH, HEADS = 2, 32, 4  # the small GPT (bias-free, attention written out: every matmul is counted)

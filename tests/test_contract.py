@@ -240,5 +240,5 @@ def test_a_check_gives_torch_s_random_state_back():
 @pytest.mark.parametrize("number", [n for n in NUMBERS if getattr(load(n), "MIN_SAMPLES", 1) > 1])
 def test_too_few_samples_are_refused_naming_samples(number):
     mod = load(number)
-    with pytest.raises(ValueError, match="^samples: must be at least"):
+    with pytest.raises(ValueError, match="^samples: need at least"):
         mod.check(device="cpu", seed=0, samples=mod.MIN_SAMPLES - 1)

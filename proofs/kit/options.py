@@ -141,7 +141,8 @@ def settings(mod: ModuleType, device=None, samples=None, seed=0, rules: bool = T
             raise ValueError(f"samples: must be a positive integer, got {samples!r}")
         lo, lo_why = min_samples(mod)
         if samples < lo:
-            raise ValueError(f"samples: must be at least {lo:,} ({lo_why}), got {samples:,}")
+            why = f" ({lo_why})" if lo_why else ""
+            raise ValueError(f"samples: need at least {lo:,}{why}, got {samples:,}")
         if samples > hi:
             raise ValueError(f"samples: must be at most {hi:,} ({why}), got {samples:,}")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
