@@ -25,7 +25,6 @@ on a toy task (label: whether token 10 occurs) classifies 2,000 fresh sequences 
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -33,6 +32,7 @@ import sympy as sp
 
 from derive.engine import Derivation
 from derive.losses import uniform_loss_steps
+from models.utils.files import read_json
 from numeric.check import Bound, CheckResult
 from numeric.stats import Estimate, compare, one_sided
 from proofs.kit import plotting
@@ -255,10 +255,7 @@ def toy_task(steps: int, seed: int):
 
 def read_saved(path: Path = SAVED) -> dict | None:
     """The saved ``cpu`` run of ``python -m models.imdb`` (its results.json), or None when absent."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    return read_json(path)
 
 
 def saved_notes(saved: dict) -> list[str]:

@@ -33,7 +33,6 @@ below the zero predictor, and the same test rejects it. The larger runs are
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -41,6 +40,7 @@ import sympy as sp
 
 from derive.engine import Derivation
 from derive.moments import expectation, iid, unit_moments
+from models.utils.files import read_json
 from numeric.check import Bound, CheckResult
 from numeric.stats import Estimate, compare
 from proofs.kit import plotting
@@ -222,10 +222,7 @@ def tiny_run(d: int, steps: int, seed: int, device) -> tuple[dict, dict, dict]:
 def read_saved(path: Path | None = None) -> dict | None:
     """The saved ``cpu`` run of ``python -m models.training.icl_run`` (``path``, default :data:`SAVED`), or None
     when absent or unreadable."""
-    try:
-        return json.loads((path or SAVED).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    return read_json(path or SAVED)
 
 
 def validate(o) -> None:

@@ -30,13 +30,13 @@ when it is there.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import sympy as sp
 
 from derive.engine import Derivation
+from models.utils.files import read_json
 from numeric.check import CheckResult
 from numeric.stats import Estimate, one_sided
 from proofs.kit import plotting
@@ -169,10 +169,7 @@ def seq_gap(a: dict, b: dict) -> Estimate:
 
 def read_saved(path: Path = SAVED) -> dict | None:
     """The saved ``cpu`` run of ``python -m models.training.seq2seq_run`` (its results.json), or None."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    return read_json(path)
 
 
 def saved_notes(saved: dict) -> list[str]:

@@ -240,3 +240,14 @@ def replace_dir(target: str | os.PathLike, build: Callable[[Path], None], what: 
         if tmp.exists():
             shutil.rmtree(tmp)
     return target
+
+
+def read_json(path: str | os.PathLike) -> dict | None:
+    """The JSON object in ``path`` (a saved run's ``results.json``), or None when the file is absent or
+    unreadable (an installed copy without ``docs/``): saved runs are optional extras, never required."""
+    import json
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

@@ -16,11 +16,11 @@ its paired t statistic is read and reported, and the figure draws its curves bes
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 from derive.losses import uniform_cross_entropy
+from models.utils.files import read_json
 from numeric.check import CheckResult
 from numeric.stats import Estimate, compare, one_sided
 from proofs.kit import plotting
@@ -149,10 +149,7 @@ def check_variants(o, experiment: str, title: str) -> CheckResult:
 def read_saved(experiment: str) -> dict | None:
     """The saved full run's ``results.json`` (written by ``models.training.experiments``), or None
     when it is absent or unreadable (an installed copy without ``docs/``)."""
-    try:
-        return json.loads((DOCS / experiment / "results.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    return read_json(DOCS / experiment / "results.json")
 
 
 def saved_summary(saved: dict) -> str:
