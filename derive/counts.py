@@ -40,7 +40,7 @@ import sympy as sp
 
 d, h, h_kv, L, V, n_ctx, d_ff = sp.symbols("d h h_kv L V n_ctx d_ff", positive=True, integer=True)
 
-MLP_KINDS = ("gelu", "swiglu")
+MLP_KINDS = ("gelu", "swiglu", "none")
 NORM_KINDS = ("layernorm", "rmsnorm")
 POS_KINDS = ("learned", "sinusoidal", "rope", "none")
 # Attention FLOPs per token and layer, in units of n_ctx * d (QK^T and AV together):
@@ -135,7 +135,8 @@ def attention_params(d=d, h=h, bias: bool = True, n_kv=None, d_head=None):
 
 def mlp_params(d=d, d_ff=None, bias: bool = True, kind: str = "gelu"):
     """GELU: d x d_ff and d_ff x d (d_ff = 4d by default). SwiGLU: three d x d_ff matrices
-    (gate, value, output; d_ff = 8d/3 by default, the same 8 d^2 as a 4d GELU MLP).
+    (gate, value, output; d_ff = 8d/3 by default, the same 8 d^2 as a 4d GELU MLP). ``"none"``: no
+    MLP at all (an attention-only Transformer, Elhage et al. 2021), 0.
 
     With ``bias``, each matrix has a bias of its output width (``d_ff`` per input matrix, ``d``
     for the output). The SwiGLU default follows Shazeer (2020, "GLU Variants Improve
@@ -150,9 +151,13 @@ def mlp_params(d=d, d_ff=None, bias: bool = True, kind: str = "gelu"):
     (8*d**2 + 5*d, 8*d**2)
     >>> mlp_params(4096, 11008, bias=False, kind="swiglu")
     135266304
+    >>> mlp_params(kind="none")
+    0
     """
     if kind not in MLP_KINDS:
         raise ValueError(f"kind: unknown MLP {kind!r}; choose from {MLP_KINDS}")
+    if kind == "none":
+        return sp.Integer(0)
     d = _int_or_expr("d", d)
     if d_ff is None:
         d_ff = 4 * d if kind == "gelu" else sp.Rational(8, 3) * d
@@ -202,9 +207,10 @@ def embedding_params(V=V, d=d, n_ctx=n_ctx, pos: str = "learned"):
 def block_params(
     d=d, h=h, bias: bool = True, mlp: str = "gelu", norm: str = "layernorm", n_kv=None, d_ff=None, d_head=None
 ):
-    """One Transformer block: attention, MLP and two norms.
+    """One Transformer block: attention, MLP and two norms (one norm when ``mlp="none"``: an
+    attention-only block has no MLP and no norm before it).
 
-    The sum of :func:`attention_params`, :func:`mlp_params` and twice :func:`norm_params`
+    The sum of :func:`attention_params`, :func:`mlp_params` and :func:`norm_params` per norm
     with the same options (``mlp`` and ``norm`` name the kinds), expanded.
 
     Examples
@@ -213,9 +219,12 @@ def block_params(
     12*d**2 + 13*d
     >>> block_params(768, 12)  # one GPT-2 small block
     7087872
+    >>> block_params(mlp="none")  # attention only
+    4*d**2 + 6*d
     """
+    norms = 1 if mlp == "none" else 2
     return sp.expand(
-        attention_params(d, h, bias, n_kv, d_head) + mlp_params(d, d_ff, bias, mlp) + 2 * norm_params(d, norm, bias)
+        attention_params(d, h, bias, n_kv, d_head) + mlp_params(d, d_ff, bias, mlp) + norms * norm_params(d, norm, bias)
     )
 
 

@@ -23,7 +23,7 @@ from models.sampling import check_sampling, processed_logits
 CHOICES = {
     "pos": ("learned", "sinusoidal", "rope", "none"),
     "norm": ("layernorm", "rmsnorm"),
-    "mlp": ("gelu", "swiglu"),
+    "mlp": ("gelu", "swiglu", "none"),  # none: attention-only blocks (Elhage et al. 2021)
     "attn": ("sdpa", "manual"),
 }
 
@@ -249,22 +249,24 @@ class MLP(nn.Module):
 
 class Block(nn.Module):
     """One transformer layer, attention then MLP, each a residual branch: pre-norm x + f(LN(x)) (GPT-2) or
-    post-norm LN(x + f(x)) (Vaswani et al. 2017). ``causal=False`` makes it an encoder layer (BERT)."""
+    post-norm LN(x + f(x)) (Vaswani et al. 2017). ``causal=False`` makes it an encoder layer (BERT);
+    ``cfg.mlp == "none"`` drops the MLP and its norm (attention only, Elhage et al. 2021)."""
 
     def __init__(self, cfg: GPTConfig, layer: int = 0, causal: bool = True):
         super().__init__()
         self.prenorm = cfg.prenorm
-        self.ln_1, self.ln_2 = make_norm(cfg), make_norm(cfg)
+        self.ln_1 = make_norm(cfg)
         self.attn = CausalSelfAttention(cfg, layer, causal)
-        self.mlp = MLP(cfg)
+        has_mlp = cfg.mlp != "none"
+        self.ln_2, self.mlp = (make_norm(cfg), MLP(cfg)) if has_mlp else (None, None)
 
     def forward(self, x, cache: KVCache | None = None, key_padding_mask=None):
         """x (B, T, C) -> (B, T, C); ``cache`` and ``key_padding_mask`` as in :class:`CausalSelfAttention`."""
         if self.prenorm:  # x + f(LN(x))
             x = x + self.attn(self.ln_1(x), cache, key_padding_mask)
-            return x + self.mlp(self.ln_2(x))
+            return x if self.mlp is None else x + self.mlp(self.ln_2(x))
         x = self.ln_1(x + self.attn(x, cache, key_padding_mask))  # LN(x + f(x))
-        return self.ln_2(x + self.mlp(x))
+        return x if self.mlp is None else self.ln_2(x + self.mlp(x))
 
 
 def init_weights(model: nn.Module, n_layer: int) -> None:

@@ -19,6 +19,12 @@ four stated lemmas (isotropy, the rank of Gaussian points, the Wishart moment an
 sympy checking the trace and the Wishart moment exactly in small cases only (the general $(d + 1)/k$
 rests on the Wishart lemma).
 
+The discrete demonstration, induction heads (Olsson et al. 2022): an attention-only model with two layers learns
+to complete a repeated random sequence (``[A][B] ... [A] -> [B]``), reading the answer from the prompt, while
+one layer cannot compose the previous-token step with the copy. It trains for minutes, not seconds, so the check
+does not rerun it: ``python -m models.training.induction_run --preset cpu`` does (its own paired test and
+control), and its saved results under ``docs/experiments/induction`` are read and drawn here when present.
+
 The check: (1) least squares on ``samples`` fresh prompts (float64 pseudo-inverses) scores $1 - k/d$ at
 $k = d/2$ by a two-sided z-test at false-alarm $10^{-6}$, which rejects the off-by-one $1 - k/(d+1)$,
 and exactly 0 at $k = d$; averaging scores $(d + 1)/(2d)$ at $k = 2d$. (2) A one-layer
@@ -55,6 +61,7 @@ CLAIM = (
     "context comes from other functions."
 )
 SAVED = Path(__file__).resolve().parents[1] / "docs" / "experiments" / "icl" / "results.json"
+SAVED_INDUCTION = SAVED.parents[1] / "induction" / "results.json"  # python -m models.training.induction_run
 RATE = 1e-6  # false-alarm probability of every z-test
 DEFAULT_SAMPLES = 20_000  # Monte Carlo prompts for the least-squares and averaging formulas
 MAX_SAMPLES = 2_000_000
@@ -277,6 +284,25 @@ def check(o) -> CheckResult:
             f"{saved['settings']['iters']} steps, {saved['seconds'] / 60:.1f} min): {rows}"
         )
         res.series["saved"] = saved
+    induction = read_json(SAVED_INDUCTION)
+    if induction is None:
+        res.notes.append(
+            f"no saved induction-head run at {SAVED_INDUCTION}; make it with python -m models.training.induction_run "
+            "--preset cpu --out docs/experiments/induction"
+        )
+    else:
+        loss = induction["copy_loss"]
+        res.notes.append(
+            f"induction heads, saved run ({induction['preset']} preset, {induction['device']}, "
+            f"{induction['settings']['iters']} steps each, {induction['seconds'] / 60:.1f} min): cross-entropy of "
+            f"the repeated half {loss['repeat']['1']['mean']:.3f} nats with 1 attention-only layer, "
+            f"{loss['repeat']['2']['mean']:.3f} with 2 (uniform guess {induction['log_vocab']:.3f}); where nothing "
+            f"repeats {loss['no repeat']['1']['mean']:.3f} and {loss['no repeat']['2']['mean']:.3f}; its tests: "
+            + "; ".join(
+                f"{t['claim']}: {'holds' if t['agrees'] else 'rejected'} (z = {t['z']:.1f})" for t in induction["tests"]
+            )
+        )
+        res.series["induction"] = induction
     res.series |= {"curves": cur, "formulas": means}
     return res
 
@@ -286,8 +312,9 @@ def figure(res: CheckResult):
     averaging, the zero predictor and the shuffled-context control, and the saved run's curves."""
     from models.training.icl_run import exact_averaging, exact_least_squares, plot_errors
 
-    o, saved = res.settings, res.series.get("saved")
-    fig, axes = plotting.subplots(3 if saved else 2, width=16 if saved else 11, height=4.4)
+    o, saved, induction = res.settings, res.series.get("saved"), res.series.get("induction")
+    panels = 2 + bool(saved) + bool(induction)
+    fig, axes = plotting.subplots(panels, width=5.4 * panels, height=4.4)
     plot_errors(axes[0], res.series["curves"], o.d, f"tiny learner, $d = {o.d}$, {o.steps} steps (check)")
     b = axes[1]
     ks = list(range(2 * o.d + 1))
@@ -300,6 +327,18 @@ def figure(res: CheckResult):
     if saved:
         plot_errors(axes[2], saved["curves"], saved["settings"]["d"],
                     f"saved {saved['preset']} run, $d = {saved['settings']['d']}$")  # fmt: skip
+    if induction:
+        loss, ax = induction["copy_loss"], axes[-1]
+        names = ["1 layer", "2 layers"]
+        for j, kind in enumerate(("repeat", "no repeat")):
+            means = [loss[kind][n]["mean"] for n in ("1", "2")]
+            errs = [2 * loss[kind][n]["se"] for n in ("1", "2")]
+            ax.bar([i + 0.4 * j for i in range(2)], means, 0.4, yerr=errs, label=f"{kind}", color=f"C{j}")
+        ax.axhline(induction["log_vocab"], color="C7", ls=":", label=r"uniform guess $\log V$")
+        ax.set_xticks([0.2, 1.2], names)
+        ax.set(ylabel="cross-entropy of the second half (nats)")
+        ax.set_title(f"induction heads: saved {induction['preset']} run (attention only)", fontsize=9)
+        ax.legend(fontsize=7)
     fig.suptitle("Exercise 13.8: in-context learning of linear functions")
     return fig
 

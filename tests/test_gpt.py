@@ -36,6 +36,8 @@ SWITCHES = [
     {"pos": "none"},
     {"norm": "rmsnorm"},
     {"mlp": "swiglu"},
+    {"mlp": "none"},
+    {"mlp": "none", "prenorm": False},
     {"n_kv_head": 2},
     {"n_kv_head": 1},
     {"prenorm": False},

@@ -206,12 +206,9 @@ def train(P: dict, seed: int = 0, device=None, progress: bool | None = None):
 def check_sizes(P: dict) -> None:
     """ValueError naming the first bad size: positive integers, n_head dividing n_embd, ``n_points`` above
     ``2d`` (the curve must reach k = 2d) and ``eval_prompts`` at least ``n_points`` (the shuffle needs it)."""
-    for k, v in P.items():
-        if k == "lr":
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ValueError(f"lr: must be a positive finite number, got {v!r}")
-        elif isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{k}: must be a positive integer, got {v!r}")
+    from models.utils.presets import check_positive
+
+    check_positive(P)
     if P["n_embd"] % P["n_head"]:
         raise ValueError(f"n_head: must divide n_embd={P['n_embd']}, got {P['n_head']}")
     if P["n_points"] <= 2 * P["d"]:
