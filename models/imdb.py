@@ -34,11 +34,12 @@ from pathlib import Path
 import torch
 
 PRESETS = {
-    # 2 idle cores: 15.2 minutes in all (measured: pretrained 78.3% against 75.2% from scratch); reviews cut to 128 tokens, their first 32 and last 94 (head and tail); one
-    # MLM pretraining (4,000 steps, no dropout) on all the training reviews' text, shared by the 3 seeds'
-    # fine-tunings; labels of 2,000 reviews (fine-tuning and baselines alike). Pretraining 2,000 steps (MLM loss
-    # 5.23) did not help (71.1 +- 0.6% against 72.4 +- 3.8%, measured); 6,000 steps (3.91) gave 80.8% validation
-    # accuracy against 74.2% from scratch, in 13 minutes of pretraining alone (measured, one seed)
+    # 2 idle cores: 15.2 minutes in all (measured: pretrained 78.3% against 75.2% from scratch); reviews cut to 128
+    # tokens, their first 32 and last 94 (head and tail); one MLM pretraining (4,000 steps, no dropout) on all the
+    # training reviews' text, shared by the 3 seeds' fine-tunings; labels of 2,000 reviews (fine-tuning and
+    # baselines alike). Pretraining 2,000 steps (MLM loss 5.23) did not help (71.1 +- 0.6% against 72.4 +- 3.8%,
+    # measured); 6,000 steps (3.91) gave 80.8% validation accuracy against 74.2% from scratch, in 13 minutes of
+    # pretraining alone (measured, one seed)
     "cpu": dict(
         n_layer=2, n_head=4, n_embd=128, max_len=128, head=32, vocab=4000, batch=32, pretrain_iters=4000,
         finetune_iters=200, eval_interval=250, eval_iters=20, lr=2e-3, seeds=3, limit=None, labelled=2000,
