@@ -18,6 +18,8 @@ REGISTRY: dict[str, str] = {
     "13.6": "positional_encoding",
     "13.7": "bert_vs_gpt",
     "13.8": "in_context_learning",
+    "13.9": "attention_memory",
+    "13.10": "flash_attention",
     "13.11": "attention_by_hand",
     "13.12": "param_count",
     "13.13": "training_compute",
