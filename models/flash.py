@@ -39,7 +39,7 @@ def _query_blocks(n: int, block_q: int):
     return [slice(i, min(i + block_q, n)) for i in range(0, n, block_q)]
 
 
-def _key_blocks(rows: slice, n: int, causal: bool, block_k: int):
+def _key_blocks(rows: slice, n: int, causal: bool, block_k: int, device=None):
     """Yield (key slice, causal mask or None) for the key blocks the query block ``rows`` may see.
 
     Causal: a key block that starts after the last query of ``rows`` is skipped; a block that reaches above
@@ -48,14 +48,18 @@ def _key_blocks(rows: slice, n: int, causal: bool, block_k: int):
         cols = slice(j, min(j + block_k, n))
         mask = None
         if causal and cols.stop - 1 > rows.start:
-            mask = torch.arange(rows.start, rows.stop)[:, None] >= torch.arange(cols.start, cols.stop)[None, :]
+            i, j = (
+                torch.arange(rows.start, rows.stop, device=device),
+                torch.arange(cols.start, cols.stop, device=device),
+            )
+            mask = i[:, None] >= j[None, :]
         yield cols, mask
 
 
 def _scores(q, k, mask):
     """The tile's scores q kᵀ/√d (B, H, bq, bk) in the dtype of q, -inf where ``mask`` is False."""
     s = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
-    return s if mask is None else s.masked_fill(~mask.to(s.device), -math.inf)
+    return s if mask is None else s.masked_fill(~mask, -math.inf)
 
 
 # The accumulator is one precision wider than the inputs, as GPU kernels sum fp16 and bf16 products in float32:
@@ -106,7 +110,7 @@ def flash_forward(q, k, v, causal: bool = False, block_q: int = 64, block_k: int
         m = torch.full((B, H, rows.stop - rows.start, 1), -math.inf, dtype=q.dtype, device=q.device)
         ell = torch.zeros_like(m)  # the running sum (the paper's l)
         o = torch.zeros(B, H, rows.stop - rows.start, v.size(-1), dtype=q.dtype, device=q.device)
-        for cols, mask in _key_blocks(rows, N, causal, block_k):
+        for cols, mask in _key_blocks(rows, N, causal, block_k, q.device):
             s = _scores(q[..., rows, :], k[..., cols, :], mask)  # (B, H, bq, bk)
             m_new = s.amax(-1, keepdim=True)  # (B, H, bq, 1): this block's state ...
             p = torch.exp(s - m_new.masked_fill(m_new == -math.inf, 0.0))  # a fully masked row: p = 0
@@ -129,7 +133,7 @@ def flash_backward(q, k, v, o, lse, do, causal: bool, block_q: int, block_k: int
     D = (do * o).sum(-1, keepdim=True)  # (B, H, N, 1)
     n = q.size(-2)
     for rows in _query_blocks(n, block_q):
-        for cols, mask in _key_blocks(rows, n, causal, block_k):
+        for cols, mask in _key_blocks(rows, n, causal, block_k, q.device):
             p = torch.exp(_scores(q[..., rows, :], k[..., cols, :], mask) - lse[..., rows, None])  # (B, H, bq, bk)
             dv[..., cols, :] += p.transpose(-2, -1) @ do[..., rows, :]
             ds = p * (do[..., rows, :] @ v[..., cols, :].transpose(-2, -1) - D[..., rows, :])  # (B, H, bq, bk)

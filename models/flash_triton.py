@@ -365,6 +365,7 @@ class _FlashAttention(torch.autograd.Function):
         return o
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # the kernels' gradients have no graph: refuse a double backward
     def backward(ctx, do):
         q, k, v, o, lse = ctx.saved_tensors
         dq, dk, dv = _backward(q, k, v, o, lse, do.contiguous(), ctx.causal, ctx.blocks)
@@ -385,7 +386,9 @@ def triton_flash_attention(
     """
     _check(q, k, v)
     if blocks is not None:
-        if len(blocks) != 2 or any(b < 16 or b & (b - 1) for b in blocks) or blocks[0] % blocks[1]:
+        ok = isinstance(blocks, (tuple, list)) and len(blocks) == 2
+        ok = ok and all(isinstance(b, int) and not isinstance(b, bool) and b >= 16 and not b & (b - 1) for b in blocks)
+        if not ok or blocks[0] % blocks[1]:
             raise ValueError(
                 f"blocks: must be two powers of two >= 16, the first a multiple of the second, got {blocks}"
             )

@@ -25,12 +25,14 @@ the saved state over naive attention's vanishes like $(d + 1) / 2n$.
 The check runs ``models.flash`` (the tiled forward and backward in PyTorch) against
 ``models.attention.scaled_dot_product_attention`` (written out, $n \times n$) on fresh random $q, k, v, dO$ per
 trial, causal and not, at a length $n$ that is not a multiple of either block size: in float64 the output and the
-three gradients agree within $10^{-12}$ (rounding is about $10^{-15}$); in float32 their errors against a float64
-reference are at most twice plain float32 attention's (FlashAttention's own test rule). Peak memory of forward and
-backward is measured (``models.utils.memory.peak_bytes``, never computed from shapes) at four lengths up to
-``--max-tokens``: the log-log slope is near 1 for the tiled attention and near 2 for naive attention. Negative
-control: the merge without the factors $e^{m_i - m}$ (``rescale=False``) is rejected by the same float64 and
-float32 comparisons, and the two slopes by each other's claim.
+three gradients agree within $10^{-12}$ (rounding is about $10^{-15}$); with bfloat16 inputs (summed in float32,
+FlashAttention's setting) and with float32 inputs (summed in float64) their errors against a float64 reference are
+at most twice plain attention's in the same input dtype (FlashAttention's own test rule). Peak memory of forward
+and backward is measured (``models.utils.memory.peak_bytes``, never computed from shapes) at four lengths up to
+``--max-tokens``: the log-log slope is within a margin of 0.2 of 1 for the tiled attention and of 2 for naive
+attention. Negative controls: the merge without the factors $e^{m_i - m}$ (``rescale=False``) is rejected by the
+same float64 and float32 comparisons; the same tiled forward differentiated by autograd (which saves every tile's
+probabilities instead of recomputing them) is rejected by the slope-1 test; naive attention by it too.
 """
 
 from __future__ import annotations
@@ -267,13 +269,19 @@ def tile_visits(n: int, block_q: int, block_k: int) -> int:
 
 
 def validate(o) -> None:
-    """The Python loop over tiles bounds the time: trials and the memory sweep together visit at most
-    MAX_TILE_VISITS tiles."""
-    trials = 12 * o.samples * tile_visits(o.tokens, o.block_q, o.block_k)  # 2 masks, float64 and float32, fwd+bwd
-    sweep = sum(2 * tile_visits(o.max_tokens >> i, o.block_q, o.block_k) for i in range(4))
-    if trials + sweep > MAX_TILE_VISITS:
+    """The memory sweep's smallest n is at least 2 d (the slope test's range, see the notes), and the Python loop
+    over tiles bounds the time: trials and the memory sweep together visit at most MAX_TILE_VISITS tiles."""
+    if o.max_tokens < 16 * o.head_dim:
         raise ValueError(
-            f"block_q: blocks {o.block_q} x {o.block_k} at n = {o.tokens:,} ({o.samples} trials) and "
+            f"max_tokens: the memory sweep starts at max_tokens/8, which must be at least 2 head_dim for the slope "
+            f"test to tell n^2 from n: at head_dim {o.head_dim} at least {16 * o.head_dim:,}, got {o.max_tokens:,}"
+        )
+    trials = 12 * o.samples * tile_visits(o.tokens, o.block_q, o.block_k)  # 2 masks, float64 and float32, fwd+bwd
+    sweep = sum(4 * tile_visits(o.max_tokens >> i, o.block_q, o.block_k) for i in range(4))  # 2 tiled runs
+    if trials + sweep > MAX_TILE_VISITS:
+        name = "samples" if trials > sweep else "max_tokens"
+        raise ValueError(
+            f"{name}: blocks {o.block_q} x {o.block_k} at n = {o.tokens:,} ({o.samples} trials) and "
             f"max_tokens {o.max_tokens:,} visit ~{trials + sweep:,} tiles, ~20 torch ops each; at most "
             f"{MAX_TILE_VISITS:,} (minutes on a busy core): use larger blocks or fewer tokens"
         )
@@ -313,11 +321,16 @@ def trial(o, gen, dev, causal: bool) -> dict:
     ref32 = _grads(plain, *(t.double() for t in x32))  # float64 attention of the float32-rounded inputs
     plain32, got32 = _grads(plain, *x32), _grads(tiled, *x32)
     wrong32 = flash_forward(*x32[:3], causal, *blocks, rescale=False)[0]
+    x16 = [t.bfloat16() for t in (q, k, v, do)]  # FlashAttention's own setting: half inputs, float32 sums
+    ref16 = _grads(plain, *(t.double() for t in x16))
+    plain16, got16 = _grads(plain, *x16), _grads(tiled, *x16)
     row = {"mask": "causal" if causal else "full"}
     for name, a, r in zip(QUANTITIES, got, ref):
         row[f"f64 {name}"] = _gap(a, r)
     for name, a, p, r in zip(QUANTITIES, got32, plain32, ref32):
         row[f"f32 {name} ratio"] = _gap(a, r) / _gap(p, r)
+    for name, a, p, r in zip(QUANTITIES, got16, plain16, ref16):
+        row[f"bf16 {name} ratio"] = _gap(a, r) / _gap(p, r)
     row["control f64"] = _gap(wrong64, ref[0])
     row["control f32 ratio"] = _gap(wrong32, ref32[0]) / _gap(plain32[0], ref32[0])
     return row
@@ -328,13 +341,15 @@ def memory_sweep(o, dev) -> dict:
     import torch
 
     from models.attention import scaled_dot_product_attention as naive
-    from models.flash import flash_attention
+    from models.flash import flash_attention, flash_forward
     from models.utils.memory import loglog_slope, peak_bytes
 
     ns = [o.max_tokens >> i for i in (3, 2, 1, 0)]
     fns = {
         "naive": lambda q, k, v: naive(q, k, v, is_causal=True),
         "tiled": lambda q, k, v: flash_attention(q, k, v, True, o.block_q, o.block_k),
+        # the control: the same tiled forward, differentiated by autograd, which saves every tile's probabilities
+        "tiled, autograd backward": lambda q, k, v: flash_forward(q, k, v, True, o.block_q, o.block_k)[0],
     }
     out = {"n": ns}
     for name, fn in fns.items():
@@ -363,13 +378,12 @@ def check(o) -> CheckResult:
         what = "output" if name == "output" else f"{name} (autograd through naive)"
         worst = max(r[f"f64 {name}"] for r in rows)
         res.claims.append(Bound.of(f"float64 max|tiled - naive| of the {what}, max over {n}", worst, 0.0, TOL64))
-    for name in QUANTITIES:
-        worst = max(r[f"f32 {name} ratio"] for r in rows)
-        res.claims.append(
-            Bound.of(
-                f"float32 {name}: error / plain float32 attention's error <= {RULE:g}, max over {n}", worst, 0, RULE
+    for kind, label in (("bf16", "bfloat16 inputs, float32 sums"), ("f32", "float32 inputs, float64 sums")):
+        for name in QUANTITIES:
+            worst = max(r[f"{kind} {name} ratio"] for r in rows)
+            res.claims.append(
+                Bound.of(f"{label}, {name}: error / plain attention's error <= {RULE:g}, max over {n}", worst, 0, RULE)
             )
-        )
     res.controls.append(
         Bound.of(
             f"no rescaling: float64 max|tiled - naive| of the output, min over {n}",
@@ -394,36 +408,44 @@ def check(o) -> CheckResult:
     res.claims.append(
         Bound.of(f"naive attention: log-log slope of peak bytes on n (SE {nse:.2g})", ns_, 2.0, SLOPE_TOL)
     )
-    res.controls.append(Bound.of("tiled attention's memory grows like n^2: slope", ts, 2.0, SLOPE_TOL))
+    auto, ase = mem["tiled, autograd backward slope"]
+    res.controls.append(
+        Bound.of(f"the tiled forward with autograd's backward (no recomputation) keeps O(n): slope (SE {ase:.2g})",
+                 auto, 1.0, SLOPE_TOL)
+    )  # fmt: skip
     res.controls.append(Bound.of("naive attention's memory grows like n: slope", ns_, 1.0, SLOPE_TOL))
     res.notes += [
         f"q, k, v, dO standard normal, (B, h, n, d) = ({BATCH}, {HEADS}, {o.tokens}, {o.head_dim}); blocks "
         f"B_q = {o.block_q}, B_k = {o.block_k}; naive = models.attention.scaled_dot_product_attention, written out",
         f"float64 tolerance {TOL64:g}: values O(1), rounding ~1e-15; deterministic comparisons, so no false-alarm "
         "rate: a correct tiling fails only if rounding grows 1000-fold",
-        f"float32 rule (FlashAttention's tests): max|tiled - ref| <= {RULE:g} max|plain - ref|, ref = float64 "
-        "attention of the same float32 inputs; models.flash accumulates float32 inputs in float64, as GPU kernels "
-        "accumulate half inputs in float32",
+        f"the {RULE:g}x rule (FlashAttention's tests): max|tiled - ref| <= {RULE:g} max|plain - ref|, ref = float64 "
+        "attention of the same rounded inputs, plain = naive attention in the input dtype. For bfloat16 inputs "
+        "models.flash sums in float32, FlashAttention's own setting; for float32 inputs it sums in float64 (one "
+        "precision wider): summed in float32, the causal dq reaches 3.5 times plain attention's error (measured, 12 "
+        "seeds at these sizes), because plain attention's first causal row gets an exactly zero gradient (softmax "
+        "of one score) while D = rowsum(dO o O) cancels dP only to rounding",
         f"memory: models.utils.memory.peak_bytes (measured) of forward + backward, causal, float32, B = h = 1, d = "
-        f"{o.head_dim}, n = {', '.join(f'{x:,}' for x in mem['n'])}; slope tolerance {SLOPE_TOL}: it keeps the "
-        "hypotheses 1 and 2 apart (each control is 0.8 from its claim) and allows for the lower-order terms (the "
-        "fixed tiles of the tiled attention, naive's n d tensors) that bend a fit over an 8-fold range; at n >= 128 "
-        "and d = 64 they bend it by less than 0.15, at smaller n or d by more (the claim then fails, as it should "
-        "for sizes where the n^2 term does not yet dominate)",
+        f"{o.head_dim}, n = {', '.join(f'{x:,}' for x in mem['n'])}; slope margin {SLOPE_TOL}: a decision margin "
+        "between the hypotheses 1 and 2 (each control is 0.8 from its claim), not a fitted tolerance. Lower-order "
+        "terms (naive's n d tensors, the tiled version's fixed tiles) bend a fit over an 8-fold range; the slopes "
+        "depend on n/d only, and validate requires n/8 >= 2 d, where they were measured at 1.89 (naive) and 0.97 "
+        "(tiled); at n/8 = d the naive slope drops to 1.64 and the test would wrongly fail",
         "peak bytes: " + "; ".join(f"n = {n_:,}: naive {a:,}, tiled {t:,}" for n_, a, t in zip(*mem_rows)),
     ]
     return res
 
 
 def figure(res: CheckResult):
-    """Peak memory of naive and tiled attention against $n$ on log-log axes, and the float32 error ratios against
-    FlashAttention's rule of twice plain attention's error."""
+    """Peak memory of naive and tiled attention (and the control, the tiled forward under autograd) against $n$ on
+    log-log axes, and the error ratios (bfloat16 and float32 inputs) against FlashAttention's rule of twice plain
+    attention's error."""
     import numpy as np
 
     mem, o = res.series["memory"], res.settings
     fig, (a, b) = plotting.subplots(2, width=11, height=4.4)
     ns = np.array(mem["n"], dtype=float)
-    for name, colour in (("naive", "C3"), ("tiled", "C0")):
+    for name, colour in (("naive", "C3"), ("tiled", "C0"), ("tiled, autograd backward", "C7")):
         slope, se = mem[f"{name} slope"]
         a.loglog(ns, mem[name], "o-", color=colour, label=f"{name}: slope {slope:.2f} $\\pm$ {se:.2f}")
     for k, style in ((1, ":"), (2, "--")):
@@ -444,14 +466,18 @@ def figure(res: CheckResult):
     a.legend(fontsize=8)
     rows = [r for r in res.table if "f32 output ratio" in r]
     labels = list(QUANTITIES) + ["no rescaling\n(control)"]
-    worst = [max(r[f"f32 {q} ratio"] for r in rows) for q in QUANTITIES] + [min(r["control f32 ratio"] for r in rows)]
-    b.bar(range(len(labels)), worst, color=["C0"] * 4 + ["C3"])
-    b.axhline(RULE, color="k", ls="--", lw=0.8, label=f"rule: {RULE:g} times plain float32 error")
+    x = np.arange(len(QUANTITIES))
+    for shift, kind, label, colour in ((-0.2, "bf16", "bfloat16 inputs, float32 sums", "C0"),
+                                       (0.2, "f32", "float32 inputs, float64 sums", "C2")):  # fmt: skip
+        b.bar(x + shift, [max(r[f"{kind} {q} ratio"] for r in rows) for q in QUANTITIES], 0.4, color=colour,
+              label=label)  # fmt: skip
+    b.bar([len(QUANTITIES)], [min(r["control f32 ratio"] for r in rows)], 0.4, color="C3")
+    b.axhline(RULE, color="k", ls="--", lw=0.8, label=f"rule: {RULE:g} times plain attention's error")
     b.set_xticks(range(len(labels)), labels, fontsize=8)
     b.set(
         yscale="log",
-        ylabel="error / plain float32 attention's error",
-        title=f"float32, $n = {o.tokens}$, worst of {len(rows)} runs",
+        ylabel="error / plain attention's error (same inputs)",
+        title=f"$n = {o.tokens}$, worst of {len(rows)} runs",
     )
     b.legend(fontsize=8)
     fig.suptitle("Exercise 13.10: exact tiled attention with $O(n)$ memory")

@@ -83,3 +83,19 @@ def test_out_of_memory_is_a_row_not_a_crash(monkeypatch):
 
     monkeypatch.setattr(flash_bench, "time_calls", boom)
     assert flash_bench.measure(lambda: None, torch.device("cpu"), 1) == {"status": "oom"}
+
+
+def test_goal_is_judged_only_for_its_own_configuration():
+    speeds = (("triton", 270.0), ("sdpa-flash", 300.0), ("sdpa-cudnn", 450.0))
+    rows = [{"impl": i, "n": n, "pass": "fwd", "status": "ok", "tflops": t} for n in (4096, 8192) for i, t in speeds]
+    cfg = {"n": [4096, 8192], "head_dim": 64, "dtype": "bfloat16"}
+    g = flash_bench.goal({"config": cfg, "rows": rows})
+    assert g["met"] is True and g["min_ratio"] == pytest.approx(0.9) and g["min_ratio_vs_cudnn"] == pytest.approx(0.6)
+    slow = [r | {"tflops": 200.0} if r["impl"] == "triton" else r for r in rows]
+    assert flash_bench.goal({"config": cfg, "rows": slow})["met"] is False  # 0.67 < 0.8
+    for other in ({"dtype": "float16"}, {"head_dim": 128}):
+        assert flash_bench.goal({"config": cfg | other, "rows": rows})["met"] is None
+
+
+def test_n_list_is_sorted_and_deduplicated():
+    assert flash_bench._n_list("4096,1024,4096") == (1024, 4096)

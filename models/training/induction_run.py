@@ -21,8 +21,9 @@ tokens (nothing to copy). The claim: on the repeated half the two-layer model's 
 below the one-layer model's, paired over the same sequences (one-sided z-test at false-alarm :data:`RATE`); the
 control: the same test on the sequences without a repeat is rejected.
 
-Writes to ``--out`` (whole, or not at all): ``results.json`` and ``induction.png`` (the training curves of the
-repeated half and an attention map of the two-layer model's second layer, showing the induction stripe).
+Writes to ``--out`` (whole, or not at all): ``results.json`` and ``induction.png`` (both models' validation loss
+over all positions during training, with their final loss on the repeated half, and an attention map of the
+two-layer model's second layer, showing the induction stripe).
 """
 
 from __future__ import annotations
