@@ -172,6 +172,7 @@ def interp():
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # the interpreter run takes ~15 s
 def test_interp_forward_and_backward_within_twice_plain_attention(interp):
     assert len(interp["cases"]) == len(INTERP_CASES)
     for c in interp["cases"]:
@@ -179,12 +180,14 @@ def test_interp_forward_and_backward_within_twice_plain_attention(interp):
             assert c["res"][name]["ok"], (interp["triton"], c["key"], name, c["res"][name])
 
 
+@pytest.mark.slow  # the interpreter run takes ~15 s
 def test_interp_controls_are_rejected(interp):
     for what, res in interp["controls"].items():
         assert not res["out"]["ok"], (what, res["out"])
         assert not all(res[name]["ok"] for name in NAMES[1:]), (what, res)
 
 
+@pytest.mark.slow  # the interpreter run takes ~15 s
 def test_interp_saves_only_linear_state(interp):
     s = interp["saved"]
     assert s["saved"] == s["linear"], s  # q, k, v, o and the log-sum-exp: no n x n tensor

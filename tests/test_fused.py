@@ -246,6 +246,7 @@ def interp():
     return out | {"big": big}
 
 
+@pytest.mark.slow  # the interpreter run (a child process) takes seconds
 def test_interp_dot_products_equal_explicit_components(interp):
     for key, r in interp["reference"].items():
         dist = key.split("/")[0]
@@ -254,17 +255,20 @@ def test_interp_dot_products_equal_explicit_components(interp):
         assert r["n"] == 300
 
 
+@pytest.mark.slow  # the interpreter run (a child process) takes seconds
 def test_interp_kernel_reduction_equals_moments_of_its_samples(interp):
     for key, r in interp["reference"].items():
         assert r["moment_rel_err"] <= 1e-6, (key, r)
         assert r["mean_abs_err"] <= 1e-6, (key, r)
 
 
+@pytest.mark.slow  # the interpreter run (a child process) takes seconds
 def test_interp_own_philox_equals_triton_randint4x(interp):
     assert interp["philox_equal"] == [True] * 4
 
 
 @pytest.mark.parametrize("key", ["gaussian/64", "uniform/64", "rademacher/64", "gaussian/5", "rademacher/70"])
+@pytest.mark.slow  # the interpreter run (a child process) takes seconds
 def test_interp_variance_is_d_k_and_mean_is_zero(interp, key):
     d = int(key.split("/")[1])
     var, mean = Estimate(*interp["stats"][key]["var"]), Estimate(*interp["stats"][key]["mean"])
@@ -275,6 +279,7 @@ def test_interp_variance_is_d_k_and_mean_is_zero(interp, key):
 
 
 @pytest.mark.parametrize("dist", ["gaussian", "uniform", "rademacher"])
+@pytest.mark.slow  # the interpreter run (a child process) takes seconds
 def test_interp_checks_have_power_against_a_5_percent_error(interp, dist):
     var = Estimate(*interp["stats"][f"{dist}/64"]["var"])
     assert var.n >= samples_for_power(0.05, CV[dist], RATE, MISS)
@@ -282,11 +287,13 @@ def test_interp_checks_have_power_against_a_5_percent_error(interp, dist):
     _must_reject(var, 64 * 0.95, f"{dist}: Var(q·k) = 0.95 d_k")
 
 
+@pytest.mark.slow  # the interpreter run (a child process) takes seconds
 def test_interp_same_seed_same_result_and_fresh_seeds(interp):
     assert interp["same_seed_equal"] is True
     assert interp["next_call_differs"] is True
 
 
+@pytest.mark.slow  # the interpreter run (a child process) takes seconds
 def test_interp_scale_multiplies_the_moments(interp):
     s = interp["scale"]
     assert s["m2_ratio"] == pytest.approx(0.125**2, rel=1e-12)
@@ -294,10 +301,12 @@ def test_interp_scale_multiplies_the_moments(interp):
     assert s["mean_ratio"] == pytest.approx(-0.125, rel=1e-12)
 
 
+@pytest.mark.slow  # the interpreter run (a child process) takes seconds
 def test_interp_dispatch_true_runs_the_kernel(interp):
     assert interp["dispatch_equal"] is True
 
 
+@pytest.mark.slow  # the interpreter run (a child process) takes seconds
 def test_interp_split_launches_equal_one_launch(interp):
     one, many = interp["launches"]["one"], interp["launches"]["many"]
     assert one["n"] == many["n"] == 5000
