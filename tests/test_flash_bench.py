@@ -47,6 +47,7 @@ def test_bad_flags_exit_2_in_one_line_naming_the_flag(argv, flag, capsys):
     assert len(err.splitlines()) == 1 and flag in err, err
 
 
+@pytest.mark.slow  # ~8 s: every CPU row at two sizes, forward and backward
 def test_tiny_cpu_run_writes_the_json_with_every_row(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert cli_exit(flash_bench, [*TINY, "--causal", "--out", str(out)]) == 0
