@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -292,23 +291,10 @@ def draw(results: dict):
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: exit 0, 2 on bad input (one line naming the flag), 130 on Ctrl-C."""
-    from models.utils.cli import OneLineParser, guard, int_in, output_dir, seed_int, text
+    from models.utils.cli import preset_run_main
 
-    p = OneLineParser(prog="python -m models.training.induction_run", description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="model and run sizes; default: cpu")
-    p.add_argument("--out", type=output_dir(), default="induction_results", help="output folder")
-    p.add_argument("--iters", type=int_in(1, 10**6, "time"), default=None, help="training steps; default: the preset's")
-    p.add_argument("--seed", type=seed_int(), default=0, help="seed of the weights and training data; default 0")
-    p.add_argument("--device", type=text(), default=None, help="cpu or cuda; default: cuda when available")
-    args = p.parse_args(argv)
-    say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
-    sizes = {} if args.iters is None else {"iters": args.iters}
-
-    def body() -> int:
-        run(args.preset, args.out, args.device, args.seed, say, **sizes)
-        return 0
-
-    return guard(body, {"out": "--out", "preset": "--preset", "iters": "--iters", "device": "--device"})
+    prog = "python -m models.training.induction_run"
+    return preset_run_main(argv, prog=prog, doc=__doc__, presets=PRESETS, run=run, out="induction_results")
 
 
 if __name__ == "__main__":

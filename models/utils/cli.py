@@ -201,3 +201,25 @@ def guard(body: Callable[[], int], flags: Mapping[str, str] | None = None) -> in
         where = e.filename if e.filename is not None else ""
         print(f"error: {where}{': ' if where else ''}{_one_line(e.strerror or e)}", file=sys.stderr)
         return 2
+
+
+def preset_run_main(argv, *, prog: str, doc: str, presets: Mapping, run: Callable, out: str) -> int:
+    """The command line of a preset experiment (``models.training.icl_run``, ``induction_run``): ``--preset``,
+    ``--out`` (default ``out``), ``--iters``, ``--seed`` and ``--device``, passed to
+    ``run(preset, out, device, seed, say, **sizes)`` with progress on stderr. Exit 0, 2 on bad input (one line
+    naming the flag), 130 on Ctrl-C."""
+    p = OneLineParser(prog=prog, description=doc.split("\n\n")[0])
+    p.add_argument("--preset", choices=sorted(presets), default="cpu", help="model and run sizes; default: cpu")
+    p.add_argument("--out", type=output_dir(), default=out, help=f"output folder; default ./{out}")
+    p.add_argument("--iters", type=int_in(1, 10**6, "time"), default=None, help="training steps; default: the preset's")
+    p.add_argument("--seed", type=seed_int(), default=0, help="seed of the weights and training data; default 0")
+    p.add_argument("--device", type=text(), default=None, help="cpu or cuda; default: cuda when available")
+    args = p.parse_args(argv)
+    say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    sizes = {} if args.iters is None else {"iters": args.iters}
+
+    def body() -> int:
+        run(args.preset, args.out, args.device, args.seed, say, **sizes)
+        return 0
+
+    return guard(body, {"out": "--out", "preset": "--preset", "iters": "--iters", "device": "--device"})
