@@ -40,6 +40,21 @@ class Estimate:
     def __str__(self) -> str:
         return f"{self.value:.6g} ± {self.stderr:.2g} (n={self.n:,})"
 
+    @classmethod
+    def of(cls, values) -> Estimate:
+        """The mean of ``values`` (a 1-D array or CPU tensor of at least 2 numbers), its standard error (sample
+        standard deviation, n - 1, over sqrt n) and n. ValueError naming ``values`` for fewer than 2.
+
+        >>> str(Estimate.of([1.0, 2.0, 3.0]))
+        '2 ± 0.58 (n=3)'
+        """
+        import numpy as np
+
+        a = np.asarray(values, dtype=float).ravel()
+        if a.size < 2:
+            raise ValueError(f"values: a standard error needs at least 2 numbers, got {a.size}")
+        return cls(float(a.mean()), float(a.std(ddof=1)) / math.sqrt(a.size), int(a.size))
+
 
 @dataclass(frozen=True)
 class Verdict:

@@ -39,7 +39,6 @@ below the zero predictor, and the same test rejects it. The larger runs are
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import sympy as sp
@@ -187,8 +186,7 @@ def formula_findings(d: int, samples: int, seed: int) -> tuple[list, list, dict]
     }
 
     def est(name: str, k: int) -> Estimate:
-        e = err[name][:, k]
-        return Estimate(float(e.mean()), float(e.std()) / math.sqrt(samples), samples)
+        return Estimate.of(err[name][:, k])
 
     half = max(1, d // 2)
     claims, controls = [], []

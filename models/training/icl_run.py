@@ -160,9 +160,7 @@ def paired_below(errors: dict, first: str, second: str, k: int, rate: float = RA
     (:func:`numeric.stats.one_sided`)."""
     from numeric.stats import Estimate, one_sided
 
-    diff = errors[first][:, k] - errors[second][:, k]
-    n = len(diff)
-    est = Estimate(float(diff.mean()), float(diff.std(unbiased=True)) / math.sqrt(n), n)
+    est = Estimate.of(errors[first][:, k] - errors[second][:, k])
     return one_sided(est, "<", 0.0, f"{first} below {second} at k = {k} (mean paired difference)", rate)
 
 

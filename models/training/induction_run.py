@@ -155,10 +155,7 @@ def paired_gap(first: torch.Tensor, second: torch.Tensor, label: str, margin: fl
     (:func:`numeric.stats.one_sided` on the mean of ``first - second``)."""
     from numeric.stats import Estimate, one_sided
 
-    diff = first - second
-    n = len(diff)
-    est = Estimate(float(diff.mean()), float(diff.std(unbiased=True)) / math.sqrt(n), n)
-    return one_sided(est, "<", -margin, label, rate)
+    return one_sided(Estimate.of(first - second), "<", -margin, label, rate)
 
 
 def evaluate(models: dict, P: dict) -> dict:
